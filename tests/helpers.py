@@ -1,0 +1,46 @@
+"""Test helpers: poll for a condition instead of sleeping a guessed amount."""
+
+# ASYNC109 prefers asyncio.timeout(), but eventually() owns its deadline so that it can
+# report the last failed check instead of a bare CancelledError.
+# ruff: noqa: ASYNC109
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast, overload
+
+T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ...
+) -> T: ...
+@overload
+async def eventually(check: Callable[[], T], timeout: float = ..., interval: float = ...) -> T: ...
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+) -> T:
+    """Call `check` (sync or async) until it returns a truthy value, and return it.
+
+    An AssertionError from `check` counts as "not yet", so assert-style checks work
+    too (end them with `return True`). On timeout, raise AssertionError carrying the
+    last result or the last assertion failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        cause: AssertionError | None = None
+        try:
+            outcome = check()
+            value = cast(T, await outcome if inspect.isawaitable(outcome) else outcome)
+            if value:
+                return value
+            last = f"last result: {value!r}"
+        except AssertionError as exc:
+            last, cause = f"last failure: {exc}", exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout}s; {last}") from cause
+        await asyncio.sleep(interval)
