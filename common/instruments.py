@@ -1,0 +1,124 @@
+"""Instruments and the exact price grid.
+
+Inside the system a price is an integer count of *price units* (10**-decimals of the quote
+currency); an instrument's tick is a whole number of units. Decimal strings exist only at
+the edges (HTTP, WebSocket, SQL), converted by the functions here so every service agrees.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_SYMBOL = "DEFAULT"
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+    """Trading rules of one symbol, in integer units (see the module docstring)."""
+
+    symbol: str
+    decimals: int = 2
+    tick: int = 1
+    lot: int = 1
+    min_price: int = 1
+    max_price: int = 99_999_999
+    min_quantity: int = 1
+    max_quantity: int = 1_000_000
+    session_close: str | None = None  # "HH:MM" UTC at which DAY orders expire
+
+    @property
+    def tick_size(self) -> str:
+        return format_units(self.tick, self.decimals)
+
+    def format_price(self, units: int) -> str:
+        return format_units(units, self.decimals)
+
+    def to_units(self, value: Decimal) -> int | None:
+        """Exact price units of `value`, or None if it has more decimals than the grid."""
+        scaled = value.scaleb(self.decimals)
+        if not scaled.is_finite() or scaled != scaled.to_integral_value():
+            return None
+        return int(scaled)
+
+    def price_error(self, units: int) -> str | None:
+        """Why `units` is not a valid price for this instrument, or None if it is."""
+        if units % self.tick:
+            return f"price must be a multiple of {self.tick_size}"
+        if not self.min_price <= units <= self.max_price:
+            return (f"price must be between {self.format_price(self.min_price)} "
+                    f"and {self.format_price(self.max_price)}")
+        return None
+
+    def quantity_error(self, quantity: int) -> str | None:
+        """Why `quantity` is not a valid order quantity, or None if it is."""
+        if quantity % self.lot:
+            return f"quantity must be a multiple of {self.lot}"
+        if not self.min_quantity <= quantity <= self.max_quantity:
+            return f"quantity must be between {self.min_quantity} and {self.max_quantity}"
+        return None
+
+
+DEFAULT_INSTRUMENT = Instrument(symbol=DEFAULT_SYMBOL)
+
+
+def format_units(units: int, decimals: int) -> str:
+    """Integer units as a decimal string with exactly `decimals` places ("150.25")."""
+    if decimals == 0:
+        return str(units)
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**decimals)
+    return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+def parse_decimal(text: str | int | float) -> Decimal | None:
+    """A finite Decimal from a JSON string or number, or None if it is not one.
+
+    Floats go through their shortest repr, so 150.25 arrives as Decimal("150.25").
+    """
+    try:
+        value = Decimal(repr(text)) if isinstance(text, float) else Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
+
+
+class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the instruments file: decimal strings as a person writes them."""
+
+    symbol: str
+    tick_size: str = "0.01"
+    lot_size: int = 1
+    min_price: str = "0.01"
+    max_price: str = "999999.99"
+    min_quantity: int = 1
+    max_quantity: int = 1_000_000
+    session_close: str | None = None
+
+    def to_instrument(self) -> Instrument:
+        tick = Decimal(self.tick_size)
+        exponent = tick.as_tuple().exponent
+        assert isinstance(exponent, int)
+        decimals = max(0, -exponent)
+        grid = Instrument(symbol=self.symbol, decimals=decimals)
+        units = {name: grid.to_units(Decimal(getattr(self, name)))
+                 for name in ("tick_size", "min_price", "max_price")}
+        if None in units.values() or (units["tick_size"] or 0) <= 0:
+            raise ValueError(f"instrument {self.symbol}: prices must lie on the tick grid")
+        return Instrument(
+            symbol=self.symbol, decimals=decimals, tick=units["tick_size"] or 1,
+            lot=self.lot_size, min_price=units["min_price"] or 0,
+            max_price=units["max_price"] or 0, min_quantity=self.min_quantity,
+            max_quantity=self.max_quantity, session_close=self.session_close,
+        )
+
+
+def load_instruments(path: str | None) -> dict[str, Instrument]:
+    """The instruments by symbol: the default one, plus those of a JSON file if given."""
+    instruments = {DEFAULT_SYMBOL: DEFAULT_INSTRUMENT}
+    if path:
+        entries = msgspec.json.decode(Path(path).read_bytes(), type=list[InstrumentFile])
+        for entry in entries:
+            instruments[entry.symbol] = entry.to_instrument()
+    return instruments

@@ -1,0 +1,234 @@
+"""Every message the services exchange: engine commands, journal events, settlements.
+
+Tagged, frozen msgspec Structs, one union per family, decoders built once at import.
+Prices are integer price units of the instrument (see `common.instruments`); quantities
+are integers; timestamps are integer nanoseconds since the epoch (UTC). Fields added
+later get defaults, so old and new readers agree.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(enum.Enum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(enum.Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    DAY = "DAY"
+
+
+class Stp(enum.Enum):
+    """Self-trade prevention, applied by the incoming order when it meets its own user."""
+
+    NONE = "none"
+    CANCEL_NEWEST = "cancel_newest"
+    CANCEL_OLDEST = "cancel_oldest"
+    CANCEL_BOTH = "cancel_both"
+
+
+class OrderStatus(enum.Enum):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class RejectReason(enum.Enum):
+    """Why a command did nothing (or an order was refused)."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INVALID_PRICE = "INVALID_PRICE"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    INVALID_ORDER = "INVALID_ORDER"
+    DUPLICATE_ORDER_ID = "DUPLICATE_ORDER_ID"
+    POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
+    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
+    ORDER_NOT_LIVE = "ORDER_NOT_LIVE"
+
+
+class CancelReason(enum.Enum):
+    """Why (part of) an order left the book without trading."""
+
+    USER = "USER"
+    IMMEDIATE_OR_CANCEL = "IMMEDIATE_OR_CANCEL"
+    NO_LIQUIDITY = "NO_LIQUIDITY"
+    SELF_TRADE = "SELF_TRADE"
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", gc=False):
+    """Base of every tagged message: the tag goes in `kind` (orders have a `type`)."""
+
+
+# ---- commands (imperative) ---------------------------------------------------------
+
+
+class PlaceOrder(Message, frozen=True, tag="place"):
+    order_id: str
+    symbol: str
+    side: Side
+    quantity: int
+    price: int | None = None  # price units; None for market orders
+    type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    stp: Stp = Stp.NONE
+    user_id: str | None = None
+    client_order_id: str | None = None
+    timestamp: int = 0
+
+
+class CancelOrder(Message, frozen=True, tag="cancel"):
+    order_id: str
+    timestamp: int = 0
+
+
+class ModifyOrder(Message, frozen=True, tag="modify"):
+    """New price (re-enters, loses priority) and/or new total quantity."""
+
+    order_id: str
+    price: int | None = None
+    quantity: int | None = None
+    timestamp: int = 0
+
+
+class ExpireOrders(Message, frozen=True, tag="expire"):
+    """Session close of one instrument: every live DAY order expires."""
+
+    symbol: str
+    timestamp: int = 0
+
+
+Command = PlaceOrder | CancelOrder | ModifyOrder | ExpireOrders
+
+
+# ---- events (past tense); `seq` is the instrument's sequence number of the command --
+
+
+class OrderAccepted(Message, frozen=True, tag="accepted"):
+    seq: int
+    timestamp: int
+    order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    quantity: int
+    price: int | None
+    post_only: bool = False
+    stp: Stp = Stp.NONE
+    user_id: str | None = None
+    client_order_id: str | None = None
+
+
+class OrderRejected(Message, frozen=True, tag="rejected"):
+    """A new order refused as a whole; it is recorded with status REJECTED."""
+
+    seq: int
+    timestamp: int
+    order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    quantity: int
+    price: int | None
+    reason: RejectReason
+    post_only: bool = False
+    stp: Stp = Stp.NONE
+    user_id: str | None = None
+    client_order_id: str | None = None
+
+
+class TradeExecuted(Message, frozen=True, tag="trade"):
+    """One match at the maker's price; `trade_no` counts the instrument's trades from 1."""
+
+    seq: int
+    timestamp: int
+    symbol: str
+    trade_no: int
+    price: int
+    quantity: int
+    buy_order_id: str
+    sell_order_id: str
+    aggressor_side: Side
+    buyer_user_id: str | None = None
+    seller_user_id: str | None = None
+
+
+class OrderModified(Message, frozen=True, tag="modified"):
+    """New price and total quantity; `requeued` when the order lost its time priority."""
+
+    seq: int
+    timestamp: int
+    order_id: str
+    price: int
+    quantity: int
+    requeued: bool
+
+
+class OrderCancelled(Message, frozen=True, tag="cancelled"):
+    """`quantity` is the remaining quantity that was cancelled."""
+
+    seq: int
+    timestamp: int
+    order_id: str
+    quantity: int
+    reason: CancelReason
+
+
+class OrderExpired(Message, frozen=True, tag="expired"):
+    seq: int
+    timestamp: int
+    order_id: str
+    quantity: int
+
+
+class CommandRejected(Message, frozen=True, tag="command_rejected"):
+    """A command that changed nothing; it takes no sequence number and is not journaled."""
+
+    timestamp: int
+    order_id: str
+    reason: RejectReason
+    message: str = ""
+
+
+Event = (OrderAccepted | OrderRejected | TradeExecuted | OrderModified | OrderCancelled
+         | OrderExpired | CommandRejected)
+
+
+class EventBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The events of one command. `seq` 0 means it changed nothing (not journaled)."""
+
+    symbol: str
+    seq: int
+    events: list[Event]
+
+
+class TradeSettled(msgspec.Struct, frozen=True, kw_only=True):
+    """Published on `ex.settlements.<SYMBOL>` when a trade is settled."""
+
+    trade_id: str
+    symbol: str
+    settlement_timestamp: int
+
+
+command_decoder = msgspec.msgpack.Decoder(Command)
+batch_decoder = msgspec.msgpack.Decoder(EventBatch)
+settlement_decoder = msgspec.msgpack.Decoder(TradeSettled)
+encoder = msgspec.msgpack.Encoder()

@@ -1,0 +1,137 @@
+"""Engine benchmark on the standard workload (../shared/bench/README.md).
+
+Pre-parses the JSON Lines into engine commands, then times only `Exchange.submit` over
+all of them, keeping every batch as the service would hand it to the journal. Prints one
+JSON line: commands, trades, traded quantity, notional, rejected cancels and modifies,
+resting orders, seconds, commands_per_s and the sha256 of the trade tape.
+
+    python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
+    .venv/bin/python -m ops.bench_engine --workload /tmp/w_1m_s1.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument
+from common.messages import (
+    CancelOrder,
+    Command,
+    EventBatch,
+    ModifyOrder,
+    OrderType,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+    TradeExecuted,
+)
+from svc_orders.matching import Exchange
+
+GOLDEN_1M_SEED_1 = "1e56b3b43d45cf2d75a13a74a810dcc37f656f251f344df67e1051da53c6e960"
+
+
+class Line(msgspec.Struct, frozen=True):
+    """One workload line (see the generator's docstring)."""
+
+    op: str
+    oid: int
+    sym: str = ""
+    side: str = ""
+    type: str = "limit"
+    price: str | None = None
+    qty: int = 0
+    user: int = 0
+
+
+def symbol_of(name: str) -> str:
+    """The workload's first symbol maps to the default instrument (tick 0.01)."""
+    return DEFAULT_SYMBOL if name == "SYM0" else name
+
+
+def parse(path: Path) -> tuple[list[Command], dict[str, Instrument]]:
+    decoder = msgspec.json.Decoder(Line)
+    instruments = {DEFAULT_SYMBOL: DEFAULT_INSTRUMENT}
+    commands: list[Command] = []
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            line = decoder.decode(raw)
+            price = None if line.price is None else DEFAULT_INSTRUMENT.to_units(
+                Decimal(line.price))
+            if line.op == "new":
+                symbol = symbol_of(line.sym)
+                instruments.setdefault(symbol, Instrument(symbol=symbol))
+                market = line.type == "market"
+                commands.append(PlaceOrder(
+                    order_id=str(line.oid), symbol=symbol, side=Side(line.side),
+                    quantity=line.qty, price=price,
+                    type=OrderType.MARKET if market else OrderType.LIMIT,
+                    time_in_force=TimeInForce.IOC if market else TimeInForce.GTC,
+                    user_id=str(line.user), timestamp=number))
+            elif line.op == "cancel":
+                commands.append(CancelOrder(order_id=str(line.oid), timestamp=number))
+            else:
+                commands.append(ModifyOrder(order_id=str(line.oid), price=price,
+                                            timestamp=number))
+    return commands, instruments
+
+
+def run(commands: list[Command], exchange: Exchange) -> tuple[list[EventBatch], float]:
+    submit = exchange.submit
+    batches: list[EventBatch] = []
+    keep = batches.append
+    started = time.perf_counter()
+    for command in commands:
+        keep(submit(command))
+    return batches, time.perf_counter() - started
+
+
+def summarise(commands: list[Command], batches: list[EventBatch],
+              instruments: dict[str, Instrument]) -> dict[str, object]:
+    tape = hashlib.sha256()
+    trades = traded = notional = 0
+    rejected = {CancelOrder: 0, ModifyOrder: 0}
+    for command, batch in zip(commands, batches, strict=True):
+        if not batch.seq and type(command) in rejected:
+            rejected[type(command)] += 1
+        for event in batch.events:
+            if type(event) is TradeExecuted:
+                price = instruments[event.symbol].format_price(event.price)
+                tape.update(f"{event.buy_order_id},{event.sell_order_id},{price},"
+                            f"{event.quantity},{event.aggressor_side.value}\n".encode())
+                trades += 1
+                traded += event.quantity
+                notional += event.price * event.quantity
+    return {"trades": trades, "traded_quantity": traded,
+            "notional": DEFAULT_INSTRUMENT.format_price(notional),
+            "rejected_cancels": rejected[CancelOrder],
+            "rejected_modifies": rejected[ModifyOrder], "tape_sha256": tape.hexdigest()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", type=Path, required=True)
+    args = parser.parse_args()
+    commands, instruments = parse(args.workload)
+    exchange = Exchange(instruments)
+    gc.collect()
+    gc.freeze()
+    batches, seconds = run(commands, exchange)
+    exchange.check()
+    summary = summarise(commands, batches, instruments)
+    print(json.dumps({
+        "commands": len(commands), **summary, "resting_orders": len(exchange.orders),
+        "seconds": round(seconds, 3), "commands_per_s": round(len(commands) / seconds),
+        "golden_match": summary["tape_sha256"] == GOLDEN_1M_SEED_1,
+    }))
+
+
+if __name__ == "__main__":
+    main()
