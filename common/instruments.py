@@ -42,22 +42,42 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return int(scaled)
 
+    @property
+    def prices(self) -> range:
+        """Every valid price in units: `price in instrument.prices` is the whole rule."""
+        return range(self.min_price, self.max_price + 1, self.tick)
+
+    @property
+    def quantities(self) -> range:
+        """Every valid order quantity."""
+        return range(self.min_quantity, self.max_quantity + 1, self.lot)
+
     def price_error(self, units: int) -> str | None:
         """Why `units` is not a valid price for this instrument, or None if it is."""
+        if units in self.prices:
+            return None
         if units % self.tick:
             return f"price must be a multiple of {self.tick_size}"
-        if not self.min_price <= units <= self.max_price:
-            return (f"price must be between {self.format_price(self.min_price)} "
-                    f"and {self.format_price(self.max_price)}")
-        return None
+        return (f"price must be between {self.format_price(self.min_price)} "
+                f"and {self.format_price(self.max_price)}")
 
     def quantity_error(self, quantity: int) -> str | None:
         """Why `quantity` is not a valid order quantity, or None if it is."""
+        if quantity in self.quantities:
+            return None
         if quantity % self.lot:
             return f"quantity must be a multiple of {self.lot}"
-        if not self.min_quantity <= quantity <= self.max_quantity:
-            return f"quantity must be between {self.min_quantity} and {self.max_quantity}"
-        return None
+        return f"quantity must be between {self.min_quantity} and {self.max_quantity}"
+
+    def __post_init__(self) -> None:
+        if self.tick <= 0 or self.lot <= 0 or self.min_price % self.tick:
+            raise ValueError(f"{self.symbol}: tick and lot must be positive, "
+                             "min_price a multiple of the tick")
+        if self.min_quantity % self.lot or not 0 < self.min_price <= self.max_price:
+            raise ValueError(f"{self.symbol}: min_quantity must be a multiple of the lot "
+                             "and 0 < min_price <= max_price")
+        if not 0 < self.min_quantity <= self.max_quantity:
+            raise ValueError(f"{self.symbol}: need 0 < min_quantity <= max_quantity")
 
 
 DEFAULT_INSTRUMENT = Instrument(symbol=DEFAULT_SYMBOL)

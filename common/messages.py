@@ -121,38 +121,18 @@ Command = PlaceOrder | CancelOrder | ModifyOrder | ExpireOrders
 
 
 class OrderAccepted(Message, frozen=True, tag="accepted"):
+    """A new order passed every check and entered matching, exactly as `order` placed it."""
+
     seq: int
-    timestamp: int
-    order_id: str
-    symbol: str
-    side: Side
-    type: OrderType
-    time_in_force: TimeInForce
-    quantity: int
-    price: int | None
-    post_only: bool = False
-    stp: Stp = Stp.NONE
-    user_id: str | None = None
-    client_order_id: str | None = None
+    order: PlaceOrder
 
 
 class OrderRejected(Message, frozen=True, tag="rejected"):
     """A new order refused as a whole; it is recorded with status REJECTED."""
 
     seq: int
-    timestamp: int
-    order_id: str
-    symbol: str
-    side: Side
-    type: OrderType
-    time_in_force: TimeInForce
-    quantity: int
-    price: int | None
+    order: PlaceOrder
     reason: RejectReason
-    post_only: bool = False
-    stp: Stp = Stp.NONE
-    user_id: str | None = None
-    client_order_id: str | None = None
 
 
 class TradeExecuted(Message, frozen=True, tag="trade"):

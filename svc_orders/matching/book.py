@@ -43,14 +43,20 @@ from svc_orders.matching.ladder import Ladder
 from svc_orders.matching.order import Order
 
 _NO_LIMIT = 1 << 62  # a limit key beyond any price: market orders
+_IMMEDIATE_TIFS = (TimeInForce.IOC, TimeInForce.FOK)
+# Enum hashing runs in Python: membership tests by identity in a tuple are cheaper
+_RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY)
 
 
 class Book:
-    __slots__ = ("asks", "bids", "instrument", "orders", "seq", "symbol", "trade_no")
+    __slots__ = ("asks", "bids", "instrument", "orders", "prices", "quantities", "seq", "symbol",
+                 "trade_no")
 
     def __init__(self, instrument: Instrument, orders: dict[str, Order]) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
+        self.prices = instrument.prices
+        self.quantities = instrument.quantities
         self.orders = orders
         self.bids = Ladder(bids=True)
         self.asks = Ladder(bids=False)
@@ -63,29 +69,20 @@ class Book:
         """Record a new order: refuse it whole, or accept, match and rest/cancel the rest."""
         reason = self._refusal(command)
         self.seq = seq = self.seq + 1
-        ts = command.timestamp
         if reason is not None:
-            return EventBatch(symbol=self.symbol, seq=seq, events=[OrderRejected(
-                seq=seq, timestamp=ts, order_id=command.order_id, symbol=self.symbol,
-                side=command.side, type=command.type, time_in_force=command.time_in_force,
-                quantity=command.quantity, price=command.price, reason=reason,
-                post_only=command.post_only, stp=command.stp, user_id=command.user_id,
-                client_order_id=command.client_order_id)])
-        order = Order.from_command(command)
-        events: list[Event] = [OrderAccepted(
-            seq=seq, timestamp=ts, order_id=order.order_id, symbol=self.symbol,
-            side=order.side, type=order.type, time_in_force=order.time_in_force,
-            quantity=order.quantity, price=order.price, post_only=order.post_only,
-            stp=order.stp, user_id=order.user_id, client_order_id=order.client_order_id)]
-        self._enter(order, events, seq, ts)
+            return EventBatch(symbol=self.symbol, seq=seq, events=[
+                OrderRejected(seq=seq, order=command, reason=reason)])
+        events: list[Event] = [OrderAccepted(seq=seq, order=command)]
+        self._enter(Order(command, command.order_id, command.side is Side.BUY, command.price,
+                          command.quantity, command.quantity), events, seq, command.timestamp)
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
     def cancel(self, order: Order, timestamp: int) -> EventBatch:
         """Cancel a resting order's whole remainder."""
         self.seq = seq = self.seq + 1
-        self._ladder(order.is_buy).remove(order)
-        del self.orders[order.order_id]
         event = self._cancel_rest(order, CancelReason.USER, seq, timestamp)
+        (self.bids if order.is_buy else self.asks).remove(order)
+        del self.orders[order.order_id]
         return EventBatch(symbol=self.symbol, seq=seq, events=[event])
 
     def modify(self, order: Order, command: ModifyOrder) -> EventBatch:
@@ -104,68 +101,72 @@ class Book:
         events: list[Event] = [OrderModified(
             seq=seq, timestamp=ts, order_id=order.order_id, price=new_price,
             quantity=new_quantity, requeued=requeued)]
-        ladder = self._ladder(order.is_buy)
         if not requeued:
             order.quantity = new_quantity
             order.remaining = new_quantity - order.traded - order.cancelled
-        elif price is None:
-            ladder.remove(order)
-            order.quantity = new_quantity
-            order.remaining = new_quantity - order.traded - order.cancelled
-            ladder.add(order)
+            return EventBatch(symbol=self.symbol, seq=seq, events=events)
+        entry = order.requeued(new_price, new_quantity)
+        order.remaining = 0
+        ladder = self.bids if order.is_buy else self.asks
+        ladder.remove(order)
+        if price is None:
+            ladder.add(entry)
+            self.orders[entry.order_id] = entry
         else:
-            ladder.remove(order)
             del self.orders[order.order_id]
-            order.price = new_price
-            order.quantity = new_quantity
-            order.remaining = new_quantity - order.traded - order.cancelled
-            self._enter(order, events, seq, ts)
+            self._enter(entry, events, seq, ts)
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
     def expire(self, timestamp: int) -> EventBatch:
         """Session close: every resting DAY order expires (bids then asks, priority order)."""
         expiring = [order for ladder in (self.bids, self.asks) for order in ladder.orders()
-                    if order.time_in_force is TimeInForce.DAY]
+                    if order.placed.time_in_force is TimeInForce.DAY]
         if not expiring:
             return EventBatch(symbol=self.symbol, seq=0, events=[])
         self.seq = seq = self.seq + 1
         events: list[Event] = []
         for order in expiring:
-            self._ladder(order.is_buy).remove(order)
-            del self.orders[order.order_id]
             events.append(OrderExpired(seq=seq, timestamp=timestamp, order_id=order.order_id,
                                        quantity=order.remaining))
             order.cancelled += order.remaining
             order.remaining = 0
+            (self.bids if order.is_buy else self.asks).remove(order)
+            del self.orders[order.order_id]
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
     # ---- matching ------------------------------------------------------------------
 
-    def _enter(self, order: Order, events: list[Event], seq: int, ts: int) -> None:
-        """Match `order` as the taker, then rest or cancel what is left of it."""
-        if not self._match(order, events, seq, ts):
+    def _enter(self, taker: Order, events: list[Event], seq: int, ts: int) -> None:
+        """Match `taker` if it crosses, then rest or cancel what is left of it."""
+        makers = self.asks if taker.is_buy else self.bids
+        heap = makers.heap
+        limit_key = _NO_LIMIT if taker.price is None else taker.price * makers.sign
+        if heap and heap[0] <= limit_key and not self._match(
+                taker, makers, limit_key, events, seq, ts):
             return
-        if not order.remaining:
+        if not taker.remaining:
             return
-        if order.rests:
-            self._ladder(order.is_buy).add(order)
-            self.orders[order.order_id] = order
+        placed = taker.placed
+        if placed.type is OrderType.LIMIT and placed.time_in_force in _RESTING_TIFS:
+            (self.bids if taker.is_buy else self.asks).add(taker)
+            self.orders[taker.order_id] = taker
         else:
-            reason = (CancelReason.NO_LIQUIDITY if order.type is OrderType.MARKET
+            reason = (CancelReason.NO_LIQUIDITY if placed.type is OrderType.MARKET
                       else CancelReason.IMMEDIATE_OR_CANCEL)
-            events.append(self._cancel_rest(order, reason, seq, ts))
+            events.append(self._cancel_rest(taker, reason, seq, ts))
 
-    def _match(self, taker: Order, events: list[Event], seq: int, ts: int) -> bool:
-        """Trade `taker` against the other side; False if self-trade prevention cancelled it.
+    def _match(self, taker: Order, makers: Ladder, limit_key: int, events: list[Event],
+               seq: int, ts: int) -> bool:
+        """Trade `taker` against `makers` up to `limit_key`; False if STP cancelled it.
 
         Hot path: locals only, one dict lookup per level, one event per fill.
         """
-        makers = self._ladder(not taker.is_buy)
-        levels, heap, sign = makers.levels, makers.heap, makers.sign
-        limit_key = _NO_LIMIT if taker.price is None else taker.price * sign
-        stp_user = taker.user_id if taker.stp is not Stp.NONE else None
+        levels, counts, heap, sign = makers.levels, makers.counts, makers.heap, makers.sign
+        placed = taker.placed
+        taker_user = placed.user_id
+        stp_user = taker_user if placed.stp is not Stp.NONE else None
         orders, symbol, taker_id = self.orders, self.symbol, taker.order_id
-        taker_buys, taker_user, aggressor = taker.is_buy, taker.user_id, taker.side
+        taker_buys, aggressor = taker.is_buy, placed.side
         remaining = taker.remaining
         trade_no = self.trade_no
         traded = 0
@@ -179,10 +180,16 @@ class Book:
             if level is None:
                 heapq.heappop(heap)
                 continue
-            while level:
+            live = counts[price]
+            while live:
                 maker = level[0]
-                if stp_user is not None and maker.user_id == stp_user:
+                if not maker.remaining:  # removed earlier, reached the head only now
+                    level.popleft()
+                    continue
+                if stp_user is not None and maker.placed.user_id == stp_user:
                     taker.remaining = remaining
+                    if taker.placed.stp is not Stp.CANCEL_NEWEST:
+                        live -= 1
                     alive = self._prevent_self_trade(taker, level, events, seq, ts)
                     remaining = taker.remaining
                     if not alive:
@@ -197,40 +204,45 @@ class Book:
                         seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
                         quantity=quantity, buy_order_id=taker_id, sell_order_id=maker.order_id,
                         aggressor_side=aggressor, buyer_user_id=taker_user,
-                        seller_user_id=maker.user_id))
+                        seller_user_id=maker.placed.user_id))
                 else:
                     events.append(TradeExecuted(
                         seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
                         quantity=quantity, buy_order_id=maker.order_id, sell_order_id=taker_id,
-                        aggressor_side=aggressor, buyer_user_id=maker.user_id,
+                        aggressor_side=aggressor, buyer_user_id=maker.placed.user_id,
                         seller_user_id=taker_user))
                 maker.traded += quantity
                 maker.remaining -= quantity
                 if not maker.remaining:
                     level.popleft()
                     del orders[maker.order_id]
+                    live -= 1
                 remaining -= quantity
                 traded += quantity
                 if not remaining:
                     break
-            if not level:
+            if live:
+                counts[price] = live
+            else:
                 del levels[price]
+                del counts[price]
                 heapq.heappop(heap)
             if not alive:
                 break
+        self.trade_no = trade_no
         taker.traded += traded
         taker.remaining = remaining
-        self.trade_no = trade_no
         return alive
 
     def _prevent_self_trade(
         self, taker: Order, level: deque[Order], events: list[Event], seq: int, ts: int,
     ) -> bool:
-        """Apply the taker's STP mode against its own order at the head of `level`.
+        """Apply the taker's STP mode against its own live order at the head of `level`.
 
+        Except for CANCEL_NEWEST the maker leaves the level (the caller counts it).
         Returns False when the taker was cancelled and matching must stop.
         """
-        stp = taker.stp
+        stp = taker.placed.stp
         if stp is not Stp.CANCEL_NEWEST:
             maker = level.popleft()
             del self.orders[maker.order_id]
@@ -245,22 +257,19 @@ class Book:
 
     def _refusal(self, command: PlaceOrder) -> RejectReason | None:
         """Why a new order is refused as a whole, in the contract's order of checks."""
-        instrument = self.instrument
+        price = command.price
         if command.type is OrderType.MARKET:
-            if command.price is not None:
+            tif = command.time_in_force
+            if price is not None or command.post_only or tif not in _IMMEDIATE_TIFS:
                 return RejectReason.INVALID_ORDER
-            if command.post_only:
-                return RejectReason.INVALID_ORDER
-            if command.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK):
-                return RejectReason.INVALID_ORDER
-        elif command.price is None:
+        elif price is None:
             return RejectReason.INVALID_ORDER
-        if instrument.quantity_error(command.quantity) is not None:
+        if command.quantity not in self.quantities:
             return RejectReason.INVALID_QUANTITY
-        if command.price is not None:
-            if instrument.price_error(command.price) is not None:
+        if price is not None:
+            if price not in self.prices:
                 return RejectReason.INVALID_PRICE
-            if command.post_only and self._crosses(command.side is Side.BUY, command.price):
+            if command.post_only and self._crosses(command.side is Side.BUY, price):
                 return RejectReason.POST_ONLY_WOULD_CROSS
         if (command.time_in_force is TimeInForce.FOK
                 and self._fillable(command) < command.quantity):
@@ -282,7 +291,7 @@ class Book:
                 problem = f"quantity must exceed the traded quantity {order.traded}"
             if problem is not None:
                 return RejectReason.INVALID_QUANTITY, problem
-        if order.post_only and price is not None and self._crosses(order.is_buy, price):
+        if order.placed.post_only and price is not None and self._crosses(order.is_buy, price):
             return RejectReason.POST_ONLY_WOULD_CROSS, "post-only order would take liquidity"
         return None
 
@@ -293,15 +302,15 @@ class Book:
 
     def _fillable(self, command: PlaceOrder) -> int:
         """How much a FOK order would fill now, honouring its self-trade prevention."""
-        makers = self._ladder(command.side is not Side.BUY)
+        makers = self.bids if command.side is Side.SELL else self.asks
         limit_key = _NO_LIMIT if command.price is None else command.price * makers.sign
         stp_user = command.user_id if command.stp is not Stp.NONE else None
         total = 0
         for price in makers.prices():
             if price * makers.sign > limit_key:
                 break
-            for maker in makers.levels[price]:
-                if stp_user is not None and maker.user_id == stp_user:
+            for maker in makers.queue(price):
+                if stp_user is not None and maker.placed.user_id == stp_user:
                     if command.stp is not Stp.CANCEL_OLDEST:
                         return total
                     continue
@@ -311,9 +320,6 @@ class Book:
         return total
 
     # ---- helpers and views -----------------------------------------------------------
-
-    def _ladder(self, buy: bool) -> Ladder:
-        return self.bids if buy else self.asks
 
     @staticmethod
     def _cancel_rest(order: Order, reason: CancelReason, seq: int, ts: int) -> OrderCancelled:
@@ -335,20 +341,20 @@ class Book:
 
     @staticmethod
     def _aggregate(ladder: Ladder, n: int) -> list[tuple[int, int, int]]:
-        levels = ladder.levels
-        return [(price, sum(o.remaining for o in levels[price]), len(levels[price]))
+        return [(price, sum(o.remaining for o in ladder.levels[price]), ladder.counts[price])
                 for price in ladder.top(n)]
 
     def check(self) -> None:
         """Raise AssertionError if an invariant of the module docstring is broken."""
         for ladder, buy in ((self.bids, True), (self.asks, False)):
-            for price, level in ladder.levels.items():
-                assert level, f"empty level {price}"
-                for order in level:
+            assert ladder.levels.keys() == ladder.counts.keys(), "levels and counts differ"
+            for price in ladder.levels:
+                queue = ladder.queue(price)
+                assert len(queue) == ladder.counts[price] > 0, f"level {price} miscounted"
+                for order in queue:
                     assert order.is_buy is buy, order
                     assert order.price == price, order
                     assert order.rests, order
-                    assert order.remaining > 0, order
                     assert order.remaining + order.traded + order.cancelled == order.quantity
                     assert self.orders.get(order.order_id) is order, order
         bid, ask = self.bids.best(), self.asks.best()

@@ -38,6 +38,7 @@ class Exchange:
         self.orders: dict[str, Order] = {}
         self.books = {symbol: Book(instrument, self.orders)
                       for symbol, instrument in self.instruments.items()}
+        self._placers = {symbol: book.place for symbol, book in self.books.items()}
         self._handlers: dict[type[Any], Callable[[Any], EventBatch]] = {
             PlaceOrder: self._place, CancelOrder: self._cancel,
             ModifyOrder: self._modify, ExpireOrders: self._expire,
@@ -45,6 +46,10 @@ class Exchange:
 
     def submit(self, command: Command) -> EventBatch:
         """Process one command atomically and return its events."""
+        if type(command) is PlaceOrder:  # the most frequent command: the shortest path
+            place = self._placers.get(command.symbol)
+            if place is not None and command.order_id not in self.orders:
+                return place(command)
         return self._handlers[type(command)](command)
 
     def _place(self, command: PlaceOrder) -> EventBatch:
@@ -61,13 +66,13 @@ class Exchange:
         order = self.orders.get(command.order_id)
         if order is None:
             return _not_live(command.order_id, command.timestamp)
-        return self.books[order.symbol].cancel(order, command.timestamp)
+        return self.books[order.placed.symbol].cancel(order, command.timestamp)
 
     def _modify(self, command: ModifyOrder) -> EventBatch:
         order = self.orders.get(command.order_id)
         if order is None:
             return _not_live(command.order_id, command.timestamp)
-        return self.books[order.symbol].modify(order, command)
+        return self.books[order.placed.symbol].modify(order, command)
 
     def _expire(self, command: ExpireOrders) -> EventBatch:
         book = self.books.get(command.symbol)
@@ -115,15 +120,15 @@ class Exchange:
         """Every level of one side, best first, with (order_id, remaining) in queue order."""
         book = self.books[symbol]
         ladder = book.bids if side is Side.BUY else book.asks
-        return [(price, [(o.order_id, o.remaining) for o in ladder.levels[price]])
+        return [(price, [(o.order_id, o.remaining) for o in ladder.queue(price)])
                 for price in ladder.prices()]
 
     def check(self) -> None:
         """Assert every book's invariants and that the id index holds only resting orders."""
         for book in self.books.values():
             book.check()
-        resting = sum(len(level) for book in self.books.values()
-                      for ladder in (book.bids, book.asks) for level in ladder.levels.values())
+        resting = sum(sum(ladder.counts.values()) for book in self.books.values()
+                      for ladder in (book.bids, book.asks))
         assert resting == len(self.orders), "order index out of step with the books"
 
 

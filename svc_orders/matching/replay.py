@@ -31,12 +31,7 @@ def apply_batch(book: Book, batch: EventBatch) -> None:
     for event in batch.events:
         match event:
             case OrderAccepted():
-                pending = Order(
-                    order_id=event.order_id, symbol=event.symbol, side=event.side,
-                    type=event.type, time_in_force=event.time_in_force, price=event.price,
-                    quantity=event.quantity, user_id=event.user_id,
-                    client_order_id=event.client_order_id, stp=event.stp,
-                    post_only=event.post_only, timestamp=event.timestamp)
+                pending = Order.new(event.order)
             case TradeExecuted():
                 maker_id = (event.sell_order_id if event.aggressor_side is Side.BUY
                             else event.buy_order_id)
@@ -48,19 +43,21 @@ def apply_batch(book: Book, batch: EventBatch) -> None:
             case OrderModified():
                 order = book.orders[event.order_id]
                 if event.requeued:
+                    pending = order.requeued(event.price, event.quantity)
+                    order.remaining = 0
                     _unrest(book, order)
-                    pending = order
-                order.price = event.price
-                order.quantity = event.quantity
-                order.remaining = event.quantity - order.traded - order.cancelled
-            case OrderCancelled() | OrderExpired():
-                if pending is not None and pending.order_id == event.order_id:
-                    order, pending = pending, None
                 else:
-                    order = book.orders[event.order_id]
-                    _unrest(book, order)
+                    order.quantity = event.quantity
+                    order.remaining = event.quantity - order.traded - order.cancelled
+            case OrderCancelled() | OrderExpired():
+                taker = pending is not None and pending.order_id == event.order_id
+                order = pending if taker and pending else book.orders[event.order_id]
                 order.cancelled += event.quantity
                 order.remaining -= event.quantity
+                if taker:
+                    pending = None
+                else:
+                    _unrest(book, order)
             case OrderRejected() | CommandRejected():
                 pass
     if pending is not None and pending.remaining and pending.rests:
@@ -77,5 +74,6 @@ def _fill(book: Book, maker: Order, quantity: int) -> None:
 
 
 def _unrest(book: Book, order: Order) -> None:
+    """Take out a resting order whose remaining has just dropped to 0."""
     (book.bids if order.is_buy else book.asks).remove(order)
     del book.orders[order.order_id]
