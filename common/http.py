@@ -1,0 +1,124 @@
+"""HTTP plumbing shared by the three services: the one error shape, JSON bodies, probes.
+
+Every failure leaves as `{"error": {"code", "message", "details"}}` with the right status;
+no input, however malformed, produces a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import prometheus_client
+import structlog
+from aiohttp import web
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = structlog.get_logger(__name__)
+_encoder = msgspec.json.Encoder()
+
+_STATUS_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
+                 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 409: "CONFLICT",
+                 413: "BODY_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED",
+                 503: "UNAVAILABLE"}
+
+
+class ApiError(Exception):
+    """A failure the client should see, in the contract's shape."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or {}
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(body), status=status,
+                        content_type="application/json")
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response({"error": {"code": error.code, "message": error.message,
+                                    "details": error.details}}, error.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _STATUS_CODES.get(error.status, "HTTP_ERROR")
+        return error_response(ApiError(error.status, code, error.reason))
+    except Exception:
+        log.exception("unhandled error", method=request.method, path=request.path)
+        return error_response(ApiError(500, "INTERNAL", "internal error"))
+
+
+async def read_json(request: web.Request, schema: type[T]) -> T:
+    """Decode and validate the request body as `schema` or raise a 400/413 `ApiError`."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
+    if not body:
+        raise ApiError(400, "INVALID_JSON", "request body is empty")
+    return decode(body, schema)
+
+
+def decode(body: bytes | str, schema: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except msgspec.ValidationError as error:
+        raise ApiError(400, "VALIDATION_ERROR", str(error)) from None
+    except msgspec.DecodeError as error:
+        raise ApiError(400, "INVALID_JSON", f"malformed JSON: {error}") from None
+
+
+def add_routes(app: web.Application, routes: list[tuple[str, str, Handler]]) -> None:
+    """Register each (method, path, handler) with and without its trailing slash."""
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+        if path.endswith("/") and path != "/":
+            app.router.add_route(method, path.rstrip("/"), handler)
+
+
+def add_probes(app: web.Application, ready: Callable[[], bool]) -> None:
+    """/health/ (process alive), /ready/ (dependencies up), /metrics (prometheus)."""
+
+    async def health(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readiness(_: web.Request) -> web.Response:
+        is_ready = ready()
+        return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=prometheus_client.generate_latest(),
+                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    add_routes(app, [("GET", "/health/", health), ("GET", "/ready/", readiness),
+                     ("GET", "/metrics", metrics)])
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "INVALID_PARAMETER", f"{name} must be an integer",
+                       {"parameter": name}) from None
+    if not low <= value <= high:
+        raise ApiError(400, "INVALID_PARAMETER", f"{name} must be between {low} and {high}",
+                       {"parameter": name})
+    return value

@@ -1,0 +1,150 @@
+"""The JSON shapes users see (SPEC 3 and 4), built from integer state at the edge.
+
+Decimal values leave as strings on the instrument's grid; timestamps as RFC 3339 UTC with
+microseconds. One encoder for every service, so REST, WebSocket and NATS market data
+agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from common.instruments import Instrument
+from common.messages import TradeExecuted
+from common.orderstate import OrderState
+
+TRADE_ID_NAMESPACE = uuid.UUID("6f1c1f8e-3a52-4c53-9b8e-7d0c8f6a2b10")
+AVERAGE_PRICE_PLACES = 8
+
+json_encoder = msgspec.json.Encoder()
+
+
+def timestamp(ns: int) -> str:
+    """RFC 3339 UTC with microseconds: "2026-11-24T14:05:20.123456Z"."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // 1000:06d}Z"
+
+
+def trade_id(symbol: str, trade_no: int) -> str:
+    """Stable UUID of an instrument's n-th trade: replays and every service agree on it."""
+    return str(uuid.uuid5(TRADE_ID_NAMESPACE, f"{symbol}:{trade_no}"))
+
+
+class TradeView(msgspec.Struct, kw_only=True):
+    trade_id: str
+    symbol: str
+    price: str
+    quantity: int
+    bid_order_id: str
+    ask_order_id: str
+    buyer_user_id: str | None
+    seller_user_id: str | None
+    aggressor_side: str
+    execution_timestamp: str
+    seq: int
+    trade_no: int
+    is_settled: bool = False
+    settlement_timestamp: str | None = None
+
+
+class OrderView(msgspec.Struct, kw_only=True):
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    post_only: bool
+    stp: str
+    quantity: int
+    price: str | None
+    remaining_quantity: int
+    traded_quantity: int
+    cancelled_quantity: int
+    average_traded_price: str | None
+    status: str
+    is_active: bool
+    cancel_reason: str | None
+    reject_reason: str | None
+    user_id: str | None
+    created_at: str
+    updated_at: str
+    seq: int
+    fills: list[TradeView] | msgspec.UnsetType = msgspec.UNSET  # only in command answers
+
+
+class Level(msgspec.Struct, array_like=False):
+    price: str
+    quantity: int
+    orders: int
+
+
+class BookMessage(msgspec.Struct, kw_only=True):
+    """`md.book.<SYMBOL>` and the /ws/orderbook/ message."""
+
+    type: Literal["snapshot", "update"]
+    channel: Literal["orderbook"] = "orderbook"
+    symbol: str
+    seq: int
+    timestamp: str
+    bids: list[Level]
+    asks: list[Level]
+
+
+class TradesMessage(msgspec.Struct, kw_only=True):
+    """`md.trades.<SYMBOL>` and the /ws/trades/ message."""
+
+    type: Literal["snapshot", "update"]
+    channel: Literal["trades"] = "trades"
+    symbol: str
+    seq: int
+    trades: list[TradeView]
+
+
+def trade_view(event: TradeExecuted, instrument: Instrument) -> TradeView:
+    return TradeView(
+        trade_id=trade_id(event.symbol, event.trade_no), symbol=event.symbol,
+        price=instrument.format_price(event.price), quantity=event.quantity,
+        bid_order_id=event.buy_order_id, ask_order_id=event.sell_order_id,
+        buyer_user_id=event.buyer_user_id, seller_user_id=event.seller_user_id,
+        aggressor_side=event.aggressor_side.value,
+        execution_timestamp=timestamp(event.timestamp), seq=event.seq,
+        trade_no=event.trade_no)
+
+
+def average_price(notional: int, traded: int, instrument: Instrument) -> str | None:
+    """Volume-weighted average trade price, at least on the grid's decimals."""
+    if not traded:
+        return None
+    exact = (Decimal(notional) / traded).scaleb(-instrument.decimals)
+    text = f"{exact.quantize(Decimal(1).scaleb(-AVERAGE_PRICE_PLACES)):f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(instrument.decimals, '0')}" if instrument.decimals else whole
+
+
+def order_view(state: OrderState, instrument: Instrument) -> OrderView:
+    return OrderView(
+        order_id=state.order_id, client_order_id=state.client_order_id, symbol=state.symbol,
+        side=state.side.value, type=state.type.value,
+        time_in_force=state.time_in_force.value, post_only=state.post_only,
+        stp=state.stp.value, quantity=state.quantity,
+        price=None if state.price is None else instrument.format_price(state.price),
+        remaining_quantity=state.remaining, traded_quantity=state.traded,
+        cancelled_quantity=state.cancelled,
+        average_traded_price=average_price(state.notional, state.traded, instrument),
+        status=state.status.value, is_active=state.is_active,
+        cancel_reason=None if state.cancel_reason is None else state.cancel_reason.value,
+        reject_reason=None if state.reject_reason is None else state.reject_reason.value,
+        user_id=state.user_id, created_at=timestamp(state.created_at),
+        updated_at=timestamp(state.updated_at), seq=state.seq)
+
+
+def levels(depth: list[tuple[int, int, int]], instrument: Instrument) -> list[Level]:
+    return [Level(instrument.format_price(price), quantity, orders)
+            for price, quantity, orders in depth]
