@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 DEFAULT_SYMBOL = "DEFAULT"
+MAX_EXPONENT = 30  # decimals beyond 10**±30 are refused before any arithmetic on them
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,12 +97,15 @@ def parse_decimal(text: str | int | float) -> Decimal | None:
     """A finite Decimal from a JSON string or number, or None if it is not one.
 
     Floats go through their shortest repr, so 150.25 arrives as Decimal("150.25").
+    Absurd magnitudes ("1e999999") are refused: they are never valid and cost dearly.
     """
     try:
         value = Decimal(repr(text)) if isinstance(text, float) else Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    return value if value.is_finite() else None
+    if not value.is_finite() or (value and abs(value.adjusted()) > MAX_EXPONENT):
+        return None
+    return value
 
 
 class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):

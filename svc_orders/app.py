@@ -1,0 +1,89 @@
+"""svc_orders' application: one cleanup context per resource, handlers in `api`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import nats
+import structlog
+from aiohttp import web
+from nats.aio.client import Client as Nats
+from redis.asyncio import Redis
+
+from common.config import Settings
+from common.http import add_probes, add_routes, error_middleware
+from common.instruments import load_instruments
+from common.journal import ensure_stream
+from common.orderstate import OrderState
+from svc_orders import api, snapshots
+from svc_orders.marketdata import MarketData
+from svc_orders.sequencer import MAX_IN_FLIGHT, Sequencer
+
+log = structlog.get_logger(__name__)
+
+NATS = web.AppKey("nats", Nats)
+REDIS = web.AppKey("redis", Redis)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[error_middleware])
+    app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
+
+    async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
+                                       name="svc_orders")
+        yield
+        with contextlib.suppress(Exception):
+            await app[NATS].drain()
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,
+                                    socket_connect_timeout=1.0)
+        yield
+        await app[REDIS].aclose()
+
+    async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
+        js = app[NATS].jetstream(publish_async_max_pending=2 * MAX_IN_FLIGHT)
+        await ensure_stream(js)
+        sequencer = Sequencer(js, await snapshots.bucket(js), app[api.INSTRUMENTS],
+                              ack_timeout=settings.journal_timeout,
+                              snapshot_every=settings.snapshot_every)
+        await sequencer.journal.start()
+        await sequencer.recover()
+        app[api.SEQUENCER] = sequencer
+        app[api.FIND_ORDER] = _find_order(sequencer)
+        market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
+                            lambda: sequencer.engine, settings.book_interval,
+                            settings.book_heartbeat)
+        sequencer.on_journaled = market.journaled
+        task = asyncio.get_running_loop().create_task(market.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.extend([nats_ctx, redis_ctx, sequencer_ctx])
+    add_routes(app, [
+        ("POST", "/orders/", api.place_order),
+        ("GET", "/orders/{order_id}/", api.get_order),
+        ("PUT", "/orders/{order_id}/", api.modify_order),
+        ("PATCH", "/orders/{order_id}/", api.modify_order),
+        ("DELETE", "/orders/{order_id}/", api.cancel_order),
+    ])
+
+    def ready() -> bool:
+        sequencer = app.get(api.SEQUENCER)
+        nc = app.get(NATS)
+        return bool(sequencer and sequencer.ready and nc and nc.is_connected)
+
+    add_probes(app, ready)
+    return app
+
+
+def _find_order(sequencer: Sequencer) -> api.FindOrder:
+    async def find(order_id: str) -> OrderState | None:
+        return sequencer.store.get(order_id)
+    return find

@@ -1,0 +1,18 @@
+"""svc_orders' Prometheus metrics, defined once; labels are low-cardinality only."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter("orders_commands_total", "Commands handled", ["kind", "outcome"])
+MATCH_SECONDS = Histogram("orders_match_seconds", "Engine time per command",
+                          buckets=(1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2))
+JOURNAL_ACK_SECONDS = Histogram("orders_journal_ack_seconds", "Wait for the JetStream ack",
+                                buckets=(1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0))
+JOURNAL_IN_FLIGHT = Gauge("orders_journal_in_flight", "Batches awaiting their JetStream ack")
+RECOVERIES = Counter("orders_recoveries_total", "Engine rebuilds from snapshot and journal")
+SNAPSHOTS = Counter("orders_snapshots_total", "Engine snapshots written")
+BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the book", ["symbol", "side"])
+MD_MESSAGES = Counter("orders_md_messages_total", "Market-data messages published", ["kind"])
+REDIS_DROPPED = Counter("orders_redis_writes_dropped_total",
+                        "Cache writes dropped because Redis was slow or down")

@@ -1,0 +1,151 @@
+"""Request bodies of the order API and their translation into engine commands.
+
+Bodies are decoded by msgspec into lenient shapes (numbers or strings, any-case enums,
+the original system's `1`/`-1` sides), then checked field by field so each mistake gets
+its own error code. Instrument rules (tick, lot, bounds) are the instrument's own.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+
+from common.http import ApiError
+from common.instruments import DEFAULT_SYMBOL, Instrument, parse_decimal
+from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
+
+Number = int | float | str
+MAX_ID_LENGTH = 64
+
+
+class PlaceBody(msgspec.Struct, kw_only=True):
+    side: int | str
+    quantity: Number
+    price: Number | None = None
+    type: str = "limit"
+    time_in_force: str | None = None
+    post_only: bool = False
+    stp: str = "none"
+    symbol: str = DEFAULT_SYMBOL
+    client_order_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    user_id: str | None = None
+
+
+class ModifyBody(msgspec.Struct, kw_only=True):
+    price: Number | None = None
+    quantity: Number | None = None
+
+
+def invalid(code: str, message: str, field: str, value: Any = None) -> ApiError:
+    details: dict[str, Any] = {"field": field}
+    if value is not None:
+        details["value"] = value
+    return ApiError(400, code, message, details)
+
+
+def _choice(raw: str, enum: type[Any], code: str, field: str, upper: bool) -> Any:
+    try:
+        return enum(raw.upper() if upper else raw.lower())
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise invalid(code, f"{field} must be one of {allowed}", field, raw) from None
+
+
+def side(raw: int | str) -> Side:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw in (1, -1):
+        return Side.BUY if raw == 1 else Side.SELL
+    if isinstance(raw, str) and raw.lower() in ("buy", "sell"):
+        return Side(raw.lower())
+    raise invalid("INVALID_SIDE", 'side must be "buy", "sell", 1 or -1', "side", raw)
+
+
+def quantity(raw: Number, instrument: Instrument, field: str = "quantity") -> int:
+    value = None if isinstance(raw, bool) else parse_decimal(raw)
+    if value is None or value != value.to_integral_value():
+        raise invalid("INVALID_QUANTITY", f"{field} must be a whole number", field, raw)
+    problem = instrument.quantity_error(int(value))
+    if problem is not None:
+        raise invalid("INVALID_QUANTITY", problem, field, raw)
+    return int(value)
+
+
+def price(raw: Number, instrument: Instrument) -> int:
+    value = None if isinstance(raw, bool) else parse_decimal(raw)
+    if value is None:
+        raise invalid("INVALID_PRICE", "price must be a decimal number", "price", raw)
+    units = instrument.to_units(value)
+    problem = (f"price must be a multiple of {instrument.tick_size}" if units is None
+               else instrument.price_error(units))
+    if problem is not None or units is None:
+        raise invalid("INVALID_PRICE", problem or "invalid price", "price", raw)
+    return units
+
+
+def user_id(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw) from None
+
+
+def client_order_id(body: str | None, header: str | None) -> str | None:
+    """The order's client id: the body's, or the Idempotency-Key header's."""
+    if body is not None and header is not None and body != header:
+        raise invalid("INVALID_CLIENT_ORDER_ID",
+                      "client_order_id and the Idempotency-Key header differ",
+                      "client_order_id")
+    chosen = body if body is not None else header
+    if chosen is not None and not 0 < len(chosen) <= MAX_ID_LENGTH:
+        raise invalid("INVALID_CLIENT_ORDER_ID",
+                      f"client_order_id must be 1 to {MAX_ID_LENGTH} characters",
+                      "client_order_id")
+    return chosen
+
+
+def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
+                  idempotency_key: str | None) -> PlaceOrder:
+    """Validate a POST /orders/ body into a `PlaceOrder` with a fresh order id."""
+    instrument = instruments.get(body.symbol)
+    if instrument is None:
+        raise invalid("UNKNOWN_SYMBOL", f"unknown symbol {body.symbol!r}", "symbol",
+                      body.symbol)
+    order_type = _choice(body.type, OrderType, "INVALID_TYPE", "type", upper=False)
+    market = order_type is OrderType.MARKET
+    default_tif = TimeInForce.IOC if market else TimeInForce.GTC
+    tif = (default_tif if body.time_in_force is None else
+           _choice(body.time_in_force, TimeInForce, "INVALID_TIME_IN_FORCE", "time_in_force",
+                   upper=True))
+    if market and tif not in (TimeInForce.IOC, TimeInForce.FOK):
+        raise invalid("INVALID_TIME_IN_FORCE", "a market order is IOC or FOK",
+                      "time_in_force", body.time_in_force)
+    if market and body.price is not None:
+        raise invalid("INVALID_PRICE", "a market order takes no price", "price", body.price)
+    if market and body.post_only:
+        raise invalid("INVALID_ORDER", "post_only applies to limit orders only", "post_only")
+    if not market and body.price is None:
+        raise invalid("INVALID_PRICE", "a limit order needs a price", "price")
+    return PlaceOrder(
+        order_id=str(uuid.uuid4()), symbol=instrument.symbol, side=side(body.side),
+        quantity=quantity(body.quantity, instrument),
+        price=None if body.price is None else price(body.price, instrument),
+        type=order_type, time_in_force=tif, post_only=body.post_only,
+        stp=_choice(body.stp, Stp, "INVALID_STP", "stp", upper=False),
+        user_id=user_id(body.user_id),
+        client_order_id=client_order_id(body.client_order_id, idempotency_key),
+        timestamp=time.time_ns())
+
+
+def modify_command(order_id: str, body: ModifyBody, instrument: Instrument) -> ModifyOrder:
+    if body.price is None and body.quantity is None:
+        raise invalid("INVALID_ORDER", "give a new price and/or quantity", "price")
+    return ModifyOrder(
+        order_id=order_id,
+        price=None if body.price is None else price(body.price, instrument),
+        quantity=None if body.quantity is None else quantity(body.quantity, instrument),
+        timestamp=time.time_ns())
