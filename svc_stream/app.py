@@ -1,0 +1,73 @@
+"""svc_stream's application: one cleanup context per resource, endpoints in `views`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+from aiohttp import WSCloseCode, web
+from nats.aio.client import Client as Nats
+from redis.asyncio import Redis
+
+from common.config import Settings
+from common.http import add_probes, add_routes, error_middleware
+from common.instruments import load_instruments
+from svc_stream import views
+from svc_stream.relay import Relay
+from svc_stream.snapshots import Snapshots
+
+NATS = web.AppKey("nats", Nats)
+REDIS = web.AppKey("redis", Redis)
+
+REDIS_TIMEOUT = 0.5  # seconds: a snapshot waits this long for Redis before going empty
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[views.SETTINGS] = settings
+    app[views.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
+    app[views.SESSIONS] = set()
+
+    async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
+                                       name="svc_stream")
+        yield
+        await app[NATS].close()
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,
+                                    socket_connect_timeout=REDIS_TIMEOUT)
+        app[views.SNAPSHOTS] = Snapshots(app[REDIS])
+        yield
+        await app[REDIS].aclose()
+
+    async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = Relay(app[NATS])
+        await relay.start()
+        app[views.RELAY] = relay
+        yield
+        await relay.stop()
+
+    app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx])
+    app.on_shutdown.append(_close_clients)
+    add_routes(app, [
+        ("GET", "/ws/trades/", views.trades),
+        ("GET", "/ws/orderbook/", views.orderbook),
+        ("GET", "/ws/", views.multiplex),
+    ])
+
+    def ready() -> bool:
+        relay = app.get(views.RELAY)
+        return relay is not None and relay.ready
+
+    add_probes(app, ready)
+    return app
+
+
+async def _close_clients(app: web.Application) -> None:
+    """Shutdown: tell every client we are going away, before handlers are cancelled."""
+    clients = [session.client for session in app[views.SESSIONS]]
+    for client in clients:
+        client.close(WSCloseCode.GOING_AWAY, "server shutting down")
+    await asyncio.gather(*(client.stop() for client in clients))

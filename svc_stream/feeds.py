@@ -1,0 +1,128 @@
+"""A client's subscription to one feed: buffered until its snapshot is out, then live.
+
+The hand-off from snapshot to live updates loses and repeats nothing:
+
+1. the subscription is registered with the relay first, buffering what arrives;
+2. then the snapshot is read from Redis, which svc_orders writes *before* it publishes
+   the same change on NATS, so every update is in the snapshot, in the buffer, or both;
+3. the snapshot is sent, then the buffer, then live updates; "both" is settled by the
+   sequence number: a trades update goes out only if its seq is past the last one the
+   client has (the snapshot's seq is that of its newest trade), a book only if its seq
+   is not behind (heartbeats repeat the seq of an unchanged book).
+
+The seq check stays on for the life of the subscription, so an update that NATS delivers
+late cannot take a client backwards either.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from common.views import BookMessage
+from svc_stream import metrics
+from svc_stream.client import Client
+from svc_stream.protocol import Channel
+
+
+class Subscription(ABC):
+    channel: ClassVar[Channel]
+    __slots__ = ("backlog", "client", "seq", "symbol")
+
+    def __init__(self, client: Client, symbol: str) -> None:
+        self.client, self.symbol = client, symbol
+        self.seq = -1  # the seq of the newest message the client has been given
+        self.backlog: list[tuple[int, bytes]] | None = []  # None once live
+
+    @property
+    def key(self) -> tuple[Channel, str]:
+        return self.channel, self.symbol
+
+    def deliver(self, seq: int, payload: bytes) -> None:
+        """One message from the relay: buffered until `start`, forwarded after it."""
+        if self.backlog is None:
+            self.forward(seq, payload)
+        else:
+            self.buffer(self.backlog, seq, payload)
+
+    def start(self, seq: int, snapshot: bytes) -> None:
+        """Send the snapshot, then what arrived while it was read; live from now on."""
+        if self.backlog is None:
+            return
+        self.client.send(snapshot)
+        self.seq = seq
+        backlog, self.backlog = self.backlog, None
+        for message_seq, payload in backlog:
+            self.forward(message_seq, payload)
+
+    def cancel(self) -> None:
+        """Forget anything not yet sent: the subscription has left the relay, and a
+        snapshot that was still being read when it did is not sent (see `start`)."""
+        self.backlog = None
+
+    @abstractmethod
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
+        """Keep a message that arrived before the snapshot went out."""
+
+    @abstractmethod
+    def forward(self, seq: int, payload: bytes) -> None:
+        """Queue a live message for the client unless it has it already."""
+
+
+class TradeSubscription(Subscription):
+    """Every trade, in order: nothing may be conflated, so the client's bound applies."""
+
+    channel = "trades"
+    __slots__ = ()
+
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
+        if len(backlog) >= self.client.limit:
+            self.client.fell_behind(f"too slow: {self.client.limit} trade updates arrived "
+                                    "before the snapshot could be read")
+            return
+        backlog.append((seq, payload))
+
+    def forward(self, seq: int, payload: bytes) -> None:
+        if seq > self.seq:
+            self.seq = seq
+            self.client.send(payload)
+
+
+class BookSubscription(Subscription):
+    """The newest book only: an update not yet sent is replaced by the next one."""
+
+    channel = "orderbook"
+    __slots__ = ("depth", "pending")
+
+    def __init__(self, client: Client, symbol: str, depth: int) -> None:
+        super().__init__(client, symbol)
+        self.depth = depth
+        self.pending: bytes | None = None
+
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
+        backlog[:] = [(seq, payload)]
+
+    def forward(self, seq: int, payload: bytes) -> None:
+        if seq < self.seq:
+            return
+        self.seq = seq
+        if self.pending is None:
+            self.client.send_slot(self)
+        else:
+            metrics.CONFLATED.inc()
+        self.pending = payload
+
+    def take(self) -> bytes | None:
+        """The client's writer reached this book's place in the queue: the newest book."""
+        payload, self.pending = self.pending, None
+        return payload
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.pending = None
+
+
+def cut(book: BookMessage, depth: int) -> BookMessage:
+    """The book with at most `depth` levels per side."""
+    return BookMessage(type=book.type, channel=book.channel, symbol=book.symbol, seq=book.seq,
+                       timestamp=book.timestamp, bids=book.bids[:depth], asks=book.asks[:depth])

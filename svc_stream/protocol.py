@@ -1,0 +1,91 @@
+"""What clients may send on a feed connection, and the control messages they get back.
+
+Requests are tagged msgspec Structs decoded by one Decoder built at import time, so a
+malformed frame costs one failed decode and an `error` reply, never the connection.
+Market data itself is not here: it leaves as the bytes NATS delivered (see `relay`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from common.instruments import DEFAULT_SYMBOL
+
+Channel = Literal["trades", "orderbook"]
+CHANNELS: tuple[Channel, ...] = ("trades", "orderbook")
+MAX_DEPTH = 50  # levels per side in an `md.book.<SYMBOL>` message
+MAX_TOPICS = 64  # channels x symbols in one request: a bound on the work one frame asks for
+
+Depth = Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH)]
+Channels = Annotated[list[Channel], msgspec.Meta(min_length=1, max_length=len(CHANNELS))]
+Symbols = Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                    msgspec.Meta(min_length=1, max_length=MAX_TOPICS)]
+
+
+def _default_symbols() -> list[str]:
+    return [DEFAULT_SYMBOL]
+
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type"):
+    """Application-level liveness check, answered with `pong` (the original clients' ping)."""
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", kw_only=True):
+    """Add feeds: a snapshot of each, then its live updates."""
+
+    channels: Channels
+    symbols: Symbols = msgspec.field(default_factory=_default_symbols)
+    depth: Depth = MAX_DEPTH
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type", kw_only=True):
+    """Stop feeds; nothing of them follows the `unsubscribed` answer."""
+
+    channels: Channels
+    symbols: Symbols = msgspec.field(default_factory=_default_symbols)
+
+
+Request = Ping | Subscribe | Unsubscribe
+
+
+class Pong(msgspec.Struct, tag="pong", tag_field="type"):
+    pass
+
+
+class Subscribed(msgspec.Struct, tag="subscribed", tag_field="type"):
+    channels: list[Channel]
+    symbols: list[str]
+
+
+class Unsubscribed(msgspec.Struct, tag="unsubscribed", tag_field="type"):
+    channels: list[Channel]
+    symbols: list[str]
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type"):
+    message: str
+
+
+class BadRequest(Exception):
+    """A frame the client should hear about in an `error` message."""
+
+
+_decoder: msgspec.json.Decoder[Request] = msgspec.json.Decoder(Request)
+encode = msgspec.json.Encoder().encode
+PONG = encode(Pong())
+
+
+def decode(frame: str | bytes) -> Request:
+    """The request in a text or binary frame, or `BadRequest` saying what is wrong."""
+    try:
+        return _decoder.decode(frame)
+    except msgspec.ValidationError as error:
+        raise BadRequest(f"invalid message: {error}") from None
+    except msgspec.DecodeError as error:
+        raise BadRequest(f"malformed JSON: {error}") from None
+
+
+def error(message: str) -> bytes:
+    return encode(Error(message))

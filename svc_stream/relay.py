@@ -1,0 +1,121 @@
+"""The service's only NATS subscriptions, fanned out in memory to client subscriptions.
+
+One subscription per subject for the whole service (`md.trades.*`, `md.book.*`), however
+many clients watch. A message is parsed once for its seq and its bytes go to every
+client as they are; only a book shown at a smaller depth than published is re-encoded,
+once per (symbol, depth) per update. Delivering never awaits a socket: it appends to
+each client's queue (see `client`), so fan-out time does not depend on client speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgspec
+import structlog
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from common import subjects
+from common.views import BookMessage, json_encoder
+from svc_stream import metrics
+from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription, cut
+
+log = structlog.get_logger(__name__)
+
+
+class _Head(msgspec.Struct):
+    """The one field the relay needs from a trades message (the rest is skipped)."""
+
+    seq: int
+
+
+_head = msgspec.json.Decoder(_Head)
+_book = msgspec.json.Decoder(BookMessage)
+
+
+class Relay:
+    def __init__(self, nats: Nats) -> None:
+        self.nats = nats
+        self.trades: dict[str, set[TradeSubscription]] = {}
+        self.books: dict[str, dict[int, set[BookSubscription]]] = {}  # symbol, depth
+        self._subscriptions: list[NatsSubscription] = []
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._subscriptions) and self.nats.is_connected
+
+    async def start(self) -> None:
+        """Subscribe, and return once the server has the subscriptions."""
+        self._subscriptions = [
+            await self.nats.subscribe(subjects.trades("*"), cb=self._on_trades),
+            await self.nats.subscribe(subjects.book("*"), cb=self._on_book),
+        ]
+        await self.nats.flush()
+
+    async def stop(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            with contextlib.suppress(Exception):  # the connection may be closing already
+                await subscription.unsubscribe()
+
+    def add(self, sub: Subscription) -> None:
+        if isinstance(sub, TradeSubscription):
+            self.trades.setdefault(sub.symbol, set()).add(sub)
+        elif isinstance(sub, BookSubscription):
+            self.books.setdefault(sub.symbol, {}).setdefault(sub.depth, set()).add(sub)
+        metrics.SUBSCRIPTIONS.labels(sub.channel).inc()
+
+    def remove(self, sub: Subscription) -> None:
+        sub.cancel()
+        if isinstance(sub, TradeSubscription):
+            subs = self.trades.get(sub.symbol, set())
+            subs.discard(sub)
+            if not subs:
+                self.trades.pop(sub.symbol, None)
+        elif isinstance(sub, BookSubscription):
+            depths = self.books.get(sub.symbol, {})
+            group = depths.get(sub.depth, set())
+            group.discard(sub)
+            if not group:
+                depths.pop(sub.depth, None)
+            if not depths:
+                self.books.pop(sub.symbol, None)
+        metrics.SUBSCRIPTIONS.labels(sub.channel).dec()
+
+    async def _on_trades(self, msg: Msg) -> None:
+        metrics.MESSAGES_IN.labels("trades").inc()
+        subs = self.trades.get(subjects.symbol_of(msg.subject))
+        if not subs:
+            return
+        try:
+            seq = _head.decode(msg.data).seq
+        except msgspec.DecodeError as error:
+            self._bad("trades", msg, error)
+            return
+        payload = msg.data
+        for sub in subs:
+            sub.deliver(seq, payload)
+
+    async def _on_book(self, msg: Msg) -> None:
+        metrics.MESSAGES_IN.labels("orderbook").inc()
+        depths = self.books.get(subjects.symbol_of(msg.subject))
+        if not depths:
+            return
+        try:
+            book = _book.decode(msg.data)
+        except msgspec.DecodeError as error:
+            self._bad("orderbook", msg, error)
+            return
+        for depth, subs in depths.items():
+            payload = msg.data
+            if len(book.bids) > depth or len(book.asks) > depth:
+                payload = json_encoder.encode(cut(book, depth))
+            for sub in subs:
+                sub.deliver(book.seq, payload)
+
+    @staticmethod
+    def _bad(channel: str, msg: Msg, error: msgspec.DecodeError) -> None:
+        metrics.BAD_PAYLOADS.labels(channel).inc()
+        log.warning("unexpected market-data payload", subject=msg.subject, error=str(error))
