@@ -1,0 +1,144 @@
+"""/ws/trades/ and /ws/orderbook/: a snapshot from Redis, then NATS, no gap, no repeat."""
+
+import asyncio
+
+from aiohttp import ClientWebSocketResponse
+from nats.aio.client import Client as Nats
+from redis.asyncio import Redis
+
+from common import cache
+from common.views import json_encoder
+from tests.helpers import eventually
+from tests.stream.conftest import Client, MakeStream
+from tests.stream.market import (
+    book,
+    cache_trades,
+    publish_book,
+    publish_trades,
+    receive,
+    trade,
+    trade_command,
+)
+
+
+async def test_trades_snapshot_then_updates_past_it(stream: Client, nc: Nats, redis: Redis,
+                                                    symbols: list[str]) -> None:
+    symbol = symbols[0]
+    await cache_trades(redis, symbol, [trade(symbol, seq, seq) for seq in range(1, 6)])
+    ws = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+
+    snapshot = await receive(ws)
+    assert (snapshot["type"], snapshot["channel"], snapshot["symbol"]) == (
+        "snapshot", "trades", symbol)
+    assert snapshot["seq"] == 5
+    assert [t["trade_no"] for t in snapshot["trades"]] == [1, 2, 3, 4, 5]  # oldest first
+
+    await publish_trades(nc, symbol, 5, [trade(symbol, 5, 5)])  # already in the snapshot
+    await publish_trades(nc, symbol, 7, [trade(symbol, 7, 6), trade(symbol, 7, 7)])
+    update = await receive(ws)
+    assert (update["type"], update["seq"]) == ("update", 7)
+    assert [t["trade_no"] for t in update["trades"]] == [6, 7]
+
+
+async def test_connecting_while_trading_loses_and_repeats_nothing(
+        stream: Client, nc: Nats, redis: Redis, symbols: list[str]) -> None:
+    """Clients join at different points of a busy feed; each sees every trade once."""
+    symbol, commands = symbols[0], 300
+    clients: list[asyncio.Task[list[int]]] = []
+
+    async def watch() -> list[int]:
+        ws = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+        seen = [t["trade_no"] for t in (await receive(ws))["trades"]]
+        while not seen or seen[-1] < commands:
+            seen += [t["trade_no"] for t in (await receive(ws))["trades"]]
+        await ws.close()
+        return seen
+
+    for seq in range(1, commands + 1):
+        await trade_command(nc, redis, symbol, seq, [trade(symbol, seq, seq)])
+        if seq % 50 == 0:
+            clients.append(asyncio.create_task(watch()))
+            await asyncio.sleep(0)  # let it start connecting amid the flow
+    clients.append(asyncio.create_task(watch()))
+
+    for seen in await asyncio.gather(*clients):
+        assert seen == list(range(seen[0], commands + 1))
+        assert len(seen) >= cache.RECENT_TRADES  # a full snapshot, or joined early
+
+
+async def test_orderbook_snapshot_cut_to_depth_then_updates(
+        stream: Client, nc: Nats, redis: Redis, symbols: list[str]) -> None:
+    symbol = symbols[0]
+    await redis.set(cache.book_key(symbol), json_encoder.encode(book(symbol, 10, 80, "snapshot")))
+    deep = await stream.ws_connect(f"/ws/orderbook/?symbol={symbol}")
+    shallow = await stream.ws_connect(f"/ws/orderbook/?symbol={symbol}&depth=3")
+
+    snapshot = await receive(deep)
+    assert (snapshot["type"], snapshot["channel"], snapshot["seq"]) == ("snapshot", "orderbook", 10)
+    assert (len(snapshot["bids"]), len(snapshot["asks"])) == (50, 50)
+    snapshot = await receive(shallow)
+    assert [level["price"] for level in snapshot["bids"]] == ["100.00", "99.00", "98.00"]
+    assert [level["price"] for level in snapshot["asks"]] == ["101.00", "102.00", "103.00"]
+
+    await publish_book(nc, book(symbol, 9, 50))  # older than the snapshot: never shown
+    await publish_book(nc, book(symbol, 10, 50))  # a heartbeat of the same book: shown
+    for ws, depth in [(deep, 50), (shallow, 3)]:
+        heartbeat = await receive(ws)
+        assert (heartbeat["type"], heartbeat["seq"], len(heartbeat["bids"])) == (
+            "update", 10, depth)
+    await publish_book(nc, book(symbol, 11, 2))
+    for ws in (deep, shallow):
+        update = await receive(ws)
+        assert (update["seq"], len(update["bids"]), len(update["asks"])) == (11, 2, 2)
+
+
+async def test_original_clients_read_trades_and_bids_asks(
+        stream: Client, nc: Nats, redis: Redis) -> None:
+    """The original system's clients: no query string, message["trades"] and ["bids"]."""
+    await cache_trades(redis, "DEFAULT", [trade("DEFAULT", 1, 1)])
+    trades = await stream.ws_connect("/ws/trades/")
+    orderbook = await stream.ws_connect("/ws/orderbook")  # no trailing slash works too
+
+    for message in [await receive(trades), await receive(orderbook)]:
+        assert message["symbol"] == "DEFAULT"
+    await publish_trades(nc, "DEFAULT", 2**40, [trade("DEFAULT", 2**40, 2**40, "150.25")])
+    await publish_book(nc, book("DEFAULT", 2**40, 2))
+    message = await receive(trades)
+    assert message["trades"][0]["price"] == "150.25"
+    assert {"trade_id", "price", "quantity", "execution_timestamp", "bid_order_id",
+            "ask_order_id"} <= message["trades"][0].keys()
+    message = await receive(orderbook)
+    assert (message["bids"][0]["price"], message["bids"][0]["quantity"]) == ("100.00", 1)
+    assert (message["asks"][0]["price"], message["asks"][0]["quantity"]) == ("101.00", 1)
+
+
+async def test_redis_down_means_empty_snapshots_and_live_updates(
+        make_stream: MakeStream, nc: Nats, symbols: list[str]) -> None:
+    stream = await make_stream(redis_url="redis://127.0.0.1:1/0")
+    symbol = symbols[0]
+    trades = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+    orderbook = await stream.ws_connect(f"/ws/orderbook/?symbol={symbol}")
+    assert await receive(trades) == {"type": "snapshot", "channel": "trades", "symbol": symbol,
+                                     "seq": 0, "trades": []}
+    empty = await receive(orderbook)
+    assert (empty["seq"], empty["bids"], empty["asks"]) == (0, [], [])
+
+    await publish_trades(nc, symbol, 3, [trade(symbol, 3, 1)])
+    await publish_book(nc, book(symbol, 3, 1))
+    assert (await receive(trades))["seq"] == 3
+    assert (await receive(orderbook))["seq"] == 3
+
+
+async def test_ready_only_with_nats_subscriptions(stream: Client) -> None:
+    async def ready() -> bool:
+        response = await stream.get("/ready/")
+        return response.status == 200 and (await response.json())["ready"] is True
+    await eventually(ready)
+    assert (await stream.get("/health")).status == 200
+
+    ws: ClientWebSocketResponse = await stream.ws_connect("/ws/")
+    metrics = await (await stream.get("/metrics")).text()
+    for name in ("stream_clients", "stream_messages_out_total",
+                 "stream_book_updates_conflated_total", "stream_clients_dropped_total"):
+        assert f"\n{name} " in metrics
+    await ws.close()

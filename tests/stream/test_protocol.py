@@ -1,0 +1,80 @@
+"""Ping, bad frames, bad queries, dead peers and shutdown, on every endpoint."""
+
+import asyncio
+
+import pytest
+from aiohttp import ClientSession, WSCloseCode, WSMsgType
+from aiohttp.test_utils import TestServer
+
+from common.config import Settings
+from svc_stream.app import create_app
+from tests.stream.conftest import Client, MakeStream
+from tests.stream.market import receive
+
+ENDPOINTS = ["/ws/trades/", "/ws/orderbook/", "/ws/"]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_ping_and_bad_frames_keep_the_connection(stream: Client, path: str) -> None:
+    ws = await stream.ws_connect(path)
+    if path != "/ws/":
+        assert (await receive(ws))["type"] == "snapshot"
+
+    await ws.send_str("{not json")
+    assert (await receive(ws))["type"] == "error"
+    await ws.send_json({"type": "dance"})
+    error = await receive(ws)
+    assert error["type"] == "error"
+    assert "dance" in error["message"]
+    await ws.send_json(["ping"])
+    assert (await receive(ws))["type"] == "error"
+    await ws.send_json({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}
+    await ws.send_bytes(b'{"type": "ping"}')
+    assert await receive(ws) == {"type": "pong"}
+    assert not ws.closed
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("/ws/orderbook/?depth=0", "depth"), ("/ws/orderbook/?depth=51", "depth"),
+    ("/ws/orderbook/?depth=ten", "depth"), ("/ws/trades/?symbol=NOPE", "symbol"),
+    ("/ws/orderbook/?symbol=NOPE", "symbol"),
+])
+async def test_bad_query_is_a_400_before_the_upgrade(stream: Client, query: str,
+                                                      parameter: str) -> None:
+    response = await stream.get(query, headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] in {"INVALID_PARAMETER", "UNKNOWN_SYMBOL"}
+    assert parameter in body["error"]["message"]
+
+
+async def test_plain_http_is_refused_in_the_contract_shape(stream: Client) -> None:
+    response = await stream.get("/ws/trades/")
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "WEBSOCKET_REQUIRED"
+
+
+async def test_dead_peer_is_closed_by_heartbeat(make_stream: MakeStream) -> None:
+    stream = await make_stream(ws_heartbeat=0.1)
+    ws = await stream.ws_connect("/ws/", autoping=False)
+    assert (await ws.receive(timeout=2)).type is WSMsgType.PING  # and no pong from us
+    assert (await ws.receive(timeout=2)).type in {WSMsgType.CLOSE, WSMsgType.CLOSED,
+                                                  WSMsgType.ERROR}
+
+
+async def test_shutdown_closes_clients_with_going_away(settings: Settings) -> None:
+    server = TestServer(create_app(settings))
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            ws = await session.ws_connect(server.make_url("/ws/"))
+            closing = asyncio.create_task(server.close())
+            message = await ws.receive(timeout=5)
+            assert (message.type, message.data) == (WSMsgType.CLOSE, WSCloseCode.GOING_AWAY)
+            assert message.extra == "server shutting down"
+            await closing
+    finally:
+        await server.close()
