@@ -5,22 +5,42 @@ is slow holds up nobody but itself. Every message counts against the queue's bou
 book updates, which wait in a conflation `Slot` (the newest replaces the queued one, so
 each book costs at most one entry). A client that reaches the bound has fallen behind:
 it is closed with 1013 (TRY_AGAIN_LATER) and a reason, and the rest keep their pace.
+
+Queued items are complete WebSocket frames, built once per message for all clients (see
+`text_frame`); the writer hands everything queued to the socket in one call, so a client
+that is momentarily behind catches up with one system call rather than one per message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import deque
 from typing import Protocol
 
 import structlog
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
+from aiohttp.abc import AbstractStreamWriter
 
 from svc_stream import metrics
 
 log = structlog.get_logger(__name__)
 
 CLOSE_TIMEOUT = 5.0  # seconds a closing handshake may take before the socket is aborted
+
+
+def text_frame(payload: bytes) -> bytes:
+    """`payload` as one final, unmasked text frame (RFC 6455 5.2), as a server sends it.
+
+    Built once per message and shared by every client: the payload bytes inside are the
+    ones NATS delivered. Valid because the service never negotiates compression.
+    """
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 class Slot(Protocol):
@@ -30,9 +50,9 @@ class Slot(Protocol):
 
 
 class Client:
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
-                 limit: int) -> None:
-        self.ws, self.transport, self.limit = ws, transport, limit
+    def __init__(self, ws: web.WebSocketResponse, stream: AbstractStreamWriter,
+                 transport: asyncio.Transport, limit: int) -> None:
+        self.ws, self.stream, self.transport, self.limit = ws, stream, transport, limit
         self.queue: deque[bytes | Slot] = deque()
         self.sent = 0
         self.close_reason: str | None = None
@@ -44,14 +64,14 @@ class Client:
     def closing(self) -> bool:
         return self._closer is not None
 
-    def send(self, payload: bytes) -> None:
-        """Queue one message; a client already `limit` messages behind is dropped."""
+    def send(self, frame: bytes) -> None:
+        """Queue one frame; a client already `limit` messages behind is dropped."""
         if self._closer is not None:
             return
         if len(self.queue) >= self.limit:
             self.fell_behind(f"too slow: {self.limit} messages were waiting")
             return
-        self.queue.append(payload)
+        self.queue.append(frame)
         self._wakeup.set()
 
     def send_slot(self, slot: Slot) -> None:
@@ -89,8 +109,7 @@ class Client:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.ws.close(code=code, message=reason.encode())
         except TimeoutError:
-            if self.transport is not None:
-                self.transport.abort()
+            self.transport.abort()
 
     async def _write(self) -> None:
         try:
@@ -102,21 +121,24 @@ class Client:
             self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
 
     async def _drain(self) -> None:
-        """Send queued messages in order, as fast as the peer takes them."""
-        ws, queue = self.ws, self.queue
+        """Write queued frames in order, as fast as the peer takes them."""
+        queue, transport = self.queue, self.transport
         while True:
             if not queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            sent = 0
-            try:
-                while queue:
-                    item = queue.popleft()
-                    payload = item if isinstance(item, bytes) else item.take()
-                    if payload is not None:
-                        await ws.send_frame(payload, WSMsgType.TEXT)
-                        sent += 1
-            finally:
-                self.sent += sent
-                metrics.MESSAGES_OUT.inc(sent)
+            frames = []
+            while queue:
+                item = queue.popleft()
+                frame = item if isinstance(item, bytes) else item.take()
+                if frame is not None:
+                    frames.append(frame)
+            if self.ws.closed or transport.is_closing():
+                return  # closing (by the peer, a failed heartbeat or us): no data after it
+            # Whole frames only, written synchronously: they cannot interleave with the
+            # control frames (ping, pong, close) that aiohttp writes itself.
+            transport.writelines(frames)
+            self.sent += len(frames)
+            metrics.MESSAGES_OUT.inc(len(frames))
+            await self.stream.drain()  # waits only while the peer is not reading

@@ -38,12 +38,12 @@ class Subscription(ABC):
     def key(self) -> tuple[Channel, str]:
         return self.channel, self.symbol
 
-    def deliver(self, seq: int, payload: bytes) -> None:
+    def deliver(self, seq: int, frame: bytes) -> None:
         """One message from the relay: buffered until `start`, forwarded after it."""
         if self.backlog is None:
-            self.forward(seq, payload)
+            self.forward(seq, frame)
         else:
-            self.buffer(self.backlog, seq, payload)
+            self.buffer(self.backlog, seq, frame)
 
     def start(self, seq: int, snapshot: bytes) -> None:
         """Send the snapshot, then what arrived while it was read; live from now on."""
@@ -52,8 +52,8 @@ class Subscription(ABC):
         self.client.send(snapshot)
         self.seq = seq
         backlog, self.backlog = self.backlog, None
-        for message_seq, payload in backlog:
-            self.forward(message_seq, payload)
+        for message_seq, frame in backlog:
+            self.forward(message_seq, frame)
 
     def cancel(self) -> None:
         """Forget anything not yet sent: the subscription has left the relay, and a
@@ -61,11 +61,11 @@ class Subscription(ABC):
         self.backlog = None
 
     @abstractmethod
-    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, frame: bytes) -> None:
         """Keep a message that arrived before the snapshot went out."""
 
     @abstractmethod
-    def forward(self, seq: int, payload: bytes) -> None:
+    def forward(self, seq: int, frame: bytes) -> None:
         """Queue a live message for the client unless it has it already."""
 
 
@@ -75,17 +75,17 @@ class TradeSubscription(Subscription):
     channel = "trades"
     __slots__ = ()
 
-    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, frame: bytes) -> None:
         if len(backlog) >= self.client.limit:
             self.client.fell_behind(f"too slow: {self.client.limit} trade updates arrived "
                                     "before the snapshot could be read")
             return
-        backlog.append((seq, payload))
+        backlog.append((seq, frame))
 
-    def forward(self, seq: int, payload: bytes) -> None:
+    def forward(self, seq: int, frame: bytes) -> None:
         if seq > self.seq:
             self.seq = seq
-            self.client.send(payload)
+            self.client.send(frame)
 
 
 class BookSubscription(Subscription):
@@ -99,10 +99,10 @@ class BookSubscription(Subscription):
         self.depth = depth
         self.pending: bytes | None = None
 
-    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, payload: bytes) -> None:
-        backlog[:] = [(seq, payload)]
+    def buffer(self, backlog: list[tuple[int, bytes]], seq: int, frame: bytes) -> None:
+        backlog[:] = [(seq, frame)]
 
-    def forward(self, seq: int, payload: bytes) -> None:
+    def forward(self, seq: int, frame: bytes) -> None:
         if seq < self.seq:
             return
         self.seq = seq
@@ -110,12 +110,12 @@ class BookSubscription(Subscription):
             self.client.send_slot(self)
         else:
             metrics.CONFLATED.inc()
-        self.pending = payload
+        self.pending = frame
 
     def take(self) -> bytes | None:
         """The client's writer reached this book's place in the queue: the newest book."""
-        payload, self.pending = self.pending, None
-        return payload
+        frame, self.pending = self.pending, None
+        return frame
 
     def cancel(self) -> None:
         super().cancel()

@@ -1,9 +1,9 @@
 """The service's only NATS subscriptions, fanned out in memory to client subscriptions.
 
 One subscription per subject for the whole service (`md.trades.*`, `md.book.*`), however
-many clients watch. A message is parsed once for its seq and its bytes go to every
-client as they are; only a book shown at a smaller depth than published is re-encoded,
-once per (symbol, depth) per update. Delivering never awaits a socket: it appends to
+many clients watch. A message is parsed once for its seq, framed once, and its bytes go
+to every client as they are; only a book shown at a smaller depth than published is
+re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket: it appends to
 each client's queue (see `client`), so fan-out time does not depend on client speed.
 """
 
@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from common import subjects
 from common.views import BookMessage, json_encoder
 from svc_stream import metrics
+from svc_stream.client import text_frame
 from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription, cut
 
 log = structlog.get_logger(__name__)
@@ -94,9 +95,9 @@ class Relay:
         except msgspec.DecodeError as error:
             self._bad("trades", msg, error)
             return
-        payload = msg.data
+        frame = text_frame(msg.data)
         for sub in subs:
-            sub.deliver(seq, payload)
+            sub.deliver(seq, frame)
 
     async def _on_book(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("orderbook").inc()
@@ -112,8 +113,9 @@ class Relay:
             payload = msg.data
             if len(book.bids) > depth or len(book.asks) > depth:
                 payload = json_encoder.encode(cut(book, depth))
+            frame = text_frame(payload)
             for sub in subs:
-                sub.deliver(book.seq, payload)
+                sub.deliver(book.seq, frame)
 
     @staticmethod
     def _bad(channel: str, msg: Msg, error: msgspec.DecodeError) -> None:

@@ -17,13 +17,15 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from svc_stream import protocol
-from svc_stream.client import Client
+from svc_stream.client import Client, text_frame
 from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription
 from svc_stream.protocol import Channel, Ping, Subscribe, Unsubscribe
 from svc_stream.relay import Relay
 from svc_stream.snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
+
+PONG = text_frame(protocol.PONG)
 
 
 class Session:
@@ -48,13 +50,13 @@ class Session:
             request = protocol.decode(frame)
             match request:
                 case Ping():
-                    self.client.send(protocol.PONG)
+                    self.client.send(PONG)
                 case Subscribe():
                     await self.subscribe(request)
                 case Unsubscribe():
                     self.unsubscribe(request)
         except protocol.BadRequest as error:
-            self.client.send(protocol.error(str(error)))
+            self.client.send(text_frame(protocol.error(str(error))))
 
     async def subscribe(self, request: Subscribe, acknowledge: bool = True) -> None:
         """Register the new feeds (buffering), read their snapshots, then go live."""
@@ -69,11 +71,11 @@ class Session:
             self.relay.add(sub)
             new.append(sub)
         if acknowledge:
-            self.client.send(protocol.encode(protocol.Subscribed(
-                channels=request.channels, symbols=request.symbols)))
+            self.client.send(text_frame(protocol.encode(protocol.Subscribed(
+                channels=request.channels, symbols=request.symbols))))
         snapshots = await asyncio.gather(*(self._snapshot(sub) for sub in new))
         for sub, (seq, snapshot) in zip(new, snapshots, strict=True):
-            sub.start(seq, snapshot)
+            sub.start(seq, text_frame(snapshot))
 
     def unsubscribe(self, request: Unsubscribe) -> None:
         self._check_symbols(request.symbols)
@@ -81,8 +83,8 @@ class Session:
             sub = self.subs.pop(key, None)
             if sub is not None:
                 self.relay.remove(sub)
-        self.client.send(protocol.encode(protocol.Unsubscribed(
-            channels=request.channels, symbols=request.symbols)))
+        self.client.send(text_frame(protocol.encode(protocol.Unsubscribed(
+            channels=request.channels, symbols=request.symbols))))
 
     def close(self) -> None:
         """Leave the relay; the connection itself is closed by its handler."""

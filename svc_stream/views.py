@@ -59,8 +59,10 @@ async def _connect(request: web.Request, initial: Subscribe | None) -> web.WebSo
                                max_msg_size=MAX_FRAME, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "WEBSOCKET_REQUIRED", "this endpoint speaks WebSocket only")
-    await ws.prepare(request)
-    client = Client(ws, request.transport, app[SETTINGS].ws_queue)
+    stream = await ws.prepare(request)
+    if request.transport is None:  # the peer left during the handshake
+        return ws
+    client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue)
     session = Session(client, app[RELAY], app[SNAPSHOTS], app[SYMBOLS])
     app[SESSIONS].add(session)
     metrics.CLIENTS.inc()

@@ -142,3 +142,18 @@ async def test_ready_only_with_nats_subscriptions(stream: Client) -> None:
                  "stream_book_updates_conflated_total", "stream_clients_dropped_total"):
         assert f"\n{name} " in metrics
     await ws.close()
+
+
+async def test_messages_of_every_frame_size_arrive_intact(
+        stream: Client, nc: Nats, symbols: list[str]) -> None:
+    """Frames are built by the relay: short, 16-bit and 64-bit lengths (RFC 6455 5.2)."""
+    symbol = symbols[0]
+    ws = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+    await receive(ws)
+    for seq, count in enumerate([1, 100, 500], start=1):
+        trades = [trade(symbol, seq, 1000 * seq + i) for i in range(count)]
+        await publish_trades(nc, symbol, seq, trades)
+        message = await receive(ws)
+        assert [t["trade_no"] for t in message["trades"]] == [t.trade_no for t in trades]
+    await ws.send_str("x" * 200)  # and a client frame of 126+ bytes is read as usual
+    assert (await receive(ws))["type"] == "error"
