@@ -61,12 +61,13 @@ class Client:
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
     @property
-    def closing(self) -> bool:
-        return self._closer is not None
+    def writing(self) -> bool:
+        """False once the connection is closing, by us or otherwise: sends are ignored."""
+        return self._closer is None and not self._writer.done()
 
     def send(self, frame: bytes) -> None:
         """Queue one frame; a client already `limit` messages behind is dropped."""
-        if self._closer is not None:
+        if not self.writing:
             return
         if len(self.queue) >= self.limit:
             self.fell_behind(f"too slow: {self.limit} messages were waiting")
@@ -76,12 +77,12 @@ class Client:
 
     def send_slot(self, slot: Slot) -> None:
         """Queue a conflation slot (bounded by its owner: one entry per book at most)."""
-        if self._closer is None:
+        if self.writing:
             self.queue.append(slot)
             self._wakeup.set()
 
     def fell_behind(self, reason: str) -> None:
-        if self._closer is None:
+        if self.writing:
             metrics.DROPPED.inc()
             log.warning("dropping slow client", reason=reason)
             self.close(WSCloseCode.TRY_AGAIN_LATER, reason)

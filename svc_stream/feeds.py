@@ -3,8 +3,9 @@
 The hand-off from snapshot to live updates loses and repeats nothing:
 
 1. the subscription is registered with the relay first, buffering what arrives;
-2. then the snapshot is read from Redis, which svc_orders writes *before* it publishes
-   the same change on NATS, so every update is in the snapshot, in the buffer, or both;
+2. then the snapshot is read from Redis, which svc_orders (by contract) writes *before*
+   it publishes the same change on NATS, so every update is in the snapshot, in the
+   buffer, or both;
 3. the snapshot is sent, then the buffer, then live updates; "both" is settled by the
    sequence number: a trades update goes out only if its seq is past the last one the
    client has (the snapshot's seq is that of its newest trade), a book only if its seq
@@ -33,10 +34,6 @@ class Subscription(ABC):
         self.client, self.symbol = client, symbol
         self.seq = -1  # the seq of the newest message the client has been given
         self.backlog: list[tuple[int, bytes]] | None = []  # None once live
-
-    @property
-    def key(self) -> tuple[Channel, str]:
-        return self.channel, self.symbol
 
     def deliver(self, seq: int, frame: bytes) -> None:
         """One message from the relay: buffered until `start`, forwarded after it."""

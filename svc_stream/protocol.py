@@ -16,12 +16,12 @@ from common.instruments import DEFAULT_SYMBOL
 Channel = Literal["trades", "orderbook"]
 CHANNELS: tuple[Channel, ...] = ("trades", "orderbook")
 MAX_DEPTH = 50  # levels per side in an `md.book.<SYMBOL>` message
-MAX_TOPICS = 64  # channels x symbols in one request: a bound on the work one frame asks for
+MAX_SYMBOLS = 64  # in one request: a bound on the work one frame can ask for
 
 Depth = Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH)]
 Channels = Annotated[list[Channel], msgspec.Meta(min_length=1, max_length=len(CHANNELS))]
 Symbols = Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
-                    msgspec.Meta(min_length=1, max_length=MAX_TOPICS)]
+                    msgspec.Meta(min_length=1, max_length=MAX_SYMBOLS)]
 
 
 def _default_symbols() -> list[str]:
@@ -33,7 +33,11 @@ class Ping(msgspec.Struct, tag="ping", tag_field="type"):
 
 
 class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", kw_only=True):
-    """Add feeds: a snapshot of each, then its live updates."""
+    """Add feeds: a snapshot of each, then its live updates.
+
+    A feed already subscribed is left as it is (to change a book's depth, unsubscribe
+    first): a second snapshot would repeat trades the client has.
+    """
 
     channels: Channels
     symbols: Symbols = msgspec.field(default_factory=_default_symbols)

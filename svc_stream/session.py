@@ -64,7 +64,7 @@ class Session:
         new: list[Subscription] = []
         for channel, symbol in itertools.product(request.channels, request.symbols):
             if (channel, symbol) in self.subs:
-                continue  # already live: a second snapshot would repeat trades
+                continue
             sub: Subscription = (TradeSubscription(self.client, symbol) if channel == "trades"
                                  else BookSubscription(self.client, symbol, request.depth))
             self.subs[channel, symbol] = sub

@@ -22,7 +22,7 @@ RELAY = web.AppKey("relay", Relay)
 SNAPSHOTS = web.AppKey("snapshots", Snapshots)
 SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
 
-MAX_FRAME = 4096  # bytes in one client frame: requests are small
+MAX_FRAME = 16 * 1024  # bytes in one client frame: the largest request fits
 
 
 async def trades(request: web.Request) -> web.WebSocketResponse:
