@@ -23,6 +23,7 @@ from svc_orders.sequencer import MAX_IN_FLIGHT, Sequencer
 
 log = structlog.get_logger(__name__)
 
+SHUTDOWN_SECONDS = 5.0
 NATS = web.AppKey("nats", Nats)
 REDIS = web.AppKey("redis", Redis)
 
@@ -37,7 +38,9 @@ def create_app(settings: Settings) -> web.Application:
                                        name="svc_orders")
         yield
         with contextlib.suppress(Exception):
-            await app[NATS].drain()
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                await app[NATS].drain()
+        await app[NATS].close()
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from common import cache, subjects
 from common.instruments import Instrument
 from common.messages import EventBatch, TradeExecuted
+from common.tasks import stop_tasks
 from common.views import (
     BookMessage,
     TradesMessage,
@@ -134,13 +135,16 @@ class MarketData:
         await msg.respond(json_encoder.encode(book))
 
     async def run(self) -> None:
+        """Serve book requests and run the publishers until cancelled."""
         subscription = await self.nats.subscribe(subjects.BOOK_REQUEST,
                                                  cb=self.answer_book_request)
+        tasks = [asyncio.create_task(job()) for job in
+                 (self.run_trades, self.run_books, self.run_redis)]
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.run_trades())
-                tasks.create_task(self.run_books())
-                tasks.create_task(self.run_redis())
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a publisher died: surface its error, never swallow it
         finally:
+            await stop_tasks(tasks)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
