@@ -34,5 +34,5 @@ async def ensure_stream(js: JetStreamContext) -> None:
     if info.config.subjects != STREAM_CONFIG.subjects:
         raise RuntimeError(f"stream {subjects.STREAM} has subjects {info.config.subjects}, "
                            f"expected {STREAM_CONFIG.subjects}")
-    if info.config.storage is not StorageType.FILE:
+    if info.config.storage != StorageType.FILE:
         raise RuntimeError(f"stream {subjects.STREAM} must use file storage")

@@ -49,15 +49,19 @@ def _order_id(request: web.Request) -> str:
                        {"order_id": raw}) from None
 
 
+def _unavailable(kind: str, error: Unavailable) -> ApiError:
+    metrics.COMMANDS.labels(kind, "unavailable").inc()
+    return ApiError(503, "UNAVAILABLE", str(error),
+                    {"hint": "retry with the same client_order_id, or look the order up "
+                             "with GET /orders/?client_order_id=..."})
+
+
 async def _run(request: web.Request, kind: str, command: Command,
                order_id: str) -> tuple[EventBatch, OrderState | None]:
     try:
         batch, state = await request.app[SEQUENCER].execute(command, watch=order_id)
     except Unavailable as error:
-        metrics.COMMANDS.labels(kind, "unavailable").inc()
-        raise ApiError(503, "UNAVAILABLE", str(error),
-                       {"hint": "query GET /orders/?client_order_id=... before retrying"}
-                       ) from None
+        raise _unavailable(kind, error) from None
     outcome = "rejected" if not batch.seq else "ok"
     metrics.COMMANDS.labels(kind, outcome).inc()
     return batch, state
@@ -88,6 +92,10 @@ async def place_order(request: web.Request) -> web.Response:
     command = place_command(body, request.app[INSTRUMENTS],
                             request.headers.get("Idempotency-Key"))
     if command.client_order_id is not None:
+        try:
+            request.app[SEQUENCER].require_ready()
+        except Unavailable as error:
+            raise _unavailable("place", error) from None
         earlier = request.app[SEQUENCER].store.by_key(command.user_id, command.client_order_id)
         if earlier is not None:
             state = await request.app[FIND_ORDER](earlier)

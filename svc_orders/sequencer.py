@@ -83,13 +83,17 @@ class Sequencer:
 
     # ---- commands ------------------------------------------------------------------
 
+    def require_ready(self) -> None:
+        """Refuse work while the state may hold what the journal does not."""
+        if not self.ready:
+            raise Unavailable("the order service is recovering; retry shortly")
+
     async def execute(self, command: Command, watch: str | None = None,
                       ) -> tuple[EventBatch, OrderState | None]:
         """Match and journal `command`; return its batch once JetStream acknowledged it,
         with a copy of order `watch` as it stood right after this command.
         """
-        if not self.ready:
-            raise Unavailable("the order service is recovering; retry shortly")
+        self.require_ready()
         if self.journal.in_flight >= MAX_IN_FLIGHT:
             raise Unavailable("the journal is behind; retry shortly")
         started = time.perf_counter()

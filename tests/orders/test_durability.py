@@ -1,0 +1,109 @@
+"""Durability: restarts rebuild exactly, a NATS outage answers 503 and heals."""
+
+import asyncio
+import random
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.config import Settings
+from common.messages import Side
+from ops.stack import NatsServer
+from svc_orders import api
+from svc_orders.app import create_app
+from tests.helpers import eventually
+
+Client = TestClient  # type: ignore[type-arg]
+USERS = ["123e4567-e89b-12d3-a456-42661417400" + str(n) for n in range(3)]
+
+
+async def started(settings: Settings) -> Client:
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    return client
+
+
+def book(client: Client) -> Any:
+    engine = client.app[api.SEQUENCER].engine
+    return [engine.levels("DEFAULT", side) for side in Side], engine.seq("DEFAULT")
+
+
+def orders(client: Client) -> Any:
+    store = client.app[api.SEQUENCER].store
+    return sorted(store.live.items()), sorted(store.keys.items())
+
+
+async def random_traffic(client: Client, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    placed: list[str] = []
+    for n in range(count):
+        if placed and rng.random() < 0.3:
+            order_id = rng.choice(placed)
+            if rng.random() < 0.5:
+                await client.delete(f"/orders/{order_id}/")
+            else:
+                await client.put(f"/orders/{order_id}/", json={"price": rng.randint(95, 105)})
+            continue
+        response = await client.post("/orders/", json={
+            "side": rng.choice(["buy", "sell"]), "quantity": rng.randint(1, 20),
+            "price": rng.randint(95, 105), "user_id": rng.choice(USERS),
+            "stp": rng.choice(["none", "cancel_oldest"]), "client_order_id": f"c{n}"})
+        assert response.status == 201
+        placed.append((await response.json())["order_id"])
+    return placed
+
+
+async def test_restart_rebuilds_books_orders_and_idempotency(settings: Settings) -> None:
+    first = await started(settings)
+    await random_traffic(first, 120, seed=1)  # snapshot_every=50: snapshots and a tail
+    before_book, before_orders = book(first), orders(first)
+    await first.close()
+
+    second = await started(settings)
+    try:
+        assert book(second) == before_book
+        assert orders(second) == before_orders
+        repeat = await second.post("/orders/", json={
+            "side": "buy", "quantity": 1, "price": 1, "user_id": USERS[0],
+            "client_order_id": "c0"})
+        assert repeat.status in (200, 201)
+        store = second.app[api.SEQUENCER].store
+        if store.by_key(USERS[0], "c0") is not None and repeat.status == 200:
+            assert (await repeat.json())["order_id"] == store.by_key(USERS[0], "c0")
+    finally:
+        await second.close()
+
+
+async def test_nats_outage_answers_503_then_heals(settings: Settings,
+                                                  nats: NatsServer) -> None:
+    """A 503 leaves the outcome open (the publish may land once NATS is back): the
+    client's retry with the same client_order_id must then find exactly one order."""
+    order = {"side": "buy", "quantity": 1, "price": 100, "user_id": USERS[0],
+             "client_order_id": "during-outage"}
+    client = await started(settings)
+    try:
+        await random_traffic(client, 20, seed=2)
+        await asyncio.to_thread(nats.stop)
+        loop = asyncio.get_running_loop()
+        started_at = loop.time()
+        response = await client.post("/orders/", json=order)
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "UNAVAILABLE"
+        assert loop.time() - started_at < settings.journal_timeout + 1.0
+        assert (await client.get("/ready/")).status == 503
+        assert (await client.post("/orders/", json=order)).status == 503  # fenced
+        await asyncio.to_thread(nats.start)
+        await eventually(lambda: client.app[api.SEQUENCER].ready, timeout=15)
+        retry = await client.post("/orders/", json=order)
+        assert retry.status in (200, 201)
+        again = await client.post("/orders/", json=order)
+        assert (again.status, (await again.json())["order_id"]) == (
+            200, (await retry.json())["order_id"])
+        healed = book(client), orders(client)
+    finally:
+        await client.close()
+    witness = await started(settings)  # a fresh process's view of the journal
+    try:
+        assert (book(witness), orders(witness)) == healed
+    finally:
+        await witness.close()
