@@ -1,6 +1,6 @@
 """svc_orders under test: a fresh JetStream per test, the real app on aiohttp's client."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,6 @@ def settings(nats: NatsServer, redis_server: RedisServer) -> Settings:
 
 @pytest.fixture
 async def orders(settings: Settings, aiohttp_client: MakeClient,
-                 ) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+                 ) -> TestClient:  # type: ignore[type-arg]
     """The app; `settings` comes first so its servers outlive the app's shutdown."""
-    yield await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings))
