@@ -10,6 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast, overload
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
 T = TypeVar("T")
 
 
@@ -44,3 +47,7 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout}s; {last}") from cause
         await asyncio.sleep(interval)
+
+
+AppClient = TestClient[web.Request, web.Application]
+"""aiohttp's test client of a whole application."""

@@ -4,13 +4,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from common.config import Settings
 from ops.stack import NatsServer, RedisServer
 from svc_orders.app import create_app
+from tests.helpers import AppClient
 
-MakeClient = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+MakeClient = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
@@ -29,6 +29,6 @@ def settings(nats: NatsServer, redis_server: RedisServer) -> Settings:
 
 @pytest.fixture
 async def orders(settings: Settings, aiohttp_client: MakeClient,
-                 ) -> TestClient:  # type: ignore[type-arg]
+                 ) -> AppClient:
     """The app; `settings` comes first so its servers outlive the app's shutdown."""
     return await aiohttp_client(create_app(settings))

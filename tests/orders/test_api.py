@@ -3,12 +3,13 @@
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+
+from tests.helpers import AppClient
 
 USER = "123e4567-e89b-12d3-a456-426614174000"
 OTHER = "123e4567-e89b-12d3-a456-426614174001"
 
-Client = TestClient  # type: ignore[type-arg]
+Client = AppClient
 
 
 async def call(client: Client, method: str, path: str, body: Any = None,

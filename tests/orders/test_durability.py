@@ -11,9 +11,9 @@ from common.messages import Side
 from ops.stack import NatsServer
 from svc_orders import api
 from svc_orders.app import create_app
-from tests.helpers import eventually
+from tests.helpers import AppClient, eventually
 
-Client = TestClient  # type: ignore[type-arg]
+Client = AppClient
 USERS = ["123e4567-e89b-12d3-a456-42661417400" + str(n) for n in range(3)]
 
 

@@ -1,0 +1,80 @@
+"""svc_trades under test: a private JetStream and a fresh database per test.
+
+A private nats-server (~25 ms) means an empty journal every time, whatever other test
+modules do with theirs; a fresh database (CREATE DATABASE, then the migrations) means an
+empty projection. Redis is the session's server on a database number of its own.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import nats
+import pytest
+from aiohttp.test_utils import TestClient
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+
+from common.config import Settings
+from common.journal import ensure_stream
+from ops.stack import NatsServer, PostgresServer, RedisServer
+from svc_trades.app import create_app
+from svc_trades.migrations import migrate
+from tests.trades.journal import write_instruments
+
+MakeClient = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+REDIS_DB = 7
+
+
+@pytest.fixture
+def nats_private(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    with server.start():
+        yield server
+
+
+@pytest.fixture
+async def dsn(postgres_server: PostgresServer) -> str:
+    name = f"trades_{uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return postgres_server.dsn_for(name)
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=6) as pool:
+        await migrate(pool)
+        yield pool
+
+
+@pytest.fixture
+async def nc(nats_private: NatsServer) -> AsyncIterator[Nats]:
+    client = await nats.connect(nats_private.url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def js(nc: Nats) -> JetStreamContext:
+    js = nc.jetstream()
+    await ensure_stream(js)
+    return js
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_private: NatsServer, dsn: str,
+             redis_server: RedisServer) -> Settings:
+    return Settings(nats_url=nats_private.url, pg_dsn=dsn,
+                    redis_url=redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+                    instruments_file=write_instruments(tmp_path), projection_batch=50)
+
+
+@pytest.fixture
+async def trades(aiohttp_client: MakeClient, settings: Settings,
+                 ) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(settings))

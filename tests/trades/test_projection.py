@@ -1,0 +1,180 @@
+"""The projection is the fold of the journal, exactly once, whatever happens on the way.
+
+Journals come from random commands through the real engine (tests/trades/journal.py);
+what PostgreSQL ends up holding is compared with `common.orderstate` folding the same
+batches: every order field, every trade, and the order of the rows.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import msgspec
+import prometheus_client
+from nats.js import JetStreamContext
+
+from common import subjects
+from common.messages import EventBatch, encoder
+from svc_trades.projector import DURABLE, Projector
+from svc_trades.repository import trade_of
+from tests.helpers import eventually
+from tests.trades.journal import (
+    INSTRUMENTS,
+    fold,
+    last_seqs,
+    projected_orders,
+    publish,
+    random_batches,
+    table,
+    trade_ids,
+)
+
+
+def counted(name: str, **labels: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.asynccontextmanager
+async def projecting(pool: asyncpg.Pool, js: JetStreamContext,
+                     batch: int = 37) -> AsyncIterator[Projector]:
+    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
+    task = asyncio.get_running_loop().create_task(projector.run())
+    try:
+        yield projector
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def stream_position(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval(
+        "SELECT coalesce(max(stream_seq), 0) FROM projection_consumers") or 0)
+
+
+async def caught_up(pool: asyncpg.Pool, js: JetStreamContext) -> None:
+    last = (await js.stream_info(subjects.STREAM)).state.last_seq
+
+    async def done() -> bool:
+        return await stream_position(pool) == last
+    await eventually(done, timeout=20.0)
+
+
+async def assert_projects(pool: asyncpg.Pool, batches: list[EventBatch]) -> None:
+    """PostgreSQL holds exactly the fold of `batches`, rows in journal order."""
+    states, trades = fold(batches)
+    assert await projected_orders(pool) == states
+    assert [row["order_id"] for row in await table(pool, "orders")] == list(states)
+    assert [trade_of(row, INSTRUMENTS) for row in await table(pool, "trades")] == trades
+    positions = await pool.fetch("SELECT symbol, seq FROM projection_symbols")
+    assert {row["symbol"]: row["seq"] for row in positions} == last_seqs(batches)
+
+
+async def test_projection_is_the_fold_of_the_journal(pool: asyncpg.Pool,
+                                                     js: JetStreamContext) -> None:
+    batches = random_batches(500, seed=1)
+    await publish(js, batches)
+    async with projecting(pool, js):
+        await caught_up(pool, js)
+    await assert_projects(pool, batches)
+    assert len(await table(pool, "trades")) > 100  # the journal really trades
+
+
+async def test_duplicates_and_replays_write_nothing_twice(pool: asyncpg.Pool,
+                                                          js: JetStreamContext) -> None:
+    batches = random_batches(300, seed=2)
+    half = len(batches) // 2
+    await publish(js, batches[:half])
+    await publish(js, batches[:half], deduplicate=False)  # journaled twice
+    await publish(js, batches[half:])
+    await publish(js, batches[half - 10:half + 10], deduplicate=False)
+    skipped = counted("trades_projection_messages_total", outcome="duplicate")
+    async with projecting(pool, js):
+        await caught_up(pool, js)
+    await assert_projects(pool, batches)
+    assert counted("trades_projection_messages_total", outcome="duplicate") - skipped == (
+        half + 20)
+
+    before = {name: await table(pool, name) for name in ("orders", "trades")}
+    await pool.execute("UPDATE projection_consumers SET stream_seq = 0")  # replay it all
+    async with projecting(pool, js, batch=100):
+        await caught_up(pool, js)
+    assert {name: await table(pool, name) for name in ("orders", "trades")} == before
+
+
+async def test_killed_anywhere_mid_run_it_ends_the_same(pool: asyncpg.Pool,
+                                                        js: JetStreamContext) -> None:
+    batches = random_batches(600, seed=3)
+    await publish(js, batches)
+    for stop_after in (40, 150, 300):
+        async with projecting(pool, js, batch=7):
+            # Cancelled wherever it is: in a fetch, mid-transaction, between commit and acks.
+            async def far_enough(stop_after: int = stop_after) -> bool:
+                return await stream_position(pool) >= stop_after
+            await eventually(far_enough, timeout=20.0)
+    async with projecting(pool, js, batch=7):
+        await caught_up(pool, js)
+    await assert_projects(pool, batches)
+
+
+async def test_poison_messages_are_parked_and_the_journal_goes_on(
+        pool: asyncpg.Pool, js: JetStreamContext) -> None:
+    batches = random_batches(80, seed=4)
+    await publish(js, batches[:30])
+    await js.publish(subjects.events("DEFAULT"), b"\xc1 not msgpack")
+    unknown_event = msgspec.msgpack.encode(
+        {"symbol": "DEFAULT", "seq": 999, "events": [{"kind": "exploded"}]})
+    await js.publish(subjects.events("DEFAULT"), unknown_event)
+    await js.publish(subjects.events("NOPE"), encoder.encode(
+        EventBatch(symbol="NOPE", seq=1, events=[])))
+    await publish(js, batches[30:])
+    parked = counted("trades_projection_messages_total", outcome="parked")
+    async with projecting(pool, js, batch=10) as projector:
+        await caught_up(pool, js)
+        assert projector.running
+        consumer = await js.consumer_info(subjects.STREAM, DURABLE)
+        assert (consumer.num_ack_pending, consumer.num_pending) == (0, 0)
+    await assert_projects(pool, batches)
+    rows = await pool.fetch("SELECT subject, reason FROM parked_messages ORDER BY stream_seq")
+    assert [row["subject"] for row in rows] == ["ex.events.DEFAULT", "ex.events.DEFAULT",
+                                                "ex.events.NOPE"]
+    assert rows[0]["reason"].startswith("undecodable")
+    assert "exploded" in rows[1]["reason"]
+    assert rows[2]["reason"] == "unknown instrument 'NOPE'"
+    assert counted("trades_projection_messages_total", outcome="parked") - parked == 3
+
+
+async def test_one_projector_leads_and_a_standby_takes_over(pool: asyncpg.Pool,
+                                                            js: JetStreamContext) -> None:
+    batches = random_batches(300, seed=5)
+    await publish(js, batches[:150])
+    async with projecting(pool, js, batch=20) as first:
+        await caught_up(pool, js)
+        async with projecting(pool, js, batch=20) as second:
+            await asyncio.sleep(0.2)
+            assert (first.running, second.running) == (True, False)
+            async with projecting(pool, js, batch=20):
+                pass
+    async with projecting(pool, js, batch=20) as first, projecting(
+            pool, js, batch=20) as second:
+        await eventually(lambda: first.running or second.running)
+        await publish(js, batches[150:])
+        await caught_up(pool, js)
+        assert not (first.running and second.running)
+    await assert_projects(pool, batches)
+
+
+async def test_a_journal_without_its_beginning_is_projected_as_far_as_it_can(
+        pool: asyncpg.Pool, js: JetStreamContext) -> None:
+    batches = random_batches(200, seed=6)
+    gaps = counted("trades_projection_gaps_total")
+    orphans = counted("trades_projection_orphan_events_total")
+    await publish(js, batches[50:])
+    async with projecting(pool, js) as projector:
+        await caught_up(pool, js)
+        assert projector.running
+    assert counted("trades_projection_gaps_total") - gaps == 2  # one per instrument
+    assert [str(row["trade_id"]) for row in await table(pool, "trades")] == trade_ids(
+        batches[50:])
+    assert counted("trades_projection_orphan_events_total") > orphans
