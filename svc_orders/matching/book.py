@@ -46,6 +46,9 @@ _NO_LIMIT = 1 << 62  # a limit key beyond any price: market orders
 _IMMEDIATE_TIFS = (TimeInForce.IOC, TimeInForce.FOK)
 # Enum hashing runs in Python: membership tests by identity in a tuple are cheaper
 _RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY)
+# Module constants: a global lookup is cheaper than an enum attribute on the hot path
+_BUY, _LIMIT, _MARKET, _FOK, _NO_STP = (
+    Side.BUY, OrderType.LIMIT, OrderType.MARKET, TimeInForce.FOK, Stp.NONE)
 
 
 class Book:
@@ -67,13 +70,19 @@ class Book:
 
     def place(self, command: PlaceOrder) -> EventBatch:
         """Record a new order: refuse it whole, or accept, match and rest/cancel the rest."""
-        reason = self._refusal(command)
+        price = command.price
+        if (price is not None and command.type is _LIMIT and not command.post_only
+                and command.time_in_force is not _FOK and price in self.prices
+                and command.quantity in self.quantities):
+            reason = None  # a plain limit order on the grid: `_refusal` would pass it
+        else:
+            reason = self._refusal(command)
         self.seq = seq = self.seq + 1
         if reason is not None:
             return EventBatch(symbol=self.symbol, seq=seq, events=[
                 OrderRejected(seq=seq, order=command, reason=reason)])
         events: list[Event] = [OrderAccepted(seq=seq, order=command)]
-        self._enter(Order(command, command.order_id, command.side is Side.BUY, command.price,
+        self._enter(Order(command, command.order_id, command.side is _BUY, price,
                           command.quantity, command.quantity), events, seq, command.timestamp)
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
@@ -147,11 +156,17 @@ class Book:
         if not taker.remaining:
             return
         placed = taker.placed
-        if placed.type is OrderType.LIMIT and placed.time_in_force in _RESTING_TIFS:
-            (self.bids if taker.is_buy else self.asks).add(taker)
+        if placed.type is _LIMIT and placed.time_in_force in _RESTING_TIFS:
+            ladder = self.bids if taker.is_buy else self.asks
+            level = ladder.levels.get(taker.price)  # type: ignore[arg-type]
+            if level is None:
+                ladder.add(taker)
+            else:  # `Ladder.add` inlined for the most common case: a level that exists
+                level.append(taker)
+                ladder.counts[taker.price] += 1  # type: ignore[index]
             self.orders[taker.order_id] = taker
         else:
-            reason = (CancelReason.NO_LIQUIDITY if placed.type is OrderType.MARKET
+            reason = (CancelReason.NO_LIQUIDITY if placed.type is _MARKET
                       else CancelReason.IMMEDIATE_OR_CANCEL)
             events.append(self._cancel_rest(taker, reason, seq, ts))
 
@@ -164,7 +179,7 @@ class Book:
         levels, counts, heap, sign = makers.levels, makers.counts, makers.heap, makers.sign
         placed = taker.placed
         taker_user = placed.user_id
-        stp_user = taker_user if placed.stp is not Stp.NONE else None
+        stp_user = taker_user if placed.stp is not _NO_STP else None
         orders, symbol, taker_id = self.orders, self.symbol, taker.order_id
         taker_buys, aggressor = taker.is_buy, placed.side
         remaining = taker.remaining
