@@ -17,9 +17,11 @@ from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
 from common.journal import ensure_stream
 from common.orderstate import OrderState
+from common.tasks import stop_tasks
 from svc_orders import api, snapshots
 from svc_orders.marketdata import MarketData
 from svc_orders.sequencer import MAX_IN_FLIGHT, Sequencer
+from svc_orders.sessions import expire_at_session_close
 
 log = structlog.get_logger(__name__)
 
@@ -62,11 +64,10 @@ def create_app(settings: Settings) -> web.Application:
                             lambda: sequencer.engine, settings.book_interval,
                             settings.book_heartbeat)
         sequencer.on_journaled = market.journaled
-        task = asyncio.get_running_loop().create_task(market.run())
+        tasks = [asyncio.create_task(market.run()),
+                 asyncio.create_task(expire_at_session_close(sequencer, app[api.INSTRUMENTS]))]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks(tasks)
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, sequencer_ctx])
     add_routes(app, [
