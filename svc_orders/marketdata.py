@@ -90,6 +90,8 @@ class MarketData:
                 self.dirty.discard(symbol)
                 self.last_book[symbol] = now
                 update = self.book_message(symbol, cache.BOOK_LEVELS, "update")
+                metrics.BOOK_LEVELS.labels(symbol, "bid").set(len(update.bids))
+                metrics.BOOK_LEVELS.labels(symbol, "ask").set(len(update.asks))
                 cached = BookMessage(type="snapshot", symbol=symbol, seq=update.seq,
                                      timestamp=update.timestamp, bids=update.bids,
                                      asks=update.asks)

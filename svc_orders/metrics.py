@@ -12,7 +12,8 @@ JOURNAL_ACK_SECONDS = Histogram("orders_journal_ack_seconds", "Wait for the JetS
 JOURNAL_IN_FLIGHT = Gauge("orders_journal_in_flight", "Batches awaiting their JetStream ack")
 RECOVERIES = Counter("orders_recoveries_total", "Engine rebuilds from snapshot and journal")
 SNAPSHOTS = Counter("orders_snapshots_total", "Engine snapshots written")
-BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the book", ["symbol", "side"])
+BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the published book (top 100)",
+                    ["symbol", "side"])
 MD_MESSAGES = Counter("orders_md_messages_total", "Market-data messages published", ["kind"])
 REDIS_DROPPED = Counter("orders_redis_writes_dropped_total",
                         "Cache writes dropped because Redis was slow or down")
