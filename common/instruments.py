@@ -109,33 +109,45 @@ def parse_decimal(text: str | int | float) -> Decimal | None:
 
 
 class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):
-    """One entry of the instruments file: decimal strings as a person writes them."""
+    """One entry of the instruments file: decimal strings as a person writes them.
+
+    Bounds left out default to one tick and to the largest price on the grid below
+    1,000,000.
+    """
 
     symbol: str
     tick_size: str = "0.01"
     lot_size: int = 1
-    min_price: str = "0.01"
-    max_price: str = "999999.99"
+    min_price: str | None = None
+    max_price: str | None = None
     min_quantity: int = 1
     max_quantity: int = 1_000_000
     session_close: str | None = None
 
     def to_instrument(self) -> Instrument:
-        tick = Decimal(self.tick_size)
-        exponent = tick.as_tuple().exponent
-        assert isinstance(exponent, int)
-        decimals = max(0, -exponent)
+        tick = parse_decimal(self.tick_size)
+        if tick is None or tick <= 0:
+            raise ValueError(f"instrument {self.symbol}: tick_size must be a positive decimal")
+        exponent = tick.normalize().as_tuple().exponent
+        decimals = max(0, -exponent) if isinstance(exponent, int) else 0
         grid = Instrument(symbol=self.symbol, decimals=decimals)
-        units = {name: grid.to_units(Decimal(getattr(self, name)))
-                 for name in ("tick_size", "min_price", "max_price")}
-        if None in units.values() or (units["tick_size"] or 0) <= 0:
-            raise ValueError(f"instrument {self.symbol}: prices must lie on the tick grid")
+
+        def units(text: str) -> int:
+            value = parse_decimal(text)
+            result = None if value is None else grid.to_units(value)
+            if result is None:
+                raise ValueError(f"instrument {self.symbol}: {text!r} is off its price grid")
+            return result
+
+        tick_units = units(self.tick_size)
+        top = units("999999.99") if decimals >= 2 else 10**6 * 10**decimals - 1
         return Instrument(
-            symbol=self.symbol, decimals=decimals, tick=units["tick_size"] or 1,
-            lot=self.lot_size, min_price=units["min_price"] or 0,
-            max_price=units["max_price"] or 0, min_quantity=self.min_quantity,
-            max_quantity=self.max_quantity, session_close=self.session_close,
-        )
+            symbol=self.symbol, decimals=decimals, tick=tick_units, lot=self.lot_size,
+            min_price=tick_units if self.min_price is None else units(self.min_price),
+            max_price=(top // tick_units * tick_units if self.max_price is None
+                       else units(self.max_price)),
+            min_quantity=self.min_quantity, max_quantity=self.max_quantity,
+            session_close=self.session_close)
 
 
 def load_instruments(path: str | None) -> dict[str, Instrument]:
