@@ -35,17 +35,26 @@ def counted(name: str, **labels: str) -> float:
     return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def start(pool: asyncpg.Pool, js: JetStreamContext,
+          batch: int) -> tuple[Projector, asyncio.Task[None]]:
+    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
+    return projector, asyncio.get_running_loop().create_task(projector.run())
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @contextlib.asynccontextmanager
 async def projecting(pool: asyncpg.Pool, js: JetStreamContext,
                      batch: int = 37) -> AsyncIterator[Projector]:
-    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
-    task = asyncio.get_running_loop().create_task(projector.run())
+    projector, task = start(pool, js, batch)
     try:
         yield projector
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
 
 
 async def stream_position(pool: asyncpg.Pool) -> int:
@@ -149,19 +158,16 @@ async def test_one_projector_leads_and_a_standby_takes_over(pool: asyncpg.Pool,
                                                             js: JetStreamContext) -> None:
     batches = random_batches(300, seed=5)
     await publish(js, batches[:150])
-    async with projecting(pool, js, batch=20) as first:
-        await caught_up(pool, js)
-        async with projecting(pool, js, batch=20) as second:
-            await asyncio.sleep(0.2)
-            assert (first.running, second.running) == (True, False)
-            async with projecting(pool, js, batch=20):
-                pass
-    async with projecting(pool, js, batch=20) as first, projecting(
-            pool, js, batch=20) as second:
-        await eventually(lambda: first.running or second.running)
-        await publish(js, batches[150:])
-        await caught_up(pool, js)
-        assert not (first.running and second.running)
+    first, leading = start(pool, js, batch=20)
+    await caught_up(pool, js)
+    second, standing_by = start(pool, js, batch=20)
+    await asyncio.sleep(0.3)
+    assert (first.running, second.running) == (True, False)
+    await stop(leading)
+    await publish(js, batches[150:])
+    await caught_up(pool, js)
+    assert second.running
+    await stop(standing_by)
     await assert_projects(pool, batches)
 
 
