@@ -6,9 +6,11 @@ book updates, which wait in a conflation `Slot` (the newest replaces the queued 
 each book costs at most one entry). A client that reaches the bound has fallen behind:
 it is closed with 1013 (TRY_AGAIN_LATER) and a reason, and the rest keep their pace.
 
-Queued items are complete WebSocket frames, built once per message for all clients (see
-`text_frame`); the writer hands everything queued to the socket in one call, so a client
-that is momentarily behind catches up with one system call rather than one per message.
+Frames are built once per message for all clients (see `text_frame`). A client that is
+keeping up (nothing queued, nothing unsent in its socket buffer) gets a frame written at
+once, a non-blocking write that costs no task switch; otherwise the frame is queued and
+the writer hands everything queued to the socket in one call, so a client that is
+momentarily behind catches up with one system call rather than one per message.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Client:
         """Queue one frame; a client already `limit` messages behind is dropped."""
         if not self.writing:
             return
+        if not self.queue and not self.transport.get_write_buffer_size():
+            self._write_now(frame)
+            return
         if len(self.queue) >= self.limit:
             self.fell_behind(f"too slow: {self.limit} messages were waiting")
             return
@@ -77,9 +82,22 @@ class Client:
 
     def send_slot(self, slot: Slot) -> None:
         """Queue a conflation slot (bounded by its owner: one entry per book at most)."""
-        if self.writing:
-            self.queue.append(slot)
-            self._wakeup.set()
+        if not self.writing:
+            return
+        if not self.queue and not self.transport.get_write_buffer_size():
+            frame = slot.take()
+            if frame is not None:
+                self._write_now(frame)
+            return
+        self.queue.append(slot)
+        self._wakeup.set()
+
+    def _write_now(self, frame: bytes) -> None:
+        """The fast path: in order, since nothing is queued or unsent ahead of `frame`."""
+        if not self.ws.closed and not self.transport.is_closing():
+            self.transport.write(frame)
+            self.sent += 1
+            metrics.MESSAGES_OUT.inc()
 
     def fell_behind(self, reason: str) -> None:
         if self.writing:
@@ -137,8 +155,8 @@ class Client:
                     frames.append(frame)
             if self.ws.closed or transport.is_closing():
                 return  # closing (by the peer, a failed heartbeat or us): no data after it
-            # Whole frames only, written synchronously: they cannot interleave with the
-            # control frames (ping, pong, close) that aiohttp writes itself.
+            # Whole frames only, written synchronously (here and in `_write_now`): they
+            # cannot interleave with the control frames that aiohttp writes itself.
             transport.writelines(frames)
             self.sent += len(frames)
             metrics.MESSAGES_OUT.inc(len(frames))

@@ -104,10 +104,11 @@ class BookSubscription(Subscription):
             return
         self.seq = seq
         if self.pending is None:
-            self.client.send_slot(self)
+            self.pending = frame
+            self.client.send_slot(self)  # may take it at once if the client keeps up
         else:
+            self.pending = frame
             metrics.CONFLATED.inc()
-        self.pending = frame
 
     def take(self) -> bytes | None:
         """The client's writer reached this book's place in the queue: the newest book."""
