@@ -12,7 +12,6 @@ from uuid import uuid4
 import asyncpg
 import nats
 import pytest
-from aiohttp.test_utils import TestClient
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
@@ -21,9 +20,10 @@ from common.journal import ensure_stream
 from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_trades.app import create_app
 from svc_trades.migrations import migrate
+from tests.helpers import AppClient
 from tests.trades.journal import write_instruments
 
-MakeClient = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+MakeClient = Callable[..., Awaitable[AppClient]]
 REDIS_DB = 7
 
 
@@ -34,15 +34,25 @@ def nats_private(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
 
 
-@pytest.fixture
-async def dsn(postgres_server: PostgresServer) -> str:
+async def create_database(server: PostgresServer) -> str:
+    """A new, empty database on the session's PostgreSQL; returns its DSN."""
     name = f"trades_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres_server.dsn)
+    conn = await asyncpg.connect(server.dsn)
     try:
         await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    return postgres_server.dsn_for(name)
+    return server.dsn_for(name)
+
+
+def redis_url(server: RedisServer) -> str:
+    """The session's Redis, on a database number no other test module uses."""
+    return server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+
+
+@pytest.fixture
+async def dsn(postgres_server: PostgresServer) -> str:
+    return await create_database(postgres_server)
 
 
 @pytest.fixture
@@ -70,11 +80,11 @@ async def js(nc: Nats) -> JetStreamContext:
 def settings(tmp_path: Path, nats_private: NatsServer, dsn: str,
              redis_server: RedisServer) -> Settings:
     return Settings(nats_url=nats_private.url, pg_dsn=dsn,
-                    redis_url=redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+                    redis_url=redis_url(redis_server),
                     instruments_file=write_instruments(tmp_path), projection_batch=50)
 
 
 @pytest.fixture
-async def trades(aiohttp_client: MakeClient, settings: Settings,
-                 ) -> TestClient:  # type: ignore[type-arg]
+async def trades(settings: Settings, aiohttp_client: MakeClient) -> AppClient:
+    """The app; `settings` comes first so its servers outlive the app's shutdown."""
     return await aiohttp_client(create_app(settings))

@@ -1,11 +1,14 @@
-"""Journals for the projection tests: random commands through the real engine, published
-to JetStream exactly as svc_orders journals them, and the fold they must project to.
+"""Journals for the svc_trades tests: commands through the real engine (random ones, or
+a small hand-written market), published to JetStream exactly as svc_orders journals
+them; the fold they must project to; and a projector to run in the background.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -22,6 +25,8 @@ from common.messages import (
     Command,
     EventBatch,
     ModifyOrder,
+    OrderAccepted,
+    OrderRejected,
     OrderType,
     PlaceOrder,
     Side,
@@ -31,13 +36,19 @@ from common.messages import (
     encoder,
 )
 from common.orderstate import OrderState, apply
-from common.views import TradeView, trade_id, trade_view
+from common.views import TradeView, timestamp, trade_id, trade_view
 from svc_orders.matching import Exchange
+from svc_trades.projector import Projector
+from svc_trades.repository import trade_of
+from tests.helpers import eventually
 
 ALT = InstrumentFile(symbol="ALT", tick_size="0.0025", min_price="0.0025",
                      max_price="1000.0000", lot_size=5, min_quantity=5)
 BASE_NS = 1_764_000_000_000_000_000  # 2025-11-24, with sub-microsecond parts added below
 USERS = [str(uuid.UUID(int=n, version=4)) for n in range(1, 5)]
+U1, U2, U3, _ = USERS
+BUY, SELL = Side.BUY, Side.SELL
+SECOND = 1_000_000_000
 
 
 def write_instruments(folder: Path) -> str:
@@ -131,6 +142,16 @@ async def table(pool: asyncpg.Pool, name: str) -> list[dict[str, Any]]:
     return [dict(row) for row in await pool.fetch(f"SELECT * FROM {name} ORDER BY id")]
 
 
+async def assert_projects(pool: asyncpg.Pool, batches: list[EventBatch]) -> None:
+    """PostgreSQL holds exactly the fold of `batches`, rows in journal order."""
+    states, trades = fold(batches)
+    assert await projected_orders(pool) == states
+    assert [row["order_id"] for row in await table(pool, "orders")] == list(states)
+    assert [trade_of(row, INSTRUMENTS) for row in await table(pool, "trades")] == trades
+    positions = await pool.fetch("SELECT symbol, seq FROM projection_symbols")
+    assert {row["symbol"]: row["seq"] for row in positions} == last_seqs(batches)
+
+
 def last_seqs(batches: Iterable[EventBatch]) -> dict[str, int]:
     seqs: dict[str, int] = {}
     for batch in batches:
@@ -142,3 +163,98 @@ def trade_ids(batches: Iterable[EventBatch]) -> list[str]:
     return [trade_id(event.symbol, event.trade_no) for batch in batches
             for event in batch.events if isinstance(event, TradeExecuted)]
 
+
+
+class Desk:
+    """The engine and a clock: one command per second, order ids numbered from 1."""
+
+    def __init__(self) -> None:
+        self.engine = Exchange(INSTRUMENTS)
+        self.batches: list[EventBatch] = []
+        self.now = BASE_NS
+
+    def place(self, side: Side, quantity: int, price: int | None, *, user: str,
+              symbol: str = "DEFAULT", **extra: Any) -> str:
+        order_id = str(uuid.UUID(int=len(self.batches) + 1, version=4))
+        market = price is None
+        self.submit(PlaceOrder(
+            order_id=order_id, symbol=symbol, side=side, quantity=quantity, price=price,
+            type=OrderType.MARKET if market else OrderType.LIMIT,
+            time_in_force=TimeInForce.IOC if market else TimeInForce.GTC, user_id=user,
+            timestamp=self.now, **extra))
+        return order_id
+
+    def submit(self, command: Command) -> EventBatch:
+        batch = self.engine.submit(command)
+        assert batch.seq, batch
+        self.batches.append(batch)
+        self.now += SECOND
+        return batch
+
+
+def market() -> list[EventBatch]:
+    """A small market with every status, both instruments, and two pages of everything.
+
+    DEFAULT (2 decimals): the original README's buy 100 @ 150.25 (client id "a1") is hit
+    by sells of 50 and 30; a bid is placed and cancelled; a post-only sell is rejected;
+    30 one-lot bids at 100.00, then a market sell of 45 takes the rest of the first buy
+    and 25 of them. ALT (4 decimals): one trade at 0.9975.
+    """
+    desk = Desk()
+    first = desk.place(BUY, 100, 15025, user=U1, client_order_id="a1")
+    desk.place(SELL, 50, 15020, user=U2)
+    desk.place(SELL, 30, 15025, user=U3)
+    bid = desk.place(BUY, 10, 14900, user=U2)
+    desk.submit(CancelOrder(order_id=bid, timestamp=desk.now))
+    desk.place(SELL, 5, 15000, user=U3, post_only=True)
+    desk.place(SELL, 25, 9975, user=U1, symbol="ALT")
+    desk.place(BUY, 10, 10000, user=U2, symbol="ALT")
+    for _ in range(30):
+        desk.place(BUY, 1, 10000, user=U3)
+    desk.place(SELL, 45, None, user=U1)
+    assert desk.engine.live_order(first) is None
+    return desk.batches
+
+
+def timestamp_of(batch: EventBatch) -> str:
+    """When the batch's command ran, as the API writes timestamps."""
+    event = batch.events[0]
+    if isinstance(event, OrderAccepted | OrderRejected):
+        return timestamp(event.order.timestamp)
+    return timestamp(event.timestamp)
+
+
+def start(pool: asyncpg.Pool, js: JetStreamContext,
+          batch: int) -> tuple[Projector, asyncio.Task[None]]:
+    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
+    return projector, asyncio.get_running_loop().create_task(projector.run())
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def projecting(pool: asyncpg.Pool, js: JetStreamContext,
+                     batch: int = 37) -> AsyncIterator[Projector]:
+    projector, task = start(pool, js, batch)
+    try:
+        yield projector
+    finally:
+        await stop(task)
+
+
+async def stream_position(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval(
+        "SELECT coalesce(max(stream_seq), 0) FROM projection_consumers") or 0)
+
+
+async def caught_up(pool: asyncpg.Pool, js: JetStreamContext) -> None:
+    """Wait until the projection has reached the end of the journal."""
+    last = (await js.stream_info(subjects.STREAM)).state.last_seq
+
+    async def done() -> bool:
+        return await stream_position(pool) == last
+    await eventually(done, timeout=20.0)

@@ -6,8 +6,6 @@ batches: every order field, every trade, and the order of the rows.
 """
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
@@ -16,16 +14,17 @@ from nats.js import JetStreamContext
 
 from common import subjects
 from common.messages import EventBatch, encoder
-from svc_trades.projector import DURABLE, Projector
-from svc_trades.repository import trade_of
+from svc_trades.projector import DURABLE
 from tests.helpers import eventually
 from tests.trades.journal import (
-    INSTRUMENTS,
-    fold,
-    last_seqs,
-    projected_orders,
+    assert_projects,
+    caught_up,
+    projecting,
     publish,
     random_batches,
+    start,
+    stop,
+    stream_position,
     table,
     trade_ids,
 )
@@ -33,51 +32,6 @@ from tests.trades.journal import (
 
 def counted(name: str, **labels: str) -> float:
     return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def start(pool: asyncpg.Pool, js: JetStreamContext,
-          batch: int) -> tuple[Projector, asyncio.Task[None]]:
-    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
-    return projector, asyncio.get_running_loop().create_task(projector.run())
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-@contextlib.asynccontextmanager
-async def projecting(pool: asyncpg.Pool, js: JetStreamContext,
-                     batch: int = 37) -> AsyncIterator[Projector]:
-    projector, task = start(pool, js, batch)
-    try:
-        yield projector
-    finally:
-        await stop(task)
-
-
-async def stream_position(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval(
-        "SELECT coalesce(max(stream_seq), 0) FROM projection_consumers") or 0)
-
-
-async def caught_up(pool: asyncpg.Pool, js: JetStreamContext) -> None:
-    last = (await js.stream_info(subjects.STREAM)).state.last_seq
-
-    async def done() -> bool:
-        return await stream_position(pool) == last
-    await eventually(done, timeout=20.0)
-
-
-async def assert_projects(pool: asyncpg.Pool, batches: list[EventBatch]) -> None:
-    """PostgreSQL holds exactly the fold of `batches`, rows in journal order."""
-    states, trades = fold(batches)
-    assert await projected_orders(pool) == states
-    assert [row["order_id"] for row in await table(pool, "orders")] == list(states)
-    assert [trade_of(row, INSTRUMENTS) for row in await table(pool, "trades")] == trades
-    positions = await pool.fetch("SELECT symbol, seq FROM projection_symbols")
-    assert {row["symbol"]: row["seq"] for row in positions} == last_seqs(batches)
 
 
 async def test_projection_is_the_fold_of_the_journal(pool: asyncpg.Pool,

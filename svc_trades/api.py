@@ -1,0 +1,183 @@
+"""svc_trades' REST API (SPEC 3): trades, settlement and the order book.
+
+Trades are read from the projection (`repository`); `GET /orders/` is the shared handler
+of `common.history`. The order book is svc_orders' Redis snapshot or, when Redis has
+none, svc_orders' answer over NATS: never a scan of the orders table.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+import nats.errors
+import structlog
+from aiohttp import web
+from nats.aio.client import Client as Nats
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common import cache, subjects
+from common.history import invalid, micros, page_request, param, uuid_param
+from common.http import ApiError, json_response, query_int
+from common.instruments import DEFAULT_SYMBOL, Instrument
+from common.messages import TradeSettled, encoder
+from common.views import BookMessage, Level, TradeView
+from svc_trades import metrics, repository
+from svc_trades.repository import TradeFilters
+
+log = structlog.get_logger(__name__)
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+NATS = web.AppKey("nats", Nats)
+REDIS = web.AppKey("redis", Redis)
+INSTRUMENTS: web.AppKey[Mapping[str, Instrument]] = web.AppKey("instruments")
+
+DEFAULT_DEPTH = 5
+MAX_DEPTH = 100
+BOOK_TIMEOUT = 1.0  # seconds svc_orders gets to answer a book request
+
+_book_decoder = msgspec.json.Decoder(BookMessage)
+
+
+class Settled(msgspec.Struct, kw_only=True):
+    message: str
+    trade: TradeView
+
+
+class OrderBook(msgspec.Struct, kw_only=True):
+    symbol: str
+    seq: int
+    timestamp: str
+    depth: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+class BookRefused(msgspec.Struct):
+    error: str
+
+
+# ---- trades --------------------------------------------------------------------------
+
+
+def _trade_id(request: web.Request) -> str:
+    raw = request.match_info["trade_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(400, "INVALID_TRADE_ID", "trade_id must be a UUID",
+                       {"trade_id": raw}) from None
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    raw = param(request, name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise invalid(name, f"{name} must be true or false", raw)
+
+
+def _moment(request: web.Request, name: str) -> int | None:
+    """An RFC 3339 query timestamp as microseconds (UTC when it names no offset)."""
+    raw = param(request, name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise invalid(name, f"{name} must be an RFC 3339 timestamp", raw) from None
+    return micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+async def list_trades(request: web.Request) -> web.Response:
+    filters = TradeFilters(
+        symbol=param(request, "symbol"), order_id=uuid_param(request, "order_id"),
+        user_id=uuid_param(request, "user_id"), settled=_flag(request, "settled"),
+        since=_moment(request, "since"), until=_moment(request, "until"))
+    page = page_request(request, "trades")
+    return json_response(await repository.list_trades(
+        request.app[POOL], filters, page, request.app[INSTRUMENTS]))
+
+
+async def get_trade(request: web.Request) -> web.Response:
+    trade = _trade_id(request)
+    view = await repository.get_trade(request.app[POOL], trade, request.app[INSTRUMENTS])
+    if view is None:
+        raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
+    return json_response(view)
+
+
+async def settle_trade(request: web.Request) -> web.Response:
+    """Settle once: the database decides the winner of a race, the loser gets 409."""
+    trade = _trade_id(request)
+    at = time.time_ns() // 1000
+    view, exists = await repository.settle(request.app[POOL], trade, at,
+                                           request.app[INSTRUMENTS])
+    if view is None:
+        metrics.SETTLEMENTS.labels("conflict" if exists else "not_found").inc()
+        if not exists:
+            raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
+        raise ApiError(409, "TRADE_ALREADY_SETTLED", f"trade {trade} is already settled")
+    metrics.SETTLEMENTS.labels("settled").inc()
+    event = TradeSettled(trade_id=trade, symbol=view.symbol, settlement_timestamp=at * 1000)
+    try:
+        await request.app[NATS].publish(subjects.settlements(view.symbol),
+                                        encoder.encode(event))
+    except nats.errors.Error as error:  # the settlement stands; only its notice is lost
+        log.error("settlement not published", trade_id=trade, error=repr(error))
+    return json_response(Settled(message=f"trade {trade} settled", trade=view))
+
+
+# ---- order book ----------------------------------------------------------------------
+
+
+async def _cached_book(redis: Redis, symbol: str) -> BookMessage | None:
+    try:
+        raw = await redis.get(cache.book_key(symbol))
+    except (RedisError, OSError) as error:
+        log.warning("redis unavailable, asking svc_orders for the book", error=repr(error))
+        return None
+    if raw is None:
+        return None
+    try:
+        return _book_decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        log.warning("cached book unreadable, asking svc_orders", error=str(error))
+        return None
+
+
+async def _requested_book(nc: Nats, symbol: str) -> BookMessage:
+    try:
+        reply = await nc.request(subjects.BOOK_REQUEST, symbol.encode(), timeout=BOOK_TIMEOUT)
+    except (nats.errors.Error, TimeoutError) as error:
+        raise ApiError(503, "UNAVAILABLE", "no source of the order book answered",
+                       {"reason": type(error).__name__}) from None
+    try:
+        return _book_decoder.decode(reply.data)
+    except msgspec.DecodeError:
+        try:
+            reason = msgspec.json.decode(reply.data, type=BookRefused).error
+        except msgspec.DecodeError:
+            reason = "malformed reply"
+    raise ApiError(503, "UNAVAILABLE", "the order service gave no order book",
+                   {"reason": reason})
+
+
+async def orderbook(request: web.Request) -> web.Response:
+    symbol = param(request, "symbol") or DEFAULT_SYMBOL
+    if symbol not in request.app[INSTRUMENTS]:
+        raise ApiError(404, "UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}", {"symbol": symbol})
+    depth = query_int(request, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+    book = (await _cached_book(request.app[REDIS], symbol)
+            or await _requested_book(request.app[NATS], symbol))
+    return json_response(OrderBook(symbol=symbol, seq=book.seq, timestamp=book.timestamp,
+                                   depth=depth, bids=book.bids[:depth],
+                                   asks=book.asks[:depth]))

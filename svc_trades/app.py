@@ -1,0 +1,79 @@
+"""svc_trades' application: one cleanup context per resource, handlers in `api`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import nats
+from aiohttp import web
+from redis.asyncio import Redis
+
+from common import history
+from common.config import Settings
+from common.http import add_probes, add_routes, error_middleware
+from common.instruments import load_instruments
+from svc_trades import api
+from svc_trades.migrations import migrate
+from svc_trades.projector import Projector
+
+PROJECTOR = web.AppKey("projector", Projector)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[error_middleware])
+    instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
+
+    async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(settings.pg_dsn, min_size=2, max_size=10,
+                                         command_timeout=10.0)
+        try:
+            await migrate(pool)
+            app[api.POOL] = pool
+            app[history.HISTORY] = history.OrderHistory(pool, instruments)
+            yield
+        finally:
+            await pool.close()
+
+    async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[api.NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
+                                           name="svc_trades")
+        yield
+        with contextlib.suppress(Exception):
+            await app[api.NATS].drain()
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[api.REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,
+                                        socket_connect_timeout=1.0)
+        yield
+        await app[api.REDIS].aclose()
+
+    async def projector_ctx(app: web.Application) -> AsyncIterator[None]:
+        projector = Projector(app[api.POOL], app[api.NATS].jetstream(), instruments,
+                              batch=settings.projection_batch)
+        app[PROJECTOR] = projector
+        task = asyncio.get_running_loop().create_task(projector.run(), name="projector")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.extend([postgres_ctx, nats_ctx, redis_ctx, projector_ctx])
+    add_routes(app, [
+        ("GET", "/trades/", api.list_trades),
+        ("GET", "/trades/{trade_id}/", api.get_trade),
+        ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
+        ("GET", "/orderbook/", api.orderbook),
+        ("GET", "/orders/", history.list_orders),
+    ])
+
+    def ready() -> bool:
+        """PostgreSQL and NATS answered the projector within the last second or so."""
+        projector, nc = app.get(PROJECTOR), app.get(api.NATS)
+        return bool(projector and projector.running and nc and nc.is_connected)
+
+    add_probes(app, ready)
+    return app

@@ -1,0 +1,270 @@
+"""The read API on a projected market: every filter, every pagination path, every 400.
+
+One small market (tests/trades/journal.py `market`) is journaled and projected once for
+the module; each test starts the real app against it. Expected answers are computed
+from the fold of the same journal, so they hold by construction, not by hand-copying.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import pytest
+
+from common.config import Settings
+from common.journal import ensure_stream
+from common.messages import EventBatch
+from common.views import OrderView, json_encoder, order_view
+from ops.stack import NatsServer, PostgresServer, RedisServer
+from svc_trades.app import create_app
+from svc_trades.migrations import migrate
+from tests.helpers import AppClient as Client
+from tests.trades.conftest import MakeClient, create_database, redis_url
+from tests.trades.journal import (
+    INSTRUMENTS,
+    U1,
+    U2,
+    U3,
+    caught_up,
+    fold,
+    last_seqs,
+    market,
+    projecting,
+    publish,
+    timestamp_of,
+    write_instruments,
+)
+
+Json = dict[str, Any]
+
+
+class Market(msgspec.Struct):
+    dsn: str
+    batches: list[EventBatch]
+    orders: list[Json]  # newest first, as the API lists them
+    trades: list[Json]
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    with server.start():
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def projected(module_nats: NatsServer, postgres_server: PostgresServer) -> Market:
+    dsn = await create_database(postgres_server)
+    batches = market()
+    nc = await nats.connect(module_nats.url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    await publish(js, batches)
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await migrate(pool)
+        async with projecting(pool, js):
+            await caught_up(pool, js)
+    await nc.close()
+    states, trades = fold(batches)
+    views: list[OrderView] = [order_view(s, INSTRUMENTS[s.symbol]) for s in states.values()]
+    return Market(dsn, batches, orders=jsonable(views[::-1]), trades=jsonable(trades[::-1]))
+
+
+def jsonable(value: Any) -> Any:
+    return msgspec.json.decode(json_encoder.encode(value))
+
+
+@pytest.fixture
+async def api(projected: Market, module_nats: NatsServer, redis_server: RedisServer,
+              tmp_path: Path, aiohttp_client: MakeClient) -> Client:
+    settings = Settings(nats_url=module_nats.url, pg_dsn=projected.dsn,
+                        redis_url=redis_url(redis_server),
+                        instruments_file=write_instruments(tmp_path))
+    return await aiohttp_client(create_app(settings))
+
+
+async def get(api: Client, path: str, **query: Any) -> tuple[int, Json]:
+    response = await api.get(path, params=query)
+    return response.status, await response.json()
+
+
+async def test_the_original_readme_calls_answer(api: Client, projected: Market) -> None:
+    status, body = await get(api, "/trades/")
+    assert status == 200
+    assert body["trades"] == projected.trades[:20]
+    assert body["pagination"] == {"page": 1, "page_size": 20, "total_pages": 2,
+                                  "total_count": 29, "has_next": True,
+                                  "has_previous": False,
+                                  "next_cursor": body["pagination"]["next_cursor"]}
+    status, page = await get(api, "/trades/", page=1, page_size=20)
+    assert (status, page["trades"]) == (200, body["trades"])
+    first = projected.trades[-1]
+    assert (first["price"], first["quantity"], first["aggressor_side"]) == ("150.25", 50, "sell")
+    assert (first["is_settled"], first["settlement_timestamp"]) == (False, None)
+    status, orders = await get(api, "/orders/", status="ACTIVE", side="buy")
+    assert status == 200
+    assert {o["order_id"] for o in orders["orders"]} == {
+        o["order_id"] for o in projected.orders if o["status"] == "ACTIVE" and o["side"] == "buy"}
+    status, mine = await get(api, "/orders/", user_id=U1)
+    assert [o["order_id"] for o in mine["orders"]] == [
+        o["order_id"] for o in projected.orders if o["user_id"] == U1]
+    assert (await api.get("/trades")).status == 200  # without the trailing slash too
+
+
+async def test_prices_keep_each_instruments_grid(api: Client, projected: Market) -> None:
+    _, alt = await get(api, "/trades/", symbol="ALT")
+    [trade] = alt["trades"]
+    assert (trade["price"], trade["quantity"]) == ("0.9975", 10)
+    _, orders = await get(api, "/orders/", symbol="ALT")
+    assert [(o["price"], o["average_traded_price"]) for o in orders["orders"]] == [
+        ("1.0000", "0.9975"), ("0.9975", "0.9975")]
+    _, first = await get(api, "/orders/", client_order_id="a1")
+    [order] = first["orders"]
+    assert (order["status"], order["traded_quantity"], order["average_traded_price"]) == (
+        "FILLED", 100, "150.25")
+    assert order["created_at"] == timestamp_of(projected.batches[0])
+
+
+@pytest.mark.parametrize("listing", ["trades", "orders"])
+@pytest.mark.parametrize("page_size", [1, 7, 20, 100])
+async def test_cursor_pages_and_offset_pages_agree(api: Client, projected: Market,
+                                                   listing: str, page_size: int) -> None:
+    everything = getattr(projected, listing)
+    walked, cursor, page = [], None, 1
+    while True:
+        query: Json = {"page_size": page_size} | ({"cursor": cursor} if cursor else {})
+        status, body = await get(api, f"/{listing}/", **query)
+        assert status == 200
+        pagination = body["pagination"]
+        assert (pagination["page"], pagination["total_count"]) == (page, len(everything))
+        assert pagination["has_previous"] == (page > 1)
+        _, by_offset = await get(api, f"/{listing}/", page=page, page_size=page_size)
+        assert by_offset[listing] == body[listing]
+        walked += body[listing]
+        cursor = pagination["next_cursor"]
+        assert pagination["has_next"] == (cursor is not None)
+        if cursor is None:
+            break
+        page += 1
+    assert walked == everything
+    assert page == pagination["total_pages"] == -(-len(everything) // page_size)
+
+
+async def test_a_page_past_the_end_is_empty(api: Client) -> None:
+    status, body = await get(api, "/orders/", page=3)
+    assert (status, body["orders"]) == (200, [])
+    assert (body["pagination"]["has_previous"], body["pagination"]["has_next"]) == (True, False)
+
+
+def _trades(pick: Callable[[Json], bool]) -> Callable[[Market], list[Json]]:
+    return lambda market: [t for t in market.trades if pick(t)]
+
+
+FIRST_ORDER = "00000000-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"symbol": "ALT"}, _trades(lambda t: t["symbol"] == "ALT")),
+    ({"symbol": "NOPE"}, _trades(lambda t: False)),
+    ({"order_id": FIRST_ORDER}, _trades(lambda t: FIRST_ORDER in (
+        t["bid_order_id"], t["ask_order_id"]))),
+    ({"user_id": U2}, _trades(lambda t: U2 in (t["buyer_user_id"], t["seller_user_id"]))),
+    ({"user_id": U2.upper()}, _trades(lambda t: U2 in (t["buyer_user_id"],
+                                                       t["seller_user_id"]))),
+    ({"settled": "false"}, _trades(lambda t: True)),
+    ({"settled": "TRUE"}, _trades(lambda t: False)),
+    ({"symbol": "DEFAULT", "user_id": U3}, _trades(
+        lambda t: t["symbol"] == "DEFAULT" and U3 in (t["buyer_user_id"],
+                                                      t["seller_user_id"]))),
+], ids=lambda value: str(value) if isinstance(value, dict) else "")
+async def test_trade_filters(api: Client, projected: Market, query: Json,
+                             expected: Callable[[Market], list[Json]]) -> None:
+    status, body = await get(api, "/trades/", page_size=100, **query)
+    assert status == 200
+    assert body["trades"] == expected(projected)
+    assert body["pagination"]["total_count"] == len(expected(projected))
+
+
+async def test_trades_between_two_moments(api: Client, projected: Market) -> None:
+    since = timestamp_of(projected.batches[2])  # the second trade's command
+    until = timestamp_of(projected.batches[7])  # the ALT trade's command (excluded)
+    status, body = await get(api, "/trades/", since=since, until=until)
+    assert status == 200
+    assert [t["execution_timestamp"] for t in body["trades"]] == [since]
+    _, later = await get(api, "/trades/", since=since.replace("Z", "+00:00"), page_size=100)
+    assert later["trades"] == [t for t in projected.trades if t["execution_timestamp"] >= since]
+
+
+def _orders(pick: Callable[[Json], bool]) -> Callable[[Market], list[Json]]:
+    return lambda market: [o for o in market.orders if pick(o)]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({"status": "ACTIVE"}, _orders(lambda o: o["status"] == "ACTIVE")),
+    ({"status": "filled"}, _orders(lambda o: o["status"] == "FILLED")),
+    ({"status": "REJECTED"}, _orders(lambda o: o["reject_reason"] is not None)),
+    ({"side": "SELL"}, _orders(lambda o: o["side"] == "sell")),
+    ({"side": "-1"}, _orders(lambda o: o["side"] == "sell")),
+    ({"side": "1"}, _orders(lambda o: o["side"] == "buy")),
+    ({"user_id": U3}, _orders(lambda o: o["user_id"] == U3)),
+    ({"symbol": "ALT"}, _orders(lambda o: o["symbol"] == "ALT")),
+    ({"client_order_id": "a1"}, _orders(lambda o: o["client_order_id"] == "a1")),
+    ({"status": "CANCELLED", "user_id": U2}, _orders(
+        lambda o: o["status"] == "CANCELLED" and o["user_id"] == U2)),
+], ids=lambda value: str(value) if isinstance(value, dict) else "")
+async def test_order_filters(api: Client, projected: Market, query: Json,
+                             expected: Callable[[Market], list[Json]]) -> None:
+    status, body = await get(api, "/orders/", page_size=100, **query)
+    assert status == 200
+    assert body["orders"] == expected(projected) != []
+    assert body["as_of_seq"] == last_seqs(projected.batches)
+
+
+async def test_one_trade_by_id(api: Client, projected: Market) -> None:
+    trade = projected.trades[3]
+    status, body = await get(api, f"/trades/{trade['trade_id']}/")
+    assert (status, body) == (200, trade)
+    status, body = await get(api, f"/trades/{trade['trade_id'].upper()}")
+    assert (status, body) == (200, trade)
+
+
+BAD = "INVALID_PARAMETER"
+
+
+@pytest.mark.parametrize(("path", "query", "status", "code"), [
+    ("/trades/6f1c1f8e-3a52-4c53-9b8e-000000000000/", {}, 404, "TRADE_NOT_FOUND"),
+    ("/trades/not-a-uuid/", {}, 400, "INVALID_TRADE_ID"),
+    ("/trades/6f1c1f8e-3a52-4c53-9b8e-000000000000/settle/", {}, 404, "TRADE_NOT_FOUND"),
+    ("/trades/'; DROP TABLE trades; --/settle/", {}, 400, "INVALID_TRADE_ID"),
+    ("/orders/", {"status": "OPEN"}, 400, BAD),
+    ("/orders/", {"side": "up"}, 400, BAD),
+    ("/orders/", {"side": "2"}, 400, BAD),
+    ("/orders/", {"user_id": "123"}, 400, BAD),
+    ("/orders/", {"client_order_id": "x" * 65}, 400, BAD),
+    ("/orders/", {"page": "0"}, 400, BAD),
+    ("/orders/", {"page": "two"}, 400, BAD),
+    ("/orders/", {"page_size": "1000"}, 400, BAD),
+    ("/orders/", {"page_size": "0"}, 400, BAD),
+    ("/orders/", {"page_size": "-5"}, 400, BAD),
+    ("/orders/", {"cursor": "garbage!"}, 400, "INVALID_CURSOR"),
+    ("/orders/", {"cursor": "WyJ0cmFkZXMiLDIsNV0"}, 400, "INVALID_CURSOR"),  # a trades one
+    ("/orders/", {"cursor": "WyJvcmRlcnMiLDAsNV0"}, 400, "INVALID_CURSOR"),  # page 0
+    ("/trades/", {"settled": "maybe"}, 400, BAD),
+    ("/trades/", {"since": "yesterday"}, 400, BAD),
+    ("/trades/", {"until": "2026-13-01T00:00:00Z"}, 400, BAD),
+    ("/trades/", {"order_id": "42"}, 400, BAD),
+    ("/trades/", {"user_id": "nobody"}, 400, BAD),
+    ("/trades/", {"page_size": "101"}, 400, BAD),
+    ("/trades/", {"cursor": "WyJvcmRlcnMiLDIsNV0"}, 400, "INVALID_CURSOR"),  # an orders one
+], ids=lambda value: str(value) if isinstance(value, dict) else None)
+async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
+        api: Client, path: str, query: Json, status: int, code: str) -> None:
+    method = "POST" if path.endswith("/settle/") else "GET"
+    response = await api.request(method, path, params=query)
+    body = await response.json()
+    assert (response.status, body["error"]["code"]) == (status, code)
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert isinstance(body["error"]["message"], str)
