@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -316,12 +317,17 @@ class PostgresServer(EmbeddedServer):
             _let_others_traverse(self.data_dir)
         if (self.pgdata / "PG_VERSION").exists():
             return
-        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        # initdb writes PG_VERSION long before it finishes; it runs in a staging folder
+        # renamed into place at the end, so an interrupted first start leaves no cluster
+        # that looks complete (the launcher's data survives restarts).
+        staging = self.data_dir / "pgdata.initdb"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
         if account is not None:
-            os.chown(self.pgdata, account.pw_uid, account.pw_gid)
+            os.chown(staging, account.pw_uid, account.pw_gid)
         command = [
             str(postgres_bin_dir() / "initdb"),
-            "-D", str(self.pgdata),
+            "-D", str(staging),
             "-U", self.user,
             "--auth=trust",
             "--encoding=UTF8",
@@ -340,6 +346,9 @@ class PostgresServer(EmbeddedServer):
             )
         if result.returncode != 0:
             self._fail(f"initdb failed with code {result.returncode}")
+        if self.pgdata.exists():  # an empty folder left by an older, interrupted start
+            self.pgdata.rmdir()
+        staging.rename(self.pgdata)
 
     def _command(self) -> list[str]:
         settings = {
@@ -355,7 +364,8 @@ class PostgresServer(EmbeddedServer):
 
     def _is_ready(self) -> bool:
         result = subprocess.run(
-            [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port)],
+            [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port),
+             "-U", self.user],  # as another, missing role the server would log a FATAL
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
