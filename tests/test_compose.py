@@ -1,0 +1,130 @@
+"""compose.yaml's structure, checked without a Docker engine (none is available here).
+
+What would otherwise break only at `docker compose up`: a missing service, a service
+pointed at localhost instead of the server's container, a health check or a dependency
+order that is missing, a service that runs the wrong module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SERVERS = {"nats", "postgres", "redis"}
+PORTS = {"svc_orders": 8000, "svc_trades": 8001, "svc_stream": 8002}
+# Which server each EX_ variable must point at, by its compose service name.
+URL_HOSTS = {"EX_NATS_URL": "nats", "EX_PG_DSN": "postgres", "EX_REDIS_URL": "redis"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def test_it_has_the_three_servers_and_the_three_services(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert set(services) == SERVERS | set(PORTS)
+
+
+def test_servers_use_the_official_images(services: dict[str, dict[str, Any]]) -> None:
+    for name in SERVERS:
+        assert services[name]["image"].split(":")[0] == name
+
+
+def test_nats_runs_jetstream_on_a_volume(services: dict[str, dict[str, Any]]) -> None:
+    nats = services["nats"]
+    command = nats["command"]
+    assert "-js" in command
+    store = command[command.index("-sd") + 1]
+    assert any(volume.split(":")[1] == store for volume in nats["volumes"])
+
+
+def test_postgres_keeps_its_data_on_a_volume(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} <= set(postgres["environment"])
+
+
+def test_every_container_has_a_health_check(services: dict[str, dict[str, Any]]) -> None:
+    probes = {
+        "nats": "http://127.0.0.1:8222/healthz",
+        "postgres": "pg_isready",
+        "redis": "ping",
+        **{name: f"http://127.0.0.1:{port}/ready/" for name, port in PORTS.items()},
+    }
+    for name, probe in probes.items():
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        assert any(probe in part for part in test), (name, test)
+
+
+def test_each_service_runs_its_own_module_from_the_one_dockerfile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert (REPO / "Dockerfile").is_file()
+    assert (REPO / ".dockerignore").is_file()
+    for name in PORTS:
+        service = services[name]
+        assert service["build"] in (".", {"context": "."}), name
+        assert service["command"] == ["python", "-m", name]
+
+
+def test_each_service_publishes_its_port(services: dict[str, dict[str, Any]]) -> None:
+    for name, port in PORTS.items():
+        assert services[name]["ports"] == [f"{port}:{port}"]
+
+
+def test_services_reach_the_servers_by_their_service_names(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in PORTS:
+        env = services[name]["environment"]
+        assert env["EX_HOST"] == "0.0.0.0", "the default 127.0.0.1 is unreachable from outside"
+        for var, host in URL_HOSTS.items():
+            assert urlsplit(env[var]).hostname == host, (name, var, env[var])
+        assert all(var.startswith("EX_") for var in env), name
+
+
+def test_services_start_after_their_servers_are_healthy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    needs = {"svc_orders": SERVERS, "svc_trades": SERVERS, "svc_stream": {"nats", "redis"}}
+    for name, servers in needs.items():
+        depends_on = services[name]["depends_on"]
+        assert servers <= set(depends_on), name
+        for server in depends_on:
+            assert depends_on[server] == {"condition": "service_healthy"}, (name, server)
+
+
+def test_the_dockerfile_installs_the_project_and_runs_a_service() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "pip install" in dockerfile
+    for package in ("common", *PORTS):
+        assert f"COPY {package} " in dockerfile, package
+    # The services must listen on every interface inside a container.
+    assert "EX_HOST=0.0.0.0" in dockerfile
+
+
+def test_the_installed_package_has_every_data_file_the_services_read() -> None:
+    """The image runs a regular install, which leaves out any file that is neither a module
+    nor declared package data (svc_trades' SQL migrations, for one)."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    data_files = [
+        path for package in ("common", *PORTS) for path in (REPO / package).rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    ]
+    assert data_files, "expected at least svc_trades' migrations"
+    for path in data_files:
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), path
