@@ -1,9 +1,11 @@
 """Market data out of svc_orders: trades and conflated books on NATS, caches in Redis.
 
-Nothing here may slow matching: the sequencer hands over journaled batches with a
-non-blocking call; one task publishes them, and Redis writes go through a bounded
-queue that drops (and counts) when Redis is slow or down — it holds caches only.
-Payloads are exactly the WebSocket messages (SPEC 4), so svc_stream forwards bytes.
+Every update is written to Redis *before* it is published on NATS, so a WebSocket client
+that subscribes and then reads the cache finds each update in the cache, in its buffer,
+or in both (svc_stream drops the duplicates by seq). Nothing here may slow matching: the
+sequencer hands over journaled batches with a non-blocking call and one task per feed
+does the I/O. Redis holds caches only: when a write fails, Redis is skipped for a
+moment and updates go straight to NATS.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
+import msgspec
 import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from common import cache, subjects
 from common.instruments import Instrument
@@ -36,7 +41,8 @@ from svc_orders.matching import Exchange
 log = structlog.get_logger(__name__)
 
 NATS_BOOK_LEVELS = 50
-REDIS_QUEUE = 10_000
+BURST = 500  # trade updates cached in one Redis round trip
+REDIS_BACKOFF = 1.0  # seconds without Redis after a failed write
 
 
 class MarketData:
@@ -48,8 +54,7 @@ class MarketData:
         self.dirty: set[str] = set()
         self.last_book: dict[str, float] = {}
         self.trades: asyncio.Queue[TradesMessage] = asyncio.Queue()
-        self.redis_writes: asyncio.Queue[tuple[str, bytes, list[bytes]]] = asyncio.Queue(
-            REDIS_QUEUE)
+        self._redis_down_until = 0.0
 
     def journaled(self, batch: EventBatch) -> None:
         """Note a journaled batch: its trades go out now, its book at the next tick."""
@@ -70,62 +75,54 @@ class MarketData:
                            bids=levels(bids, instrument), asks=levels(asks, instrument))
 
     async def run_trades(self) -> None:
-        """Publish each journaled batch's trades as one `md.trades.<SYMBOL>` update."""
+        """Each journaled batch's trades: into the Redis list, then one `md.trades` update."""
         while True:
-            message = await self.trades.get()
-            self._cache(message.symbol, b"", [json_encoder.encode(t) for t in message.trades])
-            await self.nats.publish(subjects.trades(message.symbol),
-                                    json_encoder.encode(message))
-            metrics.MD_MESSAGES.labels("trades").inc()
+            messages = [await self.trades.get()]
+            while not self.trades.empty() and len(messages) < BURST:
+                messages.append(self.trades.get_nowait())
+            await self._cache(partial(_cache_trades, messages=messages))
+            for message in messages:
+                await self.nats.publish(subjects.trades(message.symbol),
+                                        json_encoder.encode(message))
+            metrics.MD_MESSAGES.labels("trades").inc(len(messages))
 
     async def run_books(self) -> None:
         """Conflated books: every `interval` while a book changes, every `heartbeat` anyway."""
         while True:
             await asyncio.sleep(self.interval)
             now = time.monotonic()
-            for symbol in self.instruments:
-                changed = symbol in self.dirty
-                if not changed and now - self.last_book.get(symbol, 0.0) < self.heartbeat:
-                    continue
+            due = [symbol for symbol in self.instruments if symbol in self.dirty
+                   or now - self.last_book.get(symbol, 0.0) >= self.heartbeat]
+            books = []
+            for symbol in due:
                 self.dirty.discard(symbol)
                 self.last_book[symbol] = now
-                update = self.book_message(symbol, cache.BOOK_LEVELS, "update")
-                metrics.BOOK_LEVELS.labels(symbol, "bid").set(len(update.bids))
-                metrics.BOOK_LEVELS.labels(symbol, "ask").set(len(update.asks))
-                cached = BookMessage(type="snapshot", symbol=symbol, seq=update.seq,
-                                     timestamp=update.timestamp, bids=update.bids,
-                                     asks=update.asks)
-                self._cache(symbol, json_encoder.encode(cached), [])
-                update.bids = update.bids[:NATS_BOOK_LEVELS]
-                update.asks = update.asks[:NATS_BOOK_LEVELS]
-                await self.nats.publish(subjects.book(symbol), json_encoder.encode(update))
-                metrics.MD_MESSAGES.labels("book").inc()
+                book = self.book_message(symbol, cache.BOOK_LEVELS, "snapshot")
+                metrics.BOOK_LEVELS.labels(symbol, "bid").set(len(book.bids))
+                metrics.BOOK_LEVELS.labels(symbol, "ask").set(len(book.asks))
+                books.append(book)
+            if books:
+                await self._cache(partial(_cache_books, books=books))
+            for book in books:
+                update = msgspec.structs.replace(
+                    book, type="update", bids=book.bids[:NATS_BOOK_LEVELS],
+                    asks=book.asks[:NATS_BOOK_LEVELS])
+                await self.nats.publish(subjects.book(book.symbol), json_encoder.encode(update))
+            metrics.MD_MESSAGES.labels("book").inc(len(books))
 
-    def _cache(self, symbol: str, book: bytes, trades: list[bytes]) -> None:
+    async def _cache(self, write: Callable[[Pipeline], None]) -> None:
+        """Run `write` in one Redis pipeline, unless Redis failed a moment ago."""
+        if time.monotonic() < self._redis_down_until:
+            metrics.REDIS_SKIPPED.inc()
+            return
         try:
-            self.redis_writes.put_nowait((symbol, book, trades))
-        except asyncio.QueueFull:
-            metrics.REDIS_DROPPED.inc()
-
-    async def run_redis(self) -> None:
-        """Write caches in pipelines; a Redis outage costs only cache freshness."""
-        while True:
-            writes = [await self.redis_writes.get()]
-            while not self.redis_writes.empty() and len(writes) < 500:
-                writes.append(self.redis_writes.get_nowait())
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for symbol, book, trades in writes:
-                        if book:
-                            pipe.set(cache.book_key(symbol), book)
-                        if trades:
-                            pipe.lpush(cache.trades_key(symbol), *trades)
-                            pipe.ltrim(cache.trades_key(symbol), 0, cache.RECENT_TRADES - 1)
-                    await pipe.execute()
-            except Exception as error:  # Redis down: drop these cache writes, keep going
-                metrics.REDIS_DROPPED.inc(len(writes))
-                log.warning("redis cache write failed", error=str(error))
-                await asyncio.sleep(1.0)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                write(pipe)
+                await pipe.execute()
+        except Exception as error:  # a cache: note it, carry on without Redis for a moment
+            self._redis_down_until = time.monotonic() + REDIS_BACKOFF
+            metrics.REDIS_SKIPPED.inc()
+            log.warning("redis cache write failed", error=repr(error))
 
     async def answer_book_request(self, msg: Msg) -> None:
         """`ex.book.request`: the book of the symbol in the payload, for svc_trades."""
@@ -140,8 +137,7 @@ class MarketData:
         """Serve book requests and run the publishers until cancelled."""
         subscription = await self.nats.subscribe(subjects.BOOK_REQUEST,
                                                  cb=self.answer_book_request)
-        tasks = [asyncio.create_task(job()) for job in
-                 (self.run_trades, self.run_books, self.run_redis)]
+        tasks = [asyncio.create_task(job()) for job in (self.run_trades, self.run_books)]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -150,3 +146,15 @@ class MarketData:
             await stop_tasks(tasks)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+
+def _cache_trades(pipe: Pipeline, messages: list[TradesMessage]) -> None:
+    for message in messages:
+        key = cache.trades_key(message.symbol)
+        pipe.lpush(key, *(json_encoder.encode(trade) for trade in message.trades))
+        pipe.ltrim(key, 0, cache.RECENT_TRADES - 1)
+
+
+def _cache_books(pipe: Pipeline, books: list[BookMessage]) -> None:
+    for book in books:
+        pipe.set(cache.book_key(book.symbol), json_encoder.encode(book))

@@ -15,5 +15,5 @@ SNAPSHOTS = Counter("orders_snapshots_total", "Engine snapshots written")
 BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the published book (top 100)",
                     ["symbol", "side"])
 MD_MESSAGES = Counter("orders_md_messages_total", "Market-data messages published", ["kind"])
-REDIS_DROPPED = Counter("orders_redis_writes_dropped_total",
-                        "Cache writes dropped because Redis was slow or down")
+REDIS_SKIPPED = Counter("orders_redis_writes_skipped_total",
+                        "Cache writes skipped or failed because Redis was down")

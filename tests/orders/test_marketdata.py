@@ -4,11 +4,15 @@ import asyncio
 import json
 from typing import Any
 
+import msgspec
 import nats
 import redis.asyncio as redis
+from aiohttp.test_utils import TestClient, TestServer
 
 from common import cache, subjects
 from common.config import Settings
+from ops.stack import free_port
+from svc_orders.app import create_app
 from tests.helpers import AppClient, eventually
 
 
@@ -68,3 +72,29 @@ async def test_trades_books_and_caches(orders: AppClient, settings: Settings) ->
     finally:
         await cached.aclose()
         await connection.close()
+
+
+async def test_redis_down_slows_nothing(settings: Settings) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    without_redis = msgspec.structs.replace(settings, redis_url=nowhere)
+    client = TestClient(TestServer(create_app(without_redis)))
+    await client.start_server()
+    connection = await nats.connect(settings.nats_url)
+    updates: list[bytes] = []
+
+    async def collect(msg: Any) -> None:
+        updates.append(msg.data)
+
+    await connection.subscribe(subjects.trades("DEFAULT"), cb=collect)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for side in ("sell", "buy") * 5:
+            response = await client.post("/orders/", json={"side": side, "quantity": 1,
+                                                           "price": "3.00"})
+            assert response.status == 201
+        assert loop.time() - started < 2.0
+        assert len(await eventually(lambda: updates if len(updates) == 5 else [])) == 5
+    finally:
+        await connection.close()
+        await client.close()
