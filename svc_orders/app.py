@@ -16,10 +16,12 @@ from common.config import Settings
 from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
 from common.journal import ensure_stream
+from common.openapi import add_openapi
 from common.orderstate import OrderState
 from common.tasks import stop_tasks
 from svc_orders import api, snapshots
 from svc_orders.marketdata import MarketData
+from svc_orders.openapi import OPERATIONS
 from svc_orders.sequencer import MAX_IN_FLIGHT, Sequencer
 from svc_orders.sessions import expire_at_session_close
 
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
         return bool(sequencer and sequencer.ready and nc and nc.is_connected)
 
     add_probes(app, ready)
+    add_openapi(app, "exchange-core svc_orders", OPERATIONS)
     return app
 
 

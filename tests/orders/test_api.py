@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import AppClient
+from tests.openapi_check import check_answer
 
 USER = "123e4567-e89b-12d3-a456-426614174000"
 OTHER = "123e4567-e89b-12d3-a456-426614174001"
@@ -14,8 +15,14 @@ Client = AppClient
 
 async def call(client: Client, method: str, path: str, body: Any = None,
                **kwargs: Any) -> tuple[int, Any]:
+    """One request; every answer must also match the service's OpenAPI document."""
     response = await client.request(method, path, json=body, **kwargs)
-    return response.status, await response.json()
+    answer = await response.json()
+    spec = await (await client.get("/openapi.json")).json()
+    template = "/orders/" if path.rstrip("/") == "/orders" else "/orders/{order_id}/"
+    if response.status != 405 and method.lower() in spec["paths"].get(template, {}):
+        check_answer(spec, method, template, response.status, answer)
+    return response.status, answer
 
 
 async def test_original_readme_examples_place_get_modify_cancel(orders: Client) -> None:

@@ -1,0 +1,20 @@
+"""svc_orders' operations for its OpenAPI document (`/openapi.json`)."""
+
+from __future__ import annotations
+
+from common.openapi import Operation
+from common.views import OrderView
+from svc_orders.requests import ModifyBody, PlaceBody
+
+ORDER = "/orders/{order_id}/"
+
+OPERATIONS = [
+    Operation("POST", "/orders/", "Place an order; answers it after matching, with fills",
+              {201: OrderView, 200: OrderView}, body=PlaceBody),
+    Operation("GET", ORDER, "One order, live or historical", {200: OrderView}),
+    Operation("PUT", ORDER, "Modify price and/or total quantity", {200: OrderView},
+              body=ModifyBody),
+    Operation("PATCH", ORDER, "Modify price and/or total quantity", {200: OrderView},
+              body=ModifyBody),
+    Operation("DELETE", ORDER, "Cancel a live order", {200: OrderView}),
+]

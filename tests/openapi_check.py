@@ -1,0 +1,15 @@
+"""Check that an answer matches the service's own OpenAPI document."""
+
+from typing import Any
+
+import jsonschema
+
+
+def check_answer(spec: dict[str, Any], method: str, path: str, status: int,
+                 body: Any) -> None:
+    """Raise if `body` is not what `spec` promises for (method, path template, status)."""
+    responses = spec["paths"][path][method.lower()]["responses"]
+    answer = responses.get(str(status), responses["default"])
+    schema = {**answer["content"]["application/json"]["schema"],
+              "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
