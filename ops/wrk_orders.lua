@@ -1,0 +1,50 @@
+-- wrk script for ops/bench_api.py: POST /orders/ with a different body on every request.
+--
+-- Sides alternate buy/sell, prices are random in 99.90..100.10 (so buys and sells cross
+-- and trades happen), quantities random in 1..10. Every response whose status is not 2xx
+-- is counted; done() prints one line "BENCH_JSON {...}" with the totals and the latency
+-- percentiles (microseconds), which bench_api.py parses. Usable on its own too:
+--
+--   wrk -t1 -c64 -d5s -s ops/wrk_orders.lua http://127.0.0.1:8000/orders/
+
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  math.randomseed(os.time() * 1000 + id)
+  sent = 0
+  non2xx = 0
+  headers = {["Content-Type"] = "application/json"}
+end
+
+function request()
+  sent = sent + 1
+  local side = (sent % 2 == 0) and "sell" or "buy"
+  local cents = 9990 + math.random(0, 20)
+  local body = string.format('{"side":"%s","quantity":%d,"price":"%d.%02d"}',
+                             side, math.random(1, 10), math.floor(cents / 100), cents % 100)
+  return wrk.format("POST", nil, headers, body)
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local bad = 0
+  for _, thread in ipairs(threads) do
+    bad = bad + thread:get("non2xx")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"non_2xx":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, bad, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
