@@ -7,6 +7,7 @@ agree byte for byte.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,13 +28,25 @@ json_encoder = msgspec.json.Encoder()
 def timestamp(ns: int) -> str:
     """RFC 3339 UTC with microseconds: "2026-11-24T14:05:20.123456Z"."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{rest // 1000:06d}Z"
+    return f"{_second(seconds)}.{rest // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    """The date-time part, formatted once per second rather than once per call."""
+    return f"{datetime.fromtimestamp(seconds, tz=UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def trade_id(symbol: str, trade_no: int) -> str:
-    """Stable UUID of an instrument's n-th trade: replays and every service agree on it."""
-    return str(uuid.uuid5(TRADE_ID_NAMESPACE, f"{symbol}:{trade_no}"))
+    """Stable UUID (version 8) of an instrument's n-th trade: every service and every
+    replay agree on it. The symbol fixes the first 80 bits, the trade number the rest."""
+    return f"{_trade_id_prefix(symbol)}{trade_no:012x}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _trade_id_prefix(symbol: str) -> str:
+    digits = uuid.uuid5(TRADE_ID_NAMESPACE, symbol).hex
+    return f"{digits[:8]}-{digits[8:12]}-8{digits[13:16]}-8{digits[17:20]}-"
 
 
 class TradeView(msgspec.Struct, kw_only=True):

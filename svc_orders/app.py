@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 import nats
 import structlog
 from aiohttp import web
@@ -13,6 +14,7 @@ from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
 from common.config import Settings
+from common.history import HISTORY, OrderHistory, list_orders
 from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
 from common.journal import ensure_stream
@@ -20,9 +22,10 @@ from common.openapi import add_openapi
 from common.orderstate import OrderState
 from common.tasks import stop_tasks
 from svc_orders import api, snapshots
+from svc_orders.journal import Journal
 from svc_orders.marketdata import MarketData
 from svc_orders.openapi import OPERATIONS
-from svc_orders.sequencer import MAX_IN_FLIGHT, Sequencer
+from svc_orders.sequencer import Sequencer
 from svc_orders.sessions import expire_at_session_close
 
 log = structlog.get_logger(__name__)
@@ -52,16 +55,27 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await app[REDIS].aclose()
 
+    async def history_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Read-only access to the projection; connects lazily, so PostgreSQL being down
+        costs only the history answers (503), never order entry."""
+        pool = await asyncpg.create_pool(settings.pg_dsn, min_size=0, max_size=4,
+                                         command_timeout=5.0)
+        app[HISTORY] = OrderHistory(pool, app[api.INSTRUMENTS])
+        yield
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                await pool.close()
+
     async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
-        js = app[NATS].jetstream(publish_async_max_pending=2 * MAX_IN_FLIGHT)
+        js = app[NATS].jetstream()
         await ensure_stream(js)
-        sequencer = Sequencer(js, await snapshots.bucket(js), app[api.INSTRUMENTS],
-                              ack_timeout=settings.journal_timeout,
+        journal = Journal(app[NATS], settings.journal_timeout)
+        await journal.start()
+        sequencer = Sequencer(js, journal, await snapshots.bucket(js), app[api.INSTRUMENTS],
                               snapshot_every=settings.snapshot_every)
-        await sequencer.journal.start()
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
-        app[api.FIND_ORDER] = _find_order(sequencer)
+        app[api.FIND_ORDER] = _find_order(sequencer, app[HISTORY])
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
                             lambda: sequencer.engine, settings.book_interval,
                             settings.book_heartbeat)
@@ -70,14 +84,16 @@ def create_app(settings: Settings) -> web.Application:
                  asyncio.create_task(expire_at_session_close(sequencer, app[api.INSTRUMENTS]))]
         yield
         await stop_tasks(tasks)
+        await journal.close()
 
-    app.cleanup_ctx.extend([nats_ctx, redis_ctx, sequencer_ctx])
+    app.cleanup_ctx.extend([nats_ctx, redis_ctx, history_ctx, sequencer_ctx])
     add_routes(app, [
         ("POST", "/orders/", api.place_order),
         ("GET", "/orders/{order_id}/", api.get_order),
         ("PUT", "/orders/{order_id}/", api.modify_order),
         ("PATCH", "/orders/{order_id}/", api.modify_order),
         ("DELETE", "/orders/{order_id}/", api.cancel_order),
+        ("GET", "/orders/", list_orders),
     ])
 
     def ready() -> bool:
@@ -90,7 +106,8 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def _find_order(sequencer: Sequencer) -> api.FindOrder:
+def _find_order(sequencer: Sequencer, history: OrderHistory) -> api.FindOrder:
+    """Live and recent orders from memory, older ones from the projection."""
     async def find(order_id: str) -> OrderState | None:
-        return sequencer.store.get(order_id)
+        return sequencer.store.get(order_id) or await history.get(order_id)
     return find

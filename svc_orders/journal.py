@@ -6,35 +6,83 @@ and each one names its predecessor (`Nats-Expected-Last-Msg-Id`; after a recover
 first names the stream's last sequence instead). JetStream therefore refuses a batch
 whose predecessor was lost, so the journal is always a gap-free prefix of what the
 engine did, and `Nats-Msg-Id` makes a retried append harmless.
+
+Acknowledgements arrive in order on one inbox subscription and are decoded by msgspec;
+one watchdog, not a timer per command, fails every outstanding append once the oldest
+has waited longer than the timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 
+import msgspec
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from common import subjects
 from common.messages import EventBatch, batch_decoder, encoder
+from common.tasks import stop_tasks
 
 REPLAY_FETCH = 1_000
-WARMUP_SUBJECT = "ex.journal.warmup"  # core subject, no listener: only opens the inbox
+WATCH_INTERVAL = 0.05  # seconds between checks of the oldest outstanding append
+
+
+class JournalError(Exception):
+    """JetStream refused an append, or did not acknowledge it in time."""
+
+
+class _AckError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _Ack(msgspec.Struct):
+    """JetStream's reply to a publish: a stream sequence, or an error."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: _AckError | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_Ack)
 
 
 class Journal:
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
+    def __init__(self, nats: Nats, timeout: float) -> None:
+        self.nats, self.timeout = nats, timeout
         self.last_stream_seq = 0  # the stream's last sequence when the chain restarted
+        self.last_ack: asyncio.Future[int] | None = None
         self._last_msg_id: str | None = None
-        self.last_ack: asyncio.Future[PubAck] | None = None
-        self.in_flight = 0
+        self._inbox = ""
+        self._next_token = 0
+        self._waiting: dict[str, asyncio.Future[int]] = {}
+        self._order: deque[tuple[float, asyncio.Future[int]]] = deque()
+        self._subscription: Subscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
 
     async def start(self) -> None:
-        """Open nats-py's acknowledgement inbox now, so no later append has to wait for it."""
-        warmup = await self.js.publish_async(WARMUP_SUBJECT, b"")
-        warmup.cancel()
+        """Subscribe to the acknowledgement inbox and start the watchdog."""
+        self._inbox = self.nats.new_inbox() + "."
+        self._subscription = await self.nats.subscribe(self._inbox + "*", cb=self._on_ack)
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            await stop_tasks([self._watchdog])
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
 
     def restart_chain(self, last_stream_seq: int) -> None:
         """After a recovery: the next append must follow stream sequence `last_stream_seq`."""
@@ -42,11 +90,12 @@ class Journal:
         self._last_msg_id = None
         self.last_ack = None
 
-    async def append(self, batch: EventBatch) -> asyncio.Future[PubAck]:
-        """Buffer `batch` for JetStream and return the future of its acknowledgement.
+    async def append(self, batch: EventBatch) -> asyncio.Future[int]:
+        """Buffer `batch` for JetStream; the future gives its stream sequence.
 
-        Does not suspend before the message is buffered (nats-py only waits when more
-        than its pending limit is outstanding; callers keep `in_flight` below that).
+        Does not suspend before the message is buffered: nats-py appends to its pending
+        buffer synchronously (it only waits when its reconnect buffer is full, which
+        raises instead).
         """
         msg_id = subjects.batch_id(batch.symbol, batch.seq)
         headers = {"Nats-Msg-Id": msg_id}
@@ -55,15 +104,50 @@ class Journal:
         else:
             headers["Nats-Expected-Last-Msg-Id"] = self._last_msg_id
         self._last_msg_id = msg_id
-        future = await self.js.publish_async(
-            subjects.events(batch.symbol), encoder.encode(batch), headers=headers)
-        self.in_flight += 1
-        future.add_done_callback(self._landed)
+        self._next_token += 1
+        token = str(self._next_token)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        self._order.append((time.monotonic() + self.timeout, future))
         self.last_ack = future
+        await self.nats.publish(subjects.events(batch.symbol), encoder.encode(batch),
+                                reply=self._inbox + token, headers=headers)
         return future
 
-    def _landed(self, _: asyncio.Future[PubAck]) -> None:
-        self.in_flight -= 1
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._inbox):], None)
+        if future is None or future.done():
+            return
+        if not msg.data:  # a status message, e.g. 503 "no responders": no stream there
+            status = msg.headers.get("Status", "?") if msg.headers else "?"
+            future.set_exception(JournalError(f"no JetStream answer (status {status})"))
+            return
+        try:
+            ack = _ack_decoder.decode(msg.data)
+        except msgspec.DecodeError as error:
+            future.set_exception(JournalError(f"unreadable acknowledgement: {error}"))
+            return
+        if ack.error is not None:
+            future.set_exception(JournalError(
+                f"JetStream refused the batch: {ack.error.description} "
+                f"({ack.error.err_code})"))
+        else:
+            future.set_result(ack.seq)
+
+    async def _watch(self) -> None:
+        """Fail every outstanding append once the oldest is overdue (acks come in order)."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            order = self._order
+            while order and order[0][1].done():
+                order.popleft()
+            if order and order[0][0] < time.monotonic():
+                overdue = JournalError(f"no acknowledgement within {self.timeout} s")
+                for _, future in order:
+                    if not future.done():
+                        future.set_exception(overdue)
+                order.clear()
+                self._waiting.clear()
 
 
 async def stream_last_seq(js: JetStreamContext) -> int:

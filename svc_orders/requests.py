@@ -7,6 +7,7 @@ its own error code. Instrument rules (tick, lot, bounds) are the instrument's ow
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -108,6 +109,32 @@ def client_order_id(body: str | None, header: str | None) -> str | None:
     return chosen
 
 
+class _RandomBytes:
+    """os.urandom read in blocks: one system call per 4096 ids instead of one each."""
+
+    BLOCK = 16 * 4096
+
+    def __init__(self) -> None:
+        self.pool, self.used = b"", self.BLOCK
+
+    def take16(self) -> bytes:
+        if self.used >= len(self.pool):
+            self.pool, self.used = os.urandom(self.BLOCK), 0
+        self.used += 16
+        return self.pool[self.used - 16:self.used]
+
+
+_random = _RandomBytes()
+
+
+def new_order_id() -> str:
+    """A random (version 4) UUID string, as `str(uuid.uuid4())` but cheaper."""
+    digits = _random.take16().hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return (f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-"
+            f"{digits[20:]}")
+
+
 def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
                   idempotency_key: str | None) -> PlaceOrder:
     """Validate a POST /orders/ body into a `PlaceOrder` with a fresh order id."""
@@ -131,7 +158,7 @@ def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
     if not market and body.price is None:
         raise invalid("INVALID_PRICE", "a limit order needs a price", "price")
     return PlaceOrder(
-        order_id=str(uuid.uuid4()), symbol=instrument.symbol, side=side(body.side),
+        order_id=new_order_id(), symbol=instrument.symbol, side=side(body.side),
         quantity=quantity(body.quantity, instrument),
         price=None if body.price is None else price(body.price, instrument),
         type=order_type, time_in_force=tif, post_only=body.post_only,

@@ -30,7 +30,7 @@ from svc_orders.store import OrderStore
 
 log = structlog.get_logger(__name__)
 
-MAX_IN_FLIGHT = 20_000  # below nats-py's own pending limit, so appends never wait
+MAX_IN_FLIGHT = 20_000  # appends awaiting their acknowledgement before 503s
 
 
 class Unavailable(Exception):
@@ -38,14 +38,13 @@ class Unavailable(Exception):
 
 
 class Sequencer:
-    def __init__(self, js: JetStreamContext, bucket: ObjectStore,
-                 instruments: Mapping[str, Instrument], *, ack_timeout: float,
-                 snapshot_every: int) -> None:
+    def __init__(self, js: JetStreamContext, journal: Journal, bucket: ObjectStore,
+                 instruments: Mapping[str, Instrument], *, snapshot_every: int) -> None:
         self.js, self.bucket, self.instruments = js, bucket, instruments
-        self.ack_timeout, self.snapshot_every = ack_timeout, snapshot_every
+        self.snapshot_every = snapshot_every
         self.engine = Exchange(instruments)
         self.store = OrderStore()
-        self.journal = Journal(js)
+        self.journal = journal
         self.ready = False
         self.on_journaled: Callable[[EventBatch], None] = lambda batch: None
         self._since_snapshot = 0
@@ -112,7 +111,7 @@ class Sequencer:
             raise Unavailable("the journal is unavailable") from None
         waited = time.perf_counter()
         try:
-            await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
+            await ack
         except Exception as error:
             self._fail("ack", error)
             raise Unavailable("the journal did not confirm the command in time") from None
@@ -134,9 +133,9 @@ class Sequencer:
 
     async def _rebuild(self) -> None:
         pending = self.journal.last_ack
-        if pending is not None:
+        if pending is not None:  # settles by its acknowledgement or the journal's watchdog
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(pending), self.ack_timeout * 2)
+                await pending
         while True:
             try:
                 await self.recover()
@@ -154,7 +153,7 @@ class Sequencer:
             last = self.journal.last_ack
             stream_seq = self.journal.last_stream_seq
             if last is not None:
-                stream_seq = (await last).seq
+                stream_seq = await last
             await snapshots.save(self.bucket, snapshots.ServiceSnapshot(
                 stream_seq=stream_seq, engine=state_engine, store=state_store))
             self._since_snapshot = 0
