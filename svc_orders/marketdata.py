@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 NATS_BOOK_LEVELS = 50
 BURST = 500  # trade updates cached in one Redis round trip
+COALESCE = 0.002  # seconds a trade update waits for others to share its Redis round trip
 REDIS_BACKOFF = 1.0  # seconds without Redis after a failed write
 
 
@@ -78,6 +79,7 @@ class MarketData:
         """Each journaled batch's trades: into the Redis list, then one `md.trades` update."""
         while True:
             messages = [await self.trades.get()]
+            await asyncio.sleep(COALESCE)  # let a burst gather: one Redis round trip for all
             while not self.trades.empty() and len(messages) < BURST:
                 messages.append(self.trades.get_nowait())
             await self._cache(partial(_cache_trades, messages=messages))
