@@ -1,0 +1,123 @@
+"""The whole system as a user runs it: `python -m ops.launcher` in a temporary folder on
+free ports, with helpers to read what it printed and to find its processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ops.stack import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = ("svc_orders", "svc_trades", "svc_stream")
+
+def services_import() -> str | None:
+    """None if `python -m <svc>` can run for all three, else why not. In a subprocess,
+    since the services are being written while this test exists."""
+    modules = ", ".join(f"{svc}.__main__" for svc in SERVICES)
+    result = subprocess.run([sys.executable, "-c", f"import {modules}"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode == 0:
+        return None
+    return "the three services do not all import yet: " + result.stderr.strip()[-500:]
+
+
+@dataclass
+class Launcher:
+    """The running launcher process and everything it printed."""
+
+    proc: asyncio.subprocess.Process
+    ports: dict[str, int]
+    lines: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-60:])
+
+    def pids_started(self, svc: str) -> list[int]:
+        """Pids of `svc` in the order the launcher started them ("svc started (pid N)")."""
+        prefix = f"{svc} started (pid "
+        return [int(line.split(prefix)[1].split(")")[0]) for line in self.lines
+                if prefix in line]
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below `root`, from /proc (the test runs on Linux like the stack)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def ready(http: aiohttp.ClientSession, port: int) -> bool:
+    try:
+        async with http.get(f"http://127.0.0.1:{port}/ready/") as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def run_launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Start the launcher; stop it (and anything it left) when the caller is done."""
+    reason = services_import()
+    if reason:
+        pytest.skip(reason)
+    ports = {var: free_port() for var in (
+        "EX_NATS_PORT", "EX_NATS_MONITOR_PORT", "EX_PG_PORT", "EX_REDIS_PORT",
+        "EX_ORDERS_PORT", "EX_TRADES_PORT", "EX_STREAM_PORT")}
+    # Only our EX_ variables: a developer's EX_NATS_URL would replace the embedded server.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EX_")}
+    env |= {var: str(port) for var, port in ports.items()}
+    env["EX_RUN_DIR"] = str(tmp_path / "run")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops.launcher", "--ready-timeout", "25",
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    running = Launcher(proc, ports)
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            running.lines.append(raw.decode(errors="replace").rstrip())
+
+    reader = asyncio.create_task(read())
+    try:
+        yield running
+    finally:
+        if proc.returncode is None:  # the test failed half-way: stop it, kill it if need be
+            leftovers = descendants(proc.pid)
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                for pid in [proc.pid, *leftovers]:
+                    if alive(pid):
+                        os.kill(pid, signal.SIGKILL)
+                await proc.wait()
+        await reader
