@@ -16,6 +16,20 @@ from common.http import add_routes, json_response
 
 REF = "#/components/schemas/{name}"
 
+PAGE_QUERY = {
+    "page": "page number from 1 (default 1)",
+    "page_size": "rows per page, 1 to 100 (default 20)",
+    "cursor": "next_cursor of the previous page: keyset paging for deep pages",
+}
+ORDER_LIST_QUERY = {
+    "status": "ACTIVE, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED or EXPIRED",
+    "side": "buy or sell (any case), or 1 / -1",
+    "user_id": "UUID of the user",
+    "symbol": "instrument symbol",
+    "client_order_id": "the client's order id",
+    **PAGE_QUERY,
+}
+
 
 class ErrorDetail(msgspec.Struct):
     code: str

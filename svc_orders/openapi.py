@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from common.openapi import Operation
+from common.history import OrderList
+from common.openapi import ORDER_LIST_QUERY, Operation
 from common.views import OrderView
 from svc_orders.requests import ModifyBody, PlaceBody
 
@@ -17,4 +18,6 @@ OPERATIONS = [
     Operation("PATCH", ORDER, "Modify price and/or total quantity", {200: OrderView},
               body=ModifyBody),
     Operation("DELETE", ORDER, "Cancel a live order", {200: OrderView}),
+    Operation("GET", "/orders/", "Orders, newest first, from the projection",
+              {200: OrderList}, query=ORDER_LIST_QUERY),
 ]

@@ -39,6 +39,9 @@ class Launcher:
     ports: dict[str, int]
     lines: list[str] = field(default_factory=list)
 
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
 
