@@ -1,7 +1,6 @@
 """svc_orders under test: a fresh JetStream per test, the real app on aiohttp's client."""
 
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -14,17 +13,15 @@ MakeClient = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A private JetStream: every test starts from an empty journal (~25 ms)."""
-    server = NatsServer(tmp_path / "nats")
-    with server.start():
-        yield server
+def nats(private_nats: NatsServer) -> NatsServer:
+    return private_nats
 
 
 @pytest.fixture
-def settings(nats: NatsServer, redis_server: RedisServer) -> Settings:
-    return Settings(nats_url=nats.url, redis_url=redis_server.url, journal_timeout=1.0,
-                    snapshot_every=50, book_interval=0.05, max_body_bytes=4096)
+def settings(nats: NatsServer, redis_server: RedisServer, projection_dsn: str) -> Settings:
+    return Settings(nats_url=nats.url, redis_url=redis_server.url, pg_dsn=projection_dsn,
+                    journal_timeout=1.0, snapshot_every=50, book_interval=0.05,
+                    max_body_bytes=4096)
 
 
 @pytest.fixture
