@@ -240,6 +240,10 @@ class Where:
         """`condition` names the value `{0}` (as often as it needs)."""
         self.conditions.append(condition.format(self.arg(value)))
 
+    def require(self, condition: str) -> None:
+        """A condition without values (one a partial index can be matched against)."""
+        self.conditions.append(condition)
+
     def sql(self) -> str:
         return f" WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
 

@@ -22,12 +22,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common import cache, subjects
-from common.history import invalid, micros, page_request, param, uuid_param
+from common.history import invalid, page_request, param, uuid_param
 from common.http import ApiError, json_response, query_int
 from common.instruments import DEFAULT_SYMBOL, Instrument
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
 from svc_trades import metrics, repository
+from svc_trades.changes import moment
 from svc_trades.repository import TradeFilters
 
 log = structlog.get_logger(__name__)
@@ -85,8 +86,8 @@ def _flag(request: web.Request, name: str) -> bool | None:
     raise invalid(name, f"{name} must be true or false", raw)
 
 
-def _moment(request: web.Request, name: str) -> int | None:
-    """An RFC 3339 query timestamp as microseconds (UTC when it names no offset)."""
+def _moment(request: web.Request, name: str) -> datetime | None:
+    """An RFC 3339 query timestamp (UTC when it names no offset)."""
     raw = param(request, name)
     if raw is None:
         return None
@@ -94,7 +95,7 @@ def _moment(request: web.Request, name: str) -> int | None:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise invalid(name, f"{name} must be an RFC 3339 timestamp", raw) from None
-    return micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def list_trades(request: web.Request) -> web.Response:
@@ -118,8 +119,8 @@ async def get_trade(request: web.Request) -> web.Response:
 async def settle_trade(request: web.Request) -> web.Response:
     """Settle once: the database decides the winner of a race, the loser gets 409."""
     trade = _trade_id(request)
-    at = time.time_ns() // 1000
-    view, exists = await repository.settle(request.app[POOL], trade, at,
+    at = time.time_ns() // 1000 * 1000  # what PostgreSQL keeps: whole microseconds
+    view, exists = await repository.settle(request.app[POOL], trade, moment(at),
                                            request.app[INSTRUMENTS])
     if view is None:
         metrics.SETTLEMENTS.labels("conflict" if exists else "not_found").inc()
@@ -127,7 +128,7 @@ async def settle_trade(request: web.Request) -> web.Response:
             raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
         raise ApiError(409, "TRADE_ALREADY_SETTLED", f"trade {trade} is already settled")
     metrics.SETTLEMENTS.labels("settled").inc()
-    event = TradeSettled(trade_id=trade, symbol=view.symbol, settlement_timestamp=at * 1000)
+    event = TradeSettled(trade_id=trade, symbol=view.symbol, settlement_timestamp=at)
     try:
         await request.app[NATS].publish(subjects.settlements(view.symbol),
                                         encoder.encode(event))

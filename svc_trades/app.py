@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
         await app[api.REDIS].aclose()
 
     async def projector_ctx(app: web.Application) -> AsyncIterator[None]:
-        projector = Projector(app[api.POOL], app[api.NATS].jetstream(), instruments,
+        projector = Projector(app[api.POOL], app[api.NATS], instruments,
                               batch=settings.projection_batch)
         app[PROJECTOR] = projector
         task = asyncio.get_running_loop().create_task(projector.run(), name="projector")

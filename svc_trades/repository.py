@@ -1,22 +1,23 @@
 """All of svc_trades' SQL: the projection's batch writes, trade queries, settlement.
 
-Batch writes send one array per column and `unnest` them: a batch of any size is one
-statement per table, planned once, its arrays encoded in binary by asyncpg. Timestamps
-travel as integer microseconds and become timestamptz in SQL, exactly; prices as
-Decimals on the instrument's grid (NUMERIC, never float).
+The projection writes new rows by binary COPY and changes existing orders with one
+`UPDATE ... FROM unnest(arrays)` per batch: a batch of any size is a few statements.
+Rows arrive ready-made from `svc_trades.changes` (prices as Decimals on the instrument's
+grid, NUMERIC and never float; times as datetimes at microsecond precision).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from common.history import (
+    ORDER_COLUMNS,
     UNAVAILABLE,
     PageRequest,
     Pagination,
@@ -24,6 +25,7 @@ from common.history import (
     fetch_page,
     instrument_of,
     micros,
+    order_state,
     projection_position,
     snapshot,
     units,
@@ -31,51 +33,57 @@ from common.history import (
 from common.http import ApiError
 from common.instruments import Instrument
 from common.messages import Side, TradeExecuted
-from common.orderstate import OrderState
-from common.views import TradeView, timestamp, trade_id, trade_view
+from common.orderstate import ACTIVE_STATUSES, OrderState
+from common.views import TradeView, timestamp, trade_view
+
+Row = tuple[Any, ...]
 
 
-def _ts(column: str) -> str:
-    return f"'epoch'::timestamptz + {column} * interval '1 microsecond'"
+TRADE_COPY_COLUMNS = ("trade_id", "symbol", "trade_no", "seq", "price", "quantity",
+                      "buy_order_id", "sell_order_id", "buyer_user_id", "seller_user_id",
+                      "aggressor_side", "execution_timestamp")
+ORDER_COPY_COLUMNS = ("order_id", "symbol", "side", "type", "time_in_force", "post_only",
+                      "stp", "user_id", "client_order_id", "price", "quantity",
+                      "remaining_quantity", "traded_quantity", "cancelled_quantity",
+                      "notional", "status", "cancel_reason", "reject_reason", "created_at",
+                      "updated_at", "seq")
+_ORDER_ARRAYS = ("text", "text", "text", "text", "text", "boolean", "text", "text", "text",
+                 "numeric", "bigint", "bigint", "bigint", "bigint", "numeric", "text", "text",
+                 "text", "timestamptz", "timestamptz", "bigint")
+_TRADE_ARRAYS = ("uuid", "text", "bigint", "bigint", "numeric", "bigint", "text", "text",
+                 "text", "text", "text", "timestamptz")
 
 
+def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, 1))
+    return f"unnest({arrays}) AS u({', '.join(columns)})"
+
+
+# The careful path, for rows that may exist already (see `insert`).
 INSERT_TRADES = f"""
-INSERT INTO trades (trade_id, symbol, trade_no, seq, price, quantity, buy_order_id,
-                    sell_order_id, buyer_user_id, seller_user_id, aggressor_side,
-                    execution_timestamp)
-SELECT t.trade_id, t.symbol, t.trade_no, t.seq, t.price, t.quantity, t.buy, t.sell,
-       t.buyer, t.seller, t.aggressor, {_ts("t.ts")}
-FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::numeric[],
-            $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::bigint[])
-     AS t(trade_id, symbol, trade_no, seq, price, quantity, buy, sell, buyer, seller,
-          aggressor, ts)
-ON CONFLICT (trade_id) DO NOTHING
-"""
+INSERT INTO trades ({", ".join(TRADE_COPY_COLUMNS)})
+SELECT * FROM {_unnest(TRADE_COPY_COLUMNS, _TRADE_ARRAYS)}
+ON CONFLICT (trade_id) DO NOTHING"""
 
-_ORDER_FIELDS = ("symbol", "side", "type", "time_in_force", "post_only", "stp", "user_id",
-                 "client_order_id", "price", "quantity", "remaining_quantity",
-                 "traded_quantity", "cancelled_quantity", "notional", "status",
-                 "cancel_reason", "reject_reason", "created_at", "updated_at", "seq")
-
-# The fold already decided each order's state; a row only moves forward in the journal.
 UPSERT_ORDERS = f"""
-INSERT INTO orders (order_id, {", ".join(_ORDER_FIELDS)})
-SELECT o.order_id, o.symbol, o.side, o.type, o.time_in_force, o.post_only, o.stp,
-       o.user_id, o.client_order_id, o.price, o.quantity, o.remaining, o.traded,
-       o.cancelled, o.notional, o.status, o.cancel_reason, o.reject_reason,
-       {_ts("o.created")}, {_ts("o.updated")}, o.seq
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
-            $7::text[], $8::text[], $9::text[], $10::numeric[], $11::bigint[],
-            $12::bigint[], $13::bigint[], $14::bigint[], $15::numeric[], $16::text[],
-            $17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[])
-     AS o(order_id, symbol, side, type, time_in_force, post_only, stp, user_id,
-          client_order_id, price, quantity, remaining, traded, cancelled, notional,
-          status, cancel_reason, reject_reason, created, updated, seq)
+INSERT INTO orders ({", ".join(ORDER_COPY_COLUMNS)})
+SELECT * FROM {_unnest(ORDER_COPY_COLUMNS, _ORDER_ARRAYS)}
 ON CONFLICT (order_id) DO UPDATE SET
-    {", ".join(f"{field} = EXCLUDED.{field}" for field in _ORDER_FIELDS)}
-WHERE orders.seq < EXCLUDED.seq
-"""
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COPY_COLUMNS[1:])}
+WHERE orders.seq < EXCLUDED.seq"""
+
+_UPDATED = ("order_id", "price", "quantity", "remaining_quantity", "traded_quantity",
+            "cancelled_quantity", "notional", "status", "cancel_reason", "reject_reason",
+            "updated_at", "seq")
+
+# An order only moves forward in the journal.
+UPDATE_ORDERS = f"""
+UPDATE orders AS o SET {", ".join(f"{c} = u.{c}" for c in _UPDATED[1:])}
+FROM {_unnest(_UPDATED, ("text", "numeric", "bigint", "bigint", "bigint", "bigint",
+                         "numeric", "text", "text", "text", "timestamptz", "bigint"))}
+WHERE o.order_id = u.order_id AND o.seq < u.seq"""
+
+LIVE = tuple(status.value for status in ACTIVE_STATUSES)
 
 TRADE_COLUMNS = ("trade_id, symbol, trade_no, seq, price, quantity, buy_order_id, "
                  "sell_order_id, buyer_user_id, seller_user_id, aggressor_side, "
@@ -85,39 +93,36 @@ TRADE_COLUMNS = ("trade_id, symbol, trade_no, seq, price, quantity, buy_order_id
 # ---- the projection's writes (inside the caller's transaction) ----------------------
 
 
-def _decimal(value: int, instrument: Instrument) -> Decimal:
-    return Decimal(value).scaleb(-instrument.decimals)
+async def insert(conn: asyncpg.Connection, orders: Sequence[Row], trades: Sequence[Row],
+                 careful: bool = False) -> None:
+    """New orders and trades by COPY, or `careful`ly where some may exist already.
 
-
-async def insert_trades(conn: asyncpg.Connection, trades: Sequence[TradeExecuted],
-                        instruments: Mapping[str, Instrument]) -> None:
-    """Trades keyed by their stable id: a replayed trade is not written twice."""
-    if not trades:
+    Only a journal that reuses an order id (or holds a trade twice) needs the careful
+    path: trades keyed by their stable id, orders replaced only by a later state.
+    """
+    if careful:
+        if trades:
+            await conn.execute(INSERT_TRADES, *zip(*trades, strict=True))
+        if orders:
+            await conn.execute(UPSERT_ORDERS, *zip(*orders, strict=True))
         return
-    rows = [(trade_id(t.symbol, t.trade_no), t.symbol, t.trade_no, t.seq,
-             _decimal(t.price, instruments[t.symbol]), t.quantity, t.buy_order_id,
-             t.sell_order_id, t.buyer_user_id, t.seller_user_id, t.aggressor_side.value,
-             t.timestamp // 1000) for t in trades]
-    await conn.execute(INSERT_TRADES, *zip(*rows, strict=True))
+    if trades:
+        await conn.copy_records_to_table("trades", records=trades, columns=TRADE_COPY_COLUMNS)
+    if orders:
+        await conn.copy_records_to_table("orders", records=orders, columns=ORDER_COPY_COLUMNS)
 
 
-async def upsert_orders(conn: asyncpg.Connection, states: Sequence[OrderState],
-                        instruments: Mapping[str, Instrument]) -> None:
-    """Write each order's folded state unless the row already holds a later one."""
-    if not states:
-        return
-    rows = []
-    for s in states:
-        instrument = instruments[s.symbol]
-        rows.append((
-            s.order_id, s.symbol, s.side.value, s.type.value, s.time_in_force.value,
-            s.post_only, s.stp.value, s.user_id, s.client_order_id,
-            None if s.price is None else _decimal(s.price, instrument), s.quantity,
-            s.remaining, s.traded, s.cancelled, _decimal(s.notional, instrument),
-            s.status.value, None if s.cancel_reason is None else s.cancel_reason.value,
-            None if s.reject_reason is None else s.reject_reason.value,
-            s.created_at // 1000, s.updated_at // 1000, s.seq))
-    await conn.execute(UPSERT_ORDERS, *zip(*rows, strict=True))
+async def update_orders(conn: asyncpg.Connection, rows: Sequence[Row]) -> None:
+    if rows:
+        await conn.execute(UPDATE_ORDERS, *zip(*rows, strict=True))
+
+
+async def live_orders(conn: asyncpg.Connection,
+                      instruments: Mapping[str, Instrument]) -> dict[str, OrderState]:
+    """Every order still live: the only ones a later journal event can change."""
+    rows = await conn.fetch(f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY($1)",
+                            list(LIVE))
+    return {row["order_id"]: order_state(row, instruments) for row in rows}
 
 
 async def consumer_position(conn: asyncpg.Connection, consumer: str) -> int:
@@ -164,8 +169,8 @@ class TradeFilters(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str | None = None  # either side's order
     user_id: str | None = None  # buyer or seller
     settled: bool | None = None
-    since: int | None = None  # microseconds, inclusive
-    until: int | None = None  # microseconds, exclusive
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
 
 
 class TradeList(msgspec.Struct, kw_only=True):
@@ -201,11 +206,11 @@ async def list_trades(pool: asyncpg.Pool, filters: TradeFilters, page: PageReque
     if filters.user_id is not None:
         where.add("(buyer_user_id = {0} OR seller_user_id = {0})", filters.user_id)
     if filters.settled is not None:
-        where.add("is_settled = {0}", filters.settled)
+        where.require("is_settled" if filters.settled else "NOT is_settled")
     if filters.since is not None:
-        where.add(f"execution_timestamp >= {_ts('{0}::bigint')}", filters.since)
+        where.add("execution_timestamp >= {0}", filters.since)
     if filters.until is not None:
-        where.add(f"execution_timestamp < {_ts('{0}::bigint')}", filters.until)
+        where.add("execution_timestamp < {0}", filters.until)
     async with snapshot(pool) as conn:
         rows, pagination = await fetch_page(conn, "trades", TRADE_COLUMNS, where, page,
                                             "trades")
@@ -232,15 +237,15 @@ async def _writing(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
                        {"reason": type(error).__name__}) from None
 
 
-async def settle(pool: asyncpg.Pool, trade: str, at: int,
+async def settle(pool: asyncpg.Pool, trade: str, at: datetime,
                  instruments: Mapping[str, Instrument]) -> tuple[TradeView | None, bool]:
-    """Settle at `at` (microseconds) unless already settled: (the settled trade, exists).
+    """Settle at `at` unless already settled: (the settled trade, whether it exists).
 
     The row lock serialises concurrent settles; the loser re-reads `is_settled`.
     """
     async with _writing(pool) as conn:
         row = await conn.fetchrow(f"""
-            UPDATE trades SET is_settled = true, settlement_timestamp = {_ts("$2::bigint")}
+            UPDATE trades SET is_settled = true, settlement_timestamp = $2
             WHERE trade_id = $1 AND NOT is_settled RETURNING {TRADE_COLUMNS}""", trade, at)
         if row is not None:
             return trade_of(row, instruments), True

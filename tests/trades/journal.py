@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from common import subjects
@@ -174,8 +175,8 @@ class Desk:
         self.now = BASE_NS
 
     def place(self, side: Side, quantity: int, price: int | None, *, user: str,
-              symbol: str = "DEFAULT", **extra: Any) -> str:
-        order_id = str(uuid.UUID(int=len(self.batches) + 1, version=4))
+              symbol: str = "DEFAULT", order_id: str | None = None, **extra: Any) -> str:
+        order_id = order_id or str(uuid.UUID(int=len(self.batches) + 1, version=4))
         market = price is None
         self.submit(PlaceOrder(
             order_id=order_id, symbol=symbol, side=side, quantity=quantity, price=price,
@@ -224,9 +225,9 @@ def timestamp_of(batch: EventBatch) -> str:
     return timestamp(event.timestamp)
 
 
-def start(pool: asyncpg.Pool, js: JetStreamContext,
+def start(pool: asyncpg.Pool, nc: Nats,
           batch: int) -> tuple[Projector, asyncio.Task[None]]:
-    projector = Projector(pool, js, INSTRUMENTS, batch=batch)
+    projector = Projector(pool, nc, INSTRUMENTS, batch=batch)
     return projector, asyncio.get_running_loop().create_task(projector.run())
 
 
@@ -237,9 +238,9 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def projecting(pool: asyncpg.Pool, js: JetStreamContext,
+async def projecting(pool: asyncpg.Pool, nc: Nats,
                      batch: int = 37) -> AsyncIterator[Projector]:
-    projector, task = start(pool, js, batch)
+    projector, task = start(pool, nc, batch)
     try:
         yield projector
     finally:

@@ -65,7 +65,7 @@ async def projected(module_nats: NatsServer, postgres_server: PostgresServer) ->
     await publish(js, batches)
     async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         await migrate(pool)
-        async with projecting(pool, js):
+        async with projecting(pool, nc):
             await caught_up(pool, js)
     await nc.close()
     states, trades = fold(batches)

@@ -10,6 +10,7 @@ import asyncio
 import asyncpg
 import msgspec
 import prometheus_client
+from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from common import subjects
@@ -17,6 +18,12 @@ from common.messages import EventBatch, encoder
 from svc_trades.projector import DURABLE
 from tests.helpers import eventually
 from tests.trades.journal import (
+    BUY,
+    SELL,
+    U1,
+    U2,
+    U3,
+    Desk,
     assert_projects,
     caught_up,
     projecting,
@@ -34,18 +41,18 @@ def counted(name: str, **labels: str) -> float:
     return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_projection_is_the_fold_of_the_journal(pool: asyncpg.Pool,
+async def test_projection_is_the_fold_of_the_journal(pool: asyncpg.Pool, nc: Nats,
                                                      js: JetStreamContext) -> None:
     batches = random_batches(500, seed=1)
     await publish(js, batches)
-    async with projecting(pool, js):
+    async with projecting(pool, nc):
         await caught_up(pool, js)
     await assert_projects(pool, batches)
     assert len(await table(pool, "trades")) > 100  # the journal really trades
 
 
 async def test_duplicates_and_replays_write_nothing_twice(pool: asyncpg.Pool,
-                                                          js: JetStreamContext) -> None:
+                                                          nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(300, seed=2)
     half = len(batches) // 2
     await publish(js, batches[:half])
@@ -53,7 +60,7 @@ async def test_duplicates_and_replays_write_nothing_twice(pool: asyncpg.Pool,
     await publish(js, batches[half:])
     await publish(js, batches[half - 10:half + 10], deduplicate=False)
     skipped = counted("trades_projection_messages_total", outcome="duplicate")
-    async with projecting(pool, js):
+    async with projecting(pool, nc):
         await caught_up(pool, js)
     await assert_projects(pool, batches)
     assert counted("trades_projection_messages_total", outcome="duplicate") - skipped == (
@@ -61,28 +68,28 @@ async def test_duplicates_and_replays_write_nothing_twice(pool: asyncpg.Pool,
 
     before = {name: await table(pool, name) for name in ("orders", "trades")}
     await pool.execute("UPDATE projection_consumers SET stream_seq = 0")  # replay it all
-    async with projecting(pool, js, batch=100):
+    async with projecting(pool, nc, batch=100):
         await caught_up(pool, js)
     assert {name: await table(pool, name) for name in ("orders", "trades")} == before
 
 
 async def test_killed_anywhere_mid_run_it_ends_the_same(pool: asyncpg.Pool,
-                                                        js: JetStreamContext) -> None:
+                                                        nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(600, seed=3)
     await publish(js, batches)
     for stop_after in (40, 150, 300):
-        async with projecting(pool, js, batch=7):
+        async with projecting(pool, nc, batch=7):
             # Cancelled wherever it is: in a fetch, mid-transaction, between commit and acks.
             async def far_enough(stop_after: int = stop_after) -> bool:
                 return await stream_position(pool) >= stop_after
             await eventually(far_enough, timeout=20.0)
-    async with projecting(pool, js, batch=7):
+    async with projecting(pool, nc, batch=7):
         await caught_up(pool, js)
     await assert_projects(pool, batches)
 
 
 async def test_poison_messages_are_parked_and_the_journal_goes_on(
-        pool: asyncpg.Pool, js: JetStreamContext) -> None:
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(80, seed=4)
     await publish(js, batches[:30])
     await js.publish(subjects.events("DEFAULT"), b"\xc1 not msgpack")
@@ -93,7 +100,7 @@ async def test_poison_messages_are_parked_and_the_journal_goes_on(
         EventBatch(symbol="NOPE", seq=1, events=[])))
     await publish(js, batches[30:])
     parked = counted("trades_projection_messages_total", outcome="parked")
-    async with projecting(pool, js, batch=10) as projector:
+    async with projecting(pool, nc, batch=10) as projector:
         await caught_up(pool, js)
         assert projector.running
         consumer = await js.consumer_info(subjects.STREAM, DURABLE)
@@ -109,12 +116,12 @@ async def test_poison_messages_are_parked_and_the_journal_goes_on(
 
 
 async def test_one_projector_leads_and_a_standby_takes_over(pool: asyncpg.Pool,
-                                                            js: JetStreamContext) -> None:
+                                                            nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(300, seed=5)
     await publish(js, batches[:150])
-    first, leading = start(pool, js, batch=20)
+    first, leading = start(pool, nc, batch=20)
     await caught_up(pool, js)
-    second, standing_by = start(pool, js, batch=20)
+    second, standing_by = start(pool, nc, batch=20)
     await asyncio.sleep(0.3)
     assert (first.running, second.running) == (True, False)
     await stop(leading)
@@ -126,15 +133,33 @@ async def test_one_projector_leads_and_a_standby_takes_over(pool: asyncpg.Pool,
 
 
 async def test_a_journal_without_its_beginning_is_projected_as_far_as_it_can(
-        pool: asyncpg.Pool, js: JetStreamContext) -> None:
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(200, seed=6)
     gaps = counted("trades_projection_gaps_total")
     orphans = counted("trades_projection_orphan_events_total")
     await publish(js, batches[50:])
-    async with projecting(pool, js) as projector:
+    async with projecting(pool, nc) as projector:
         await caught_up(pool, js)
         assert projector.running
     assert counted("trades_projection_gaps_total") - gaps == 2  # one per instrument
     assert [str(row["trade_id"]) for row in await table(pool, "trades")] == trade_ids(
         batches[50:])
     assert counted("trades_projection_orphan_events_total") > orphans
+
+
+async def test_an_order_id_used_again_after_its_order_finished(
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
+    """The engine accepts an id again once its order is gone: the fold replaces the old
+    order, and so must the projection (its COPY meets the old row: the careful path)."""
+    desk = Desk()
+    reused = desk.place(BUY, 10, 10_000, user=U1)
+    desk.place(SELL, 10, 10_000, user=U2)
+    desk.place(BUY, 7, 9_900, user=U3, order_id=reused)
+    desk.place(SELL, 2, 9_900, user=U2)
+    await publish(js, desk.batches)
+    async with projecting(pool, nc, batch=1):
+        await caught_up(pool, js)
+    await assert_projects(pool, desk.batches)
+    [row] = await pool.fetch("SELECT user_id, traded_quantity FROM orders WHERE order_id = $1",
+                             reused)
+    assert (row["user_id"], row["traded_quantity"]) == (U3, 2)
