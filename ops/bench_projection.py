@@ -1,0 +1,235 @@
+"""Projection benchmark: how fast svc_trades folds the journal into PostgreSQL.
+
+The standard workload (../shared/bench/README.md) runs through the real engine until it
+has made `--trades` trades; its journaled batches go to JetStream exactly as svc_orders
+writes them (msgpack `EventBatch`, `Nats-Msg-Id`). Then, on embedded NATS and
+PostgreSQL servers (fsync on, as in production) or on `--nats-url`/`--pg-dsn`:
+
+1. drain: the whole journal is waiting; the projector (svc_trades' own, `--batch`
+   messages per transaction) folds it: trades/s and journal messages/s;
+2. live: a fresh database, the projector running while another process publishes the
+   journal as fast as JetStream takes it: the lag (journal messages not yet projected)
+   sampled every 0.1 s, and how long it takes to catch up once publishing stops.
+
+Both runs are checked: PostgreSQL must end with every trade and every order. Prints
+one JSON line.
+
+    python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
+    .venv/bin/python -m ops.bench_projection --workload /tmp/w_1m_s1.jsonl --trades 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+
+import asyncpg
+import nats
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import NotFoundError
+
+from common import subjects
+from common.config import Settings
+from common.instruments import Instrument
+from common.journal import ensure_stream
+from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecuted, encoder
+from ops.bench_engine import parse
+from ops.stack import NatsServer, PostgresServer
+from svc_orders.matching import Exchange
+from svc_trades.migrations import migrate
+from svc_trades.projector import Projector
+
+PUBLISH_WINDOW = 5_000  # acknowledgements outstanding while publishing
+SAMPLE_EVERY = 0.1  # seconds between lag samples
+
+
+def journal(workload: Path, trades: int) -> tuple[list[EventBatch], dict[str, Instrument]]:
+    """The journaled batches of the workload's first commands that make `trades` trades."""
+    commands, instruments = parse(workload)
+    exchange = Exchange(instruments)
+    batches: list[EventBatch] = []
+    made = 0
+    for command in commands:
+        batch = exchange.submit(command)
+        if batch.seq:
+            batches.append(batch)
+            made += sum(type(event) is TradeExecuted for event in batch.events)
+            if made >= trades:
+                break
+    return batches, instruments
+
+
+async def publish(js: JetStreamContext, payloads: list[tuple[str, bytes, str]]) -> float:
+    """Publish as svc_orders journals (pipelined, de-duplicated); returns seconds taken."""
+    started = time.perf_counter()
+    pending: list[asyncio.Future[PubAck]] = []
+    for subject, data, msg_id in payloads:
+        pending.append(await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id}))
+        if len(pending) >= PUBLISH_WINDOW:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    return time.perf_counter() - started
+
+
+async def fresh_database(admin_dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def position(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT coalesce(max(stream_seq), 0) "
+                                   "FROM projection_consumers") or 0)
+
+
+async def projected(pool: asyncpg.Pool, js: JetStreamContext, end: int,
+                    lags: list[int]) -> None:
+    """Wait until the projection reaches stream sequence `end`, sampling `lags` (journal
+    messages not projected yet) as it goes."""
+    while (reached := await position(pool)) < end:
+        lags.append((await js.stream_info(subjects.STREAM)).state.last_seq - reached)
+        await asyncio.sleep(SAMPLE_EVERY)
+
+
+async def check(pool: asyncpg.Pool, trades: int, orders: int) -> None:
+    counted = (await pool.fetchval("SELECT count(*) FROM trades"),
+               await pool.fetchval("SELECT count(*) FROM orders"))
+    if counted != (trades, orders):
+        raise SystemExit(f"projected (trades, orders) {counted}, expected {(trades, orders)}")
+
+
+async def last_seq(js: JetStreamContext) -> int:
+    return int((await js.stream_info(subjects.STREAM)).state.last_seq)
+
+
+async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str) -> dict[str, object]:
+    batches, instruments = journal(args.workload, args.trades)
+    trades = sum(type(e) is TradeExecuted for b in batches for e in b.events)
+    orders = len({e.order.order_id for b in batches for e in b.events
+                  if isinstance(e, OrderAccepted | OrderRejected)})
+    payloads = [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
+                for b in batches]
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    result: dict[str, object] = {"messages": len(payloads), "trades": trades, "orders": orders,
+                                 "projection_batch": args.batch}
+    try:
+        await fresh_stream(js)
+        started = time.perf_counter()
+        await publisher(nats_url, payloads)
+        result["publish_msgs_per_s"] = round(len(payloads) / (time.perf_counter() - started))
+        result |= await drain_run(args, admin_dsn, nc, instruments, len(payloads), trades,
+                                  orders)
+        await fresh_stream(js)
+        result |= await live_run(args, nats_url, admin_dsn, nc, instruments, payloads, trades,
+                                 orders)
+    finally:
+        await nc.close()
+    return result
+
+
+async def fresh_stream(js: JetStreamContext) -> None:
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(subjects.STREAM)
+    await ensure_stream(js)
+
+
+def publish_from_here(nats_url: str, payloads: list[tuple[str, bytes, str]]) -> None:
+    async def go() -> None:
+        nc = await nats.connect(nats_url)
+        await publish(nc.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW), payloads)
+        await nc.close()
+    asyncio.run(go())
+
+
+async def publisher(nats_url: str, payloads: list[tuple[str, bytes, str]]) -> None:
+    """Publish from another process, as svc_orders would: it does not share our core."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=publish_from_here, args=(nats_url, payloads))
+    process.start()
+    await asyncio.get_running_loop().run_in_executor(None, process.join)
+    if process.exitcode != 0:
+        raise SystemExit(f"the publisher failed with exit code {process.exitcode}")
+
+
+async def drain_run(args: argparse.Namespace, admin_dsn: str, nc: Nats,
+                    instruments: Mapping[str, Instrument], last: int, trades: int,
+                    orders: int) -> dict[str, object]:
+    """The whole journal is waiting: pure projection throughput."""
+    dsn = await fresh_database(admin_dsn, "bench_drain")
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await migrate(pool)
+        projector = Projector(pool, nc, instruments, batch=args.batch)
+        started = time.perf_counter()
+        task = asyncio.get_running_loop().create_task(projector.run())
+        await projected(pool, nc.jetstream(), last, [])
+        seconds = time.perf_counter() - started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await check(pool, trades, orders)
+    return {"drain_seconds": round(seconds, 2), "drain_trades_per_s": round(trades / seconds),
+            "drain_msgs_per_s": round(last / seconds)}
+
+
+async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: Nats,
+                   instruments: Mapping[str, Instrument],
+                   payloads: list[tuple[str, bytes, str]], trades: int,
+                   orders: int) -> dict[str, object]:
+    """Projecting while the journal grows as fast as JetStream takes it: the lag."""
+    dsn = await fresh_database(admin_dsn, "bench_live")
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await migrate(pool)
+        projector = Projector(pool, nc, instruments, batch=args.batch)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(projector.run())
+        lags: list[int] = []
+        sampler = loop.create_task(projected(pool, nc.jetstream(), len(payloads), lags))
+        started = time.perf_counter()
+        await publisher(nats_url, payloads)
+        published = time.perf_counter()
+        await sampler
+        done = time.perf_counter()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await check(pool, trades, orders)
+    return {"live_publish_msgs_per_s": round(len(payloads) / (published - started)),
+            "live_trades_per_s": round(trades / (done - started)),
+            "live_lag_max_msgs": max(lags, default=0),
+            "live_lag_median_msgs": round(statistics.median(lags)) if lags else 0,
+            "live_catch_up_seconds": round(done - published, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", type=Path, required=True)
+    parser.add_argument("--trades", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=Settings().projection_batch,
+                        help="journal messages per projection transaction (EX_PROJECTION_BATCH)")
+    parser.add_argument("--nats-url", help="an existing NATS (its EXCHANGE stream is replaced)")
+    parser.add_argument("--pg-dsn", help="an existing PostgreSQL (bench_* databases)")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_proj_")))
+        nats_url = args.nats_url or stack.enter_context(NatsServer(folder / "nats")).url
+        pg_dsn = args.pg_dsn or stack.enter_context(PostgresServer(folder / "pg")).dsn
+        print(json.dumps(asyncio.run(run(args, nats_url, pg_dsn))))
+
+
+if __name__ == "__main__":
+    main()
