@@ -1,22 +1,7 @@
 """`python -m svc_orders`: the order service on EX_ORDERS_PORT (default 8000)."""
 
-from __future__ import annotations
-
-import uvloop
-from aiohttp import web
-
-from common.config import load_settings
-from common.logs import configure_logging
+from common.service import serve
 from svc_orders.app import create_app
 
-
-def main() -> None:
-    settings = load_settings()
-    configure_logging(settings)
-    uvloop.install()
-    web.run_app(create_app(settings), host=settings.host, port=settings.orders_port,
-                access_log=None, print=None)
-
-
 if __name__ == "__main__":
-    main()
+    serve(create_app, lambda settings: settings.orders_port)
