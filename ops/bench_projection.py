@@ -34,6 +34,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
+import uvloop
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -228,6 +229,7 @@ def main() -> None:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_proj_")))
         nats_url = args.nats_url or stack.enter_context(NatsServer(folder / "nats")).url
         pg_dsn = args.pg_dsn or stack.enter_context(PostgresServer(folder / "pg")).dsn
+        uvloop.install()  # as `python -m svc_trades` runs
         print(json.dumps(asyncio.run(run(args, nats_url, pg_dsn))))
 
 

@@ -103,7 +103,7 @@ class Fold:
                 ids = order_ids(event)
                 if isinstance(event, CREATING):
                     self.created.add(event.order.order_id)
-                elif not all(order_id in live for order_id in ids):
+                elif any(order_id not in live for order_id in ids):
                     metrics.ORPHANS.inc()
                     log.warning("event for an unknown order not folded",
                                 symbol=batch.symbol, seq=batch.seq, orders=ids)

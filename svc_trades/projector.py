@@ -52,7 +52,7 @@ DURABLE = "svc_trades_projection"
 IDLE_FETCH = 1.0  # seconds without messages before checking NATS and PostgreSQL
 ACK_WAIT = 60.0  # seconds before JetStream redelivers an unacknowledged message
 PAUSES = (0.5, 10.0)  # first and longest pause before a failed session restarts
-FOLD_SLICE = 200  # messages folded between two turns of the event loop
+FOLD_SLICE = 50  # messages folded between two turns of the event loop
 
 
 class PositionMoved(Exception):
