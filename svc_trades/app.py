@@ -15,8 +15,10 @@ from common import history
 from common.config import Settings
 from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
+from common.openapi import add_openapi
 from svc_trades import api
 from svc_trades.migrations import migrate
+from svc_trades.openapi import OPERATIONS
 from svc_trades.projector import Projector
 
 PROJECTOR = web.AppKey("projector", Projector)
@@ -76,4 +78,5 @@ def create_app(settings: Settings) -> web.Application:
         return bool(projector and projector.running and nc and nc.is_connected)
 
     add_probes(app, ready)
+    add_openapi(app, "exchange-core svc_trades", OPERATIONS)
     return app

@@ -153,7 +153,7 @@ async def test_original_examples_websockets_and_restarts(system: Launcher) -> No
                                          "/trades/{trade_id}/settle/")
         assert (status, settled["trade"]["is_settled"]) == (200, True)
         status, again = await api.call("trades", "POST", settle, "/trades/{trade_id}/settle/")
-        assert (status, again["error"]["code"]) == (409, "ALREADY_SETTLED")
+        assert (status, again["error"]["code"]) == (409, "TRADE_ALREADY_SETTLED")
 
         # Every service killed with SIGKILL in the middle: nothing is lost.
         for svc in SERVICES:
