@@ -2,13 +2,13 @@
 
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import pytest
 
 from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_trades.migrations import migrate
+from tests.helpers import create_database
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +40,6 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats")
     with server.start():
         yield server
-
-
-async def create_database(server: PostgresServer) -> str:
-    """A new, empty database on the session's PostgreSQL; returns its DSN."""
-    name = f"test_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return server.dsn_for(name)
 
 
 @pytest.fixture

@@ -9,9 +9,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast, overload
+from uuid import uuid4
 
+import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+
+from ops.stack import PostgresServer
 
 T = TypeVar("T")
 
@@ -51,3 +55,14 @@ async def eventually(
 
 AppClient = TestClient[web.Request, web.Application]
 """aiohttp's test client of a whole application."""
+
+
+async def create_database(server: PostgresServer) -> str:
+    """A new, empty database on the session's PostgreSQL; returns its DSN."""
+    name = f"test_{uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server.dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return server.dsn_for(name)

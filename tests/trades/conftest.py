@@ -5,9 +5,8 @@ modules do with theirs; a fresh database (CREATE DATABASE, then the migrations) 
 empty projection. Redis is the session's server on a database number of its own.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from uuid import uuid4
 
 import asyncpg
 import nats
@@ -20,29 +19,11 @@ from common.journal import ensure_stream
 from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_trades.app import create_app
 from svc_trades.migrations import migrate
-from tests.helpers import AppClient
+from tests.helpers import AppClient, create_database
 from tests.trades.journal import write_instruments
 
 MakeClient = Callable[..., Awaitable[AppClient]]
 REDIS_DB = 7
-
-
-@pytest.fixture
-def nats_private(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    with server.start():
-        yield server
-
-
-async def create_database(server: PostgresServer) -> str:
-    """A new, empty database on the session's PostgreSQL; returns its DSN."""
-    name = f"trades_{uuid4().hex[:12]}"
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return server.dsn_for(name)
 
 
 def redis_url(server: RedisServer) -> str:
@@ -63,8 +44,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def nc(nats_private: NatsServer) -> AsyncIterator[Nats]:
-    client = await nats.connect(nats_private.url)
+async def nc(private_nats: NatsServer) -> AsyncIterator[Nats]:
+    client = await nats.connect(private_nats.url)
     yield client
     await client.close()
 
@@ -77,9 +58,9 @@ async def js(nc: Nats) -> JetStreamContext:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, nats_private: NatsServer, dsn: str,
+def settings(tmp_path: Path, private_nats: NatsServer, dsn: str,
              redis_server: RedisServer) -> Settings:
-    return Settings(nats_url=nats_private.url, pg_dsn=dsn,
+    return Settings(nats_url=private_nats.url, pg_dsn=dsn,
                     redis_url=redis_url(redis_server),
                     instruments_file=write_instruments(tmp_path), projection_batch=50)
 

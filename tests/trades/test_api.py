@@ -22,7 +22,8 @@ from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_trades.app import create_app
 from svc_trades.migrations import migrate
 from tests.helpers import AppClient as Client
-from tests.trades.conftest import MakeClient, create_database, redis_url
+from tests.helpers import create_database
+from tests.trades.conftest import MakeClient, redis_url
 from tests.trades.journal import (
     INSTRUMENTS,
     U1,
