@@ -6,6 +6,7 @@ no input, however malformed, produces a 500 or a traceback.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -122,3 +123,13 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
         raise ApiError(400, "INVALID_PARAMETER", f"{name} must be between {low} and {high}",
                        {"parameter": name})
     return value
+
+
+def uuid_path(request: web.Request, name: str) -> str:
+    """The path parameter `name` as a canonical UUID string, or a 400 naming it."""
+    raw = request.match_info[name]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a UUID",
+                       {name: raw}) from None

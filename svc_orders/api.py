@@ -7,13 +7,12 @@ right after that command, with the trades it made.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from time import time_ns
 
 from aiohttp import web
 
-from common.http import ApiError, json_response, read_json
+from common.http import ApiError, json_response, read_json, uuid_path
 from common.instruments import Instrument
 from common.messages import (
     CancelOrder,
@@ -40,13 +39,6 @@ def _view(request: web.Request, state: OrderState) -> OrderView:
     return order_view(state, request.app[INSTRUMENTS][state.symbol])
 
 
-def _order_id(request: web.Request) -> str:
-    raw = request.match_info["order_id"]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ApiError(400, "INVALID_ORDER_ID", "order_id must be a UUID",
-                       {"order_id": raw}) from None
 
 
 def _unavailable(kind: str, error: Unavailable) -> ApiError:
@@ -108,7 +100,7 @@ async def place_order(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    order_id = _order_id(request)
+    order_id = uuid_path(request, "order_id")
     state = await request.app[FIND_ORDER](order_id)
     if state is None:
         raise ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
@@ -116,7 +108,7 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def modify_order(request: web.Request) -> web.Response:
-    order_id = _order_id(request)
+    order_id = uuid_path(request, "order_id")
     body = await read_json(request, ModifyBody)
     known = await request.app[FIND_ORDER](order_id)
     if known is None:
@@ -130,7 +122,7 @@ async def modify_order(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
-    order_id = _order_id(request)
+    order_id = uuid_path(request, "order_id")
     command = CancelOrder(order_id=order_id, timestamp=time_ns())
     batch, state = await _run(request, "cancel", command, order_id)
     if state is None:

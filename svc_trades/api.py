@@ -8,7 +8,6 @@ none, svc_orders' answer over NATS: never a scan of the orders table.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -23,7 +22,7 @@ from redis.exceptions import RedisError
 
 from common import cache, subjects
 from common.history import invalid, page_request, param, uuid_param
-from common.http import ApiError, json_response, query_int
+from common.http import ApiError, json_response, query_int, uuid_path
 from common.instruments import DEFAULT_SYMBOL, Instrument
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
@@ -66,13 +65,6 @@ class BookRefused(msgspec.Struct):
 # ---- trades --------------------------------------------------------------------------
 
 
-def _trade_id(request: web.Request) -> str:
-    raw = request.match_info["trade_id"]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ApiError(400, "INVALID_TRADE_ID", "trade_id must be a UUID",
-                       {"trade_id": raw}) from None
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -109,7 +101,7 @@ async def list_trades(request: web.Request) -> web.Response:
 
 
 async def get_trade(request: web.Request) -> web.Response:
-    trade = _trade_id(request)
+    trade = uuid_path(request, "trade_id")
     view = await repository.get_trade(request.app[POOL], trade, request.app[INSTRUMENTS])
     if view is None:
         raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
@@ -118,7 +110,7 @@ async def get_trade(request: web.Request) -> web.Response:
 
 async def settle_trade(request: web.Request) -> web.Response:
     """Settle once: the database decides the winner of a race, the loser gets 409."""
-    trade = _trade_id(request)
+    trade = uuid_path(request, "trade_id")
     at = time.time_ns() // 1000 * 1000  # what PostgreSQL keeps: whole microseconds
     view, exists = await repository.settle(request.app[POOL], trade, moment(at),
                                            request.app[INSTRUMENTS])
