@@ -32,7 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: int = 10_000  # commands between engine snapshots
     book_interval: float = 0.1  # fastest book publication while it changes (seconds)
     book_heartbeat: float = 1.0  # slowest book publication (seconds)
-    projection_batch: int = 500  # journal messages per projection transaction
+    projection_batch: int = 2_000  # journal messages per projection transaction
     ws_queue: int = 256  # messages queued per WebSocket client before it is dropped
     ws_heartbeat: float = 20.0  # WebSocket ping interval (seconds)
 
