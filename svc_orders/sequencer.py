@@ -48,9 +48,8 @@ class Sequencer:
         self.ready = False
         self.on_journaled: Callable[[EventBatch], None] = lambda batch: None
         self._since_snapshot = 0
-        self._snapshotting = False
         self._fence: asyncio.Task[None] | None = None
-        self._snapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None  # kept: tasks need a reference
 
     # ---- recovery ------------------------------------------------------------------
 
@@ -118,8 +117,8 @@ class Sequencer:
         metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - waited)
         self.on_journaled(batch)
         self._since_snapshot += 1
-        if self._since_snapshot >= self.snapshot_every and not self._snapshotting:
-            self._snapshotting = True
+        snapshotting = self._snapshot_task is not None and not self._snapshot_task.done()
+        if self._since_snapshot >= self.snapshot_every and not snapshotting:
             self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
         return batch, watched
 
@@ -161,5 +160,3 @@ class Sequencer:
             log.info("snapshot written", stream_seq=stream_seq, bytes=len(state_engine))
         except Exception as error:
             log.warning("snapshot failed", error=repr(error))
-        finally:
-            self._snapshotting = False
