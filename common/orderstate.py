@@ -29,8 +29,10 @@ from common.messages import (
 ACTIVE_STATUSES = frozenset((OrderStatus.ACTIVE, OrderStatus.PARTIALLY_FILLED))
 
 
-class OrderState(msgspec.Struct, kw_only=True):
-    """One order as the events so far describe it."""
+class OrderState(msgspec.Struct, kw_only=True, gc=False):
+    """One order as the events so far describe it (scalars only, so never in a
+    reference cycle: untracked by the garbage collector, which keeps full collections
+    short however many orders the store holds)."""
 
     order_id: str
     symbol: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import uvloop
@@ -16,5 +17,6 @@ def serve(create_app: Callable[[Settings], web.Application],
     """Run the app made by `create_app` on `port(settings)` until SIGINT/SIGTERM."""
     settings = load_settings()
     configure_logging(settings)
+    gc.freeze()  # what start-up made lives as long as the process: no collection visits it
     web.run_app(create_app(settings), host=settings.host, port=port(settings),
                 access_log=None, print=None, loop=uvloop.new_event_loop())

@@ -2,7 +2,8 @@
 
 Decimal values leave as strings on the instrument's grid; timestamps as RFC 3339 UTC with
 microseconds. One encoder for every service, so REST, WebSocket and NATS market data
-agree byte for byte.
+agree byte for byte. Views hold no reference cycles, so they are not tracked by the
+garbage collector (`gc=False`): fewer objects for each collection to visit.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _trade_id_prefix(symbol: str) -> str:
     return f"{digits[:8]}-{digits[8:12]}-8{digits[13:16]}-8{digits[17:20]}-"
 
 
-class TradeView(msgspec.Struct, kw_only=True):
+class TradeView(msgspec.Struct, kw_only=True, gc=False):
     trade_id: str
     symbol: str
     price: str
@@ -66,7 +67,7 @@ class TradeView(msgspec.Struct, kw_only=True):
     settlement_timestamp: str | None = None
 
 
-class OrderView(msgspec.Struct, kw_only=True):
+class OrderView(msgspec.Struct, kw_only=True, gc=False):
     order_id: str
     client_order_id: str | None
     symbol: str
@@ -92,7 +93,7 @@ class OrderView(msgspec.Struct, kw_only=True):
     fills: list[TradeView] | msgspec.UnsetType = msgspec.UNSET  # only in command answers
 
 
-class Level(msgspec.Struct, array_like=False):
+class Level(msgspec.Struct, array_like=False, gc=False):
     price: str
     quantity: int
     orders: int
@@ -135,6 +136,8 @@ def average_price(notional: int, traded: int, instrument: Instrument) -> str | N
     """Volume-weighted average trade price, at least on the grid's decimals."""
     if not traded:
         return None
+    if notional % traded == 0 and instrument.decimals <= AVERAGE_PRICE_PLACES:
+        return instrument.format_price(notional // traded)  # on the grid: no Decimal
     exact = (Decimal(notional) / traded).scaleb(-instrument.decimals)
     text = f"{exact.quantize(Decimal(1).scaleb(-AVERAGE_PRICE_PLACES)):f}".rstrip("0")
     whole, _, frac = text.partition(".")

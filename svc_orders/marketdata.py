@@ -151,9 +151,15 @@ class MarketData:
 
 
 def _cache_trades(pipe: Pipeline, messages: list[TradesMessage]) -> None:
+    """Two commands per symbol for a whole burst: one LPUSH in execution order (so the
+    newest trade ends up first) and one LTRIM."""
+    by_symbol: dict[str, list[bytes]] = {}
     for message in messages:
-        key = cache.trades_key(message.symbol)
-        pipe.lpush(key, *(json_encoder.encode(trade) for trade in message.trades))
+        encoded = by_symbol.setdefault(message.symbol, [])
+        encoded.extend(json_encoder.encode(trade) for trade in message.trades)
+    for symbol, encoded in by_symbol.items():
+        key = cache.trades_key(symbol)
+        pipe.lpush(key, *encoded[-cache.RECENT_TRADES:])
         pipe.ltrim(key, 0, cache.RECENT_TRADES - 1)
 
 

@@ -95,6 +95,22 @@ def test_timestamps_and_averages() -> None:
     assert trade_id("DEFAULT", 1) == trade_id("DEFAULT", 1) != trade_id("DEFAULT", 2)
 
 
+def _decimal_average(notional: int, traded: int, decimals: int) -> str:
+    """The average price the slow, obviously exact way: Decimal, 8 places, grid padding."""
+    exact = (Decimal(notional) / traded).scaleb(-decimals)
+    text = f"{exact.quantize(Decimal(1).scaleb(-8)):f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(decimals, '0')}" if decimals else whole
+
+
+@given(st.integers(0, 10**12), st.integers(1, 10**9), st.integers(0, 8))
+def test_average_price_on_the_grid_equals_the_exact_decimal(units: int, traded: int,
+                                                           decimals: int) -> None:
+    instrument = msgspec.structs.replace(DEFAULT_INSTRUMENT, decimals=decimals)
+    assert (average_price(units * traded, traded, instrument)
+            == _decimal_average(units * traded, traded, decimals))
+
+
 def test_settings_from_environment_hide_secrets() -> None:
     settings = load_settings({"EX_ORDERS_PORT": "9000", "EX_JOURNAL_TIMEOUT": "0.5",
                               "EX_PG_DSN": "postgresql://app:hunter2@db/x", "OTHER": "1"})
