@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
     journal_timeout: float = 2.0  # seconds a command waits for JetStream before 503
-    snapshot_every: int = 10_000  # commands between engine snapshots
+    snapshot_every: int = 50_000  # commands between engine snapshots (see README)
     book_interval: float = 0.1  # fastest book publication while it changes (seconds)
     book_heartbeat: float = 1.0  # slowest book publication (seconds)
     projection_batch: int = 2_000  # journal messages per projection transaction
