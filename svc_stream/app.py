@@ -30,8 +30,13 @@ def create_app(settings: Settings) -> web.Application:
     app[views.SESSIONS] = set()
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
+        async def reconnected() -> None:
+            relay = app.get(views.RELAY)
+            if relay is not None:
+                await relay.catch_up(app[views.SNAPSHOTS])
+
         app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
-                                       name="svc_stream")
+                                       name="svc_stream", reconnected_cb=reconnected)
         yield
         await app[NATS].close()
 

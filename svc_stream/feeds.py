@@ -13,6 +13,10 @@ The hand-off from snapshot to live updates loses and repeats nothing:
 
 The seq check stays on for the life of the subscription, so an update that NATS delivers
 late cannot take a client backwards either.
+
+After a NATS reconnect the same steps catch a live trade subscription up: it buffers
+again, the trades it missed come from Redis as one update, then the buffer (see
+`Relay.catch_up`). Books need no catch-up: the next one (within a second) is complete.
 """
 
 from __future__ import annotations
@@ -42,15 +46,24 @@ class Subscription(ABC):
         else:
             self.buffer(self.backlog, seq, frame)
 
-    def start(self, seq: int, snapshot: bytes) -> None:
-        """Send the snapshot, then what arrived while it was read; live from now on."""
+    def start(self, seq: int, snapshot: bytes | None) -> None:
+        """Send the snapshot (if any), then what arrived while it was read; live from now
+        on, past `seq`."""
         if self.backlog is None:
             return
-        self.client.send(snapshot)
-        self.seq = seq
+        if snapshot is not None:
+            self.client.send(snapshot)
+        self.seq = max(self.seq, seq)
         backlog, self.backlog = self.backlog, None
         for message_seq, frame in backlog:
             self.forward(message_seq, frame)
+
+    def pause(self) -> bool:
+        """Buffer again until the next `start` (a catch-up); False if not live yet."""
+        if self.backlog is not None:
+            return False
+        self.backlog = []
+        return True
 
     def cancel(self) -> None:
         """Forget anything not yet sent: the subscription has left the relay, and a

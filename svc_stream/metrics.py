@@ -18,3 +18,5 @@ SNAPSHOT_FAILURES = Counter("stream_snapshot_failures_total",
 BAD_PAYLOADS = Counter("stream_bad_payloads_total",
                        "NATS messages dropped because they were not the expected JSON",
                        ["channel"])
+CATCH_UPS = Counter("stream_catch_ups_total",
+                    "Catch-ups of the trade feeds from Redis after a NATS reconnect")

@@ -10,6 +10,7 @@ client that keeps up gets a non-blocking write, any other one a place in its que
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import msgspec
@@ -19,10 +20,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from common import subjects
-from common.views import BookMessage, json_encoder
+from common.views import BookMessage, TradesMessage, TradeView, json_encoder
 from svc_stream import metrics
 from svc_stream.client import text_frame
 from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription, cut
+from svc_stream.snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -118,7 +120,34 @@ class Relay:
             for sub in subs:
                 sub.deliver(book.seq, frame)
 
+    async def catch_up(self, snapshots: Snapshots) -> None:
+        """After a NATS reconnect: the trades published meanwhile never reached us, but
+        svc_orders cached them in Redis before publishing. Every live trade subscription
+        buffers again, gets the cached trades past its seq as one update, then its buffer.
+        A gap longer than the cache stays visible to the client in `trade_no`."""
+        paused = {symbol: [sub for sub in subs if sub.pause()]
+                  for symbol, subs in self.trades.items()}
+        recent = await asyncio.gather(*(snapshots.recent_trades(symbol) for symbol in paused))
+        for (symbol, subs), trades in zip(paused.items(), recent, strict=True):
+            updates: dict[int, tuple[int, bytes | None]] = {}  # by the seq a client has
+            for sub in subs:
+                if sub.seq not in updates:
+                    updates[sub.seq] = _missed(symbol, trades, sub.seq)
+                sub.start(*updates[sub.seq])
+        metrics.CATCH_UPS.inc()
+        log.info("caught up after a NATS reconnect",
+                 subscriptions=sum(len(subs) for subs in paused.values()))
+
     @staticmethod
     def _bad(channel: str, msg: Msg, error: msgspec.DecodeError) -> None:
         metrics.BAD_PAYLOADS.labels(channel).inc()
         log.warning("unexpected market-data payload", subject=msg.subject, error=str(error))
+
+
+def _missed(symbol: str, trades: list[TradeView], seq: int) -> tuple[int, bytes | None]:
+    """The trades past `seq` as one update frame (None if there are none), and its seq."""
+    missed = [trade for trade in trades if trade.seq > seq]
+    if not missed:
+        return seq, None
+    update = TradesMessage(type="update", symbol=symbol, seq=missed[-1].seq, trades=missed)
+    return update.seq, text_frame(json_encoder.encode(update))

@@ -31,16 +31,20 @@ class Snapshots:
 
     async def trades(self, symbol: str) -> tuple[int, bytes]:
         """The recent trades, oldest first like the updates after them, and their max seq."""
-        try:
-            cached = await self.redis.lrange(cache.trades_key(symbol), 0,
-                                             cache.RECENT_TRADES - 1)
-            trades = [_trade.decode(item) for item in reversed(cached)]
-        except (RedisError, OSError, msgspec.DecodeError) as error:
-            self._failed("trades", symbol, error)
-            trades = []
+        trades = await self.recent_trades(symbol)
         seq = max((trade.seq for trade in trades), default=0)
         message = TradesMessage(type="snapshot", symbol=symbol, seq=seq, trades=trades)
         return seq, json_encoder.encode(message)
+
+    async def recent_trades(self, symbol: str) -> list[TradeView]:
+        """The cached trades, oldest first; none if Redis fails."""
+        try:
+            cached = await self.redis.lrange(cache.trades_key(symbol), 0,
+                                             cache.RECENT_TRADES - 1)
+            return [_trade.decode(item) for item in reversed(cached)]
+        except (RedisError, OSError, msgspec.DecodeError) as error:
+            self._failed("trades", symbol, error)
+            return []
 
     async def book(self, symbol: str, depth: int) -> tuple[int, bytes]:
         """The cached book cut to `depth`; an empty one (seq 0) if there is none yet."""

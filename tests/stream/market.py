@@ -51,8 +51,8 @@ async def publish_book(nc: Nats, message: BookMessage) -> None:
     await nc.publish(subjects.book(message.symbol), json_encoder.encode(message))
 
 
-async def receive(ws: ClientWebSocketResponse) -> Any:
-    """The next message, which must be a JSON text frame (within RECEIVE_TIMEOUT)."""
-    message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+async def receive(ws: ClientWebSocketResponse, seconds: float = RECEIVE_TIMEOUT) -> Any:
+    """The next message, which must be a JSON text frame (within `seconds`)."""
+    message = await ws.receive(timeout=seconds)
     assert message.type is WSMsgType.TEXT, message
     return msgspec.json.decode(message.data)

@@ -1,13 +1,17 @@
 """/ws/trades/ and /ws/orderbook/: a snapshot from Redis, then NATS, no gap, no repeat."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
+import nats
 from aiohttp import ClientWebSocketResponse
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
 from common import cache
 from common.views import json_encoder
+from ops.stack import NatsServer
 from tests.helpers import eventually
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import (
@@ -19,6 +23,17 @@ from tests.stream.market import (
     trade,
     trade_command,
 )
+
+OUTAGE_TIMEOUT = 15.0  # seconds: nats-py retries every 2 s, then svc_stream catches up
+
+
+@contextlib.asynccontextmanager
+async def nats_connection(server: NatsServer) -> AsyncIterator[Nats]:
+    connection = await nats.connect(server.url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 async def test_trades_snapshot_then_updates_past_it(stream: Client, nc: Nats, redis: Redis,
@@ -157,3 +172,30 @@ async def test_messages_of_every_frame_size_arrive_intact(
         assert [t["trade_no"] for t in message["trades"]] == [t.trade_no for t in trades]
     await ws.send_str("x" * 200)  # and a client frame of 126+ bytes is read as usual
     assert (await receive(ws))["type"] == "error"
+
+
+async def test_trades_missed_during_a_nats_outage_arrive_after_the_reconnect(
+        make_stream: MakeStream, private_nats: NatsServer, redis: Redis,
+        symbols: list[str]) -> None:
+    """NATS drops what is published while svc_stream is cut off; svc_orders cached it in
+    Redis first, so the client gets exactly the missed trades once NATS is back."""
+    symbol = symbols[0]
+    stream = await make_stream(nats_url=private_nats.url)
+    ws = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+    assert (await receive(ws))["type"] == "snapshot"
+    async with nats_connection(private_nats) as publisher:
+        await trade_command(publisher, redis, symbol, 1, [trade(symbol, 1, 1)])
+        assert [t["trade_no"] for t in (await receive(ws))["trades"]] == [1]
+
+    private_nats.stop()
+    await cache_trades(redis, symbol, [trade(symbol, 2, 2), trade(symbol, 4, 3)])
+    private_nats.start()
+
+    missed = await receive(ws, seconds=OUTAGE_TIMEOUT)
+    assert (missed["type"], missed["seq"]) == ("update", 4)
+    assert [t["trade_no"] for t in missed["trades"]] == [2, 3]
+    async with nats_connection(private_nats) as publisher:
+        await publish_trades(publisher, symbol, 4, [trade(symbol, 4, 3)])  # a late repeat
+        await trade_command(publisher, redis, symbol, 5, [trade(symbol, 5, 4)])
+        update = await receive(ws)
+    assert (update["seq"], [t["trade_no"] for t in update["trades"]]) == (5, [4])
