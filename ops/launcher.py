@@ -43,7 +43,15 @@ from ops.stack import (
     ServerStartError,
     free_port,
 )
-from ops.supervisor import REPO, STOP_SIGNALS, Service, Supervisor, say, shown
+from ops.supervisor import (
+    REPO,
+    STOP_SIGNALS,
+    Service,
+    Supervisor,
+    dies_with_launcher,
+    say,
+    shown,
+)
 
 ENV_HELP = """\
 environment:
@@ -68,10 +76,11 @@ class LaunchError(Exception):
 
 class _OwnGroup(EmbeddedServer):
     """A server in its own process group, out of reach of the terminal's Ctrl-C, so that
-    it stops only when the launcher stops it: after the services."""
+    it stops only when the launcher stops it (after the services) or dies."""
 
     def _popen_extra(self) -> dict[str, object]:
-        return {**super()._popen_extra(), "process_group": 0}
+        return {**super()._popen_extra(), "process_group": 0,
+                **dies_with_launcher(self.stop_signal)}
 
 
 class _Nats(_OwnGroup, NatsServer):

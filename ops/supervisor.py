@@ -13,6 +13,9 @@ whatever the service does inside. Why it behaves as it does:
   a grace period, while the output is still relayed so the last lines reach the log.
 - Each service runs in its own process group: the terminal sends Ctrl-C to the whole
   foreground group, and the launcher, not the terminal, decides the order of shutdown.
+- Every child (service or embedded server) is told by Linux to stop when the launcher
+  dies, however it dies (`kill -9` included): nothing outlives it to hold ports, data
+  folders or PostgreSQL's lock (`dies_with_launcher`).
 - Output goes as is to `<run dir>/logs/<svc>.log` (JSON lines, since the services' stderr
   is not a terminal) and, rendered short, to the terminal prefixed by the service name.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -30,13 +34,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import aiohttp
 
 from ops.stack import HOST
 
 REPO = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 READY_POLL = 0.25  # seconds between two rounds of /ready/ probes
 BACKOFF_FIRST = 0.5  # seconds before the first restart of a service that exited
 BACKOFF_MAX = 30.0
@@ -229,6 +234,7 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 limit=LOG_LINE_LIMIT,
                 process_group=0,  # see the module docstring: Ctrl-C is ours alone
+                **dies_with_launcher(signal.SIGTERM),
             )  # fmt: skip
             marker = f"---- {svc.module} started (pid {proc.pid}) at {datetime.now(UTC)}\n"
             log.write(marker.encode())
@@ -301,3 +307,19 @@ async def _probe(http: aiohttp.ClientSession, url: str) -> bool:
             return response.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return False
+
+
+def dies_with_launcher(signal_number: int) -> dict[str, Any]:
+    """Popen arguments that make Linux send the child `signal_number` when the launcher
+    dies (PR_SET_PDEATHSIG, set between fork and exec); none elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    libc = ctypes.CDLL(None, use_errno=True)
+    launcher = os.getpid()
+
+    def arrange() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal_number))
+        if os.getppid() != launcher:  # it died before the request was in place
+            os.kill(os.getpid(), signal_number)
+
+    return {"preexec_fn": arrange}

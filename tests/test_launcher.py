@@ -2,7 +2,8 @@
 three services, in a temporary data folder on free ports.
 
 It must get everything ready, bring back a service killed with SIGKILL, and on Ctrl-C
-(SIGINT) stop everything, exit 0 and leave no process behind.
+(SIGINT) stop everything, exit 0 and leave no process behind; killed itself with SIGKILL,
+it must still leave no process behind.
 """
 
 from __future__ import annotations
@@ -67,3 +68,19 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     for svc in SERVICES:
         assert said(f"{svc} stopped (exit code 0)"), launcher.output()
     assert launcher.lines[-1].endswith("stopped"), launcher.output()
+
+
+async def test_a_launcher_killed_by_sigkill_leaves_no_process_behind(
+        launcher: Launcher) -> None:
+    await eventually(lambda: launcher.said("all services ready"), timeout=30)
+    processes = descendants(launcher.proc.pid)
+    assert len(processes) >= 6, processes  # three servers (and PostgreSQL's own), services
+
+    launcher.proc.kill()
+    await launcher.proc.wait()
+    try:
+        await eventually(lambda: not [pid for pid in processes if alive(pid)], timeout=20)
+    finally:  # the orphans are no longer the launcher's: the fixture cannot find them
+        for pid in processes:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
