@@ -125,18 +125,21 @@ class Relay:
         svc_orders cached them in Redis before publishing. Every live trade subscription
         buffers again, gets the cached trades past its seq as one update, then its buffer.
         A gap longer than the cache stays visible to the client in `trade_no`."""
-        paused = {symbol: [sub for sub in subs if sub.pause()]
-                  for symbol, subs in self.trades.items()}
+        paused: dict[str, list[TradeSubscription]] = {}
+        for symbol, subs in self.trades.items():
+            live = [sub for sub in subs if sub.pause()]
+            if live:
+                paused[symbol] = live
         recent = await asyncio.gather(*(snapshots.recent_trades(symbol) for symbol in paused))
-        for (symbol, subs), trades in zip(paused.items(), recent, strict=True):
+        for (symbol, waiting), trades in zip(paused.items(), recent, strict=True):
             updates: dict[int, tuple[int, bytes | None]] = {}  # by the seq a client has
-            for sub in subs:
+            for sub in waiting:
                 if sub.seq not in updates:
                     updates[sub.seq] = _missed(symbol, trades, sub.seq)
                 sub.start(*updates[sub.seq])
         metrics.CATCH_UPS.inc()
         log.info("caught up after a NATS reconnect",
-                 subscriptions=sum(len(subs) for subs in paused.values()))
+                 subscriptions=sum(len(waiting) for waiting in paused.values()))
 
     @staticmethod
     def _bad(channel: str, msg: Msg, error: msgspec.DecodeError) -> None:
