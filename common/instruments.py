@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
 DEFAULT_SYMBOL = "DEFAULT"
 MAX_EXPONENT = 30  # decimals beyond 10**±30 are refused before any arithmetic on them
+# A symbol is one NATS subject token and part of Redis keys: no dots, wildcards or spaces.
+Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +118,7 @@ class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):
     1,000,000.
     """
 
-    symbol: str
+    symbol: Symbol
     tick_size: str = "0.01"
     lot_size: int = 1
     min_price: str | None = None

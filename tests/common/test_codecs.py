@@ -85,6 +85,15 @@ def test_instruments_file_adds_to_the_default(tmp_path: pytest.TempPathFactory) 
     assert (btc.format_price(15), btc.min_price, btc.max_price) == ("1.5", 5, 1_000_000)
 
 
+@pytest.mark.parametrize("symbol", ["BTC.USD", "BTC USD", "*", ">", "", "A" * 33, "é"])
+def test_instruments_file_refuses_symbols_that_break_subjects_or_keys(
+        tmp_path: pytest.TempPathFactory, symbol: str) -> None:
+    path = tmp_path / "instruments.json"  # type: ignore[operator]
+    path.write_bytes(msgspec.json.encode([{"symbol": symbol}]))
+    with pytest.raises(msgspec.ValidationError, match="symbol"):
+        load_instruments(str(path))
+
+
 def test_timestamps_and_averages() -> None:
     assert timestamp(1_764_000_000_123_456_789) == "2025-11-24T16:00:00.123456Z"
     assert timestamp(0) == "1970-01-01T00:00:00.000000Z"
