@@ -1,0 +1,29 @@
+"""The journal's replay read: every batch of a range, in order, once, whatever its size."""
+
+import nats as nats_client
+
+from common import subjects
+from common.journal import ensure_stream
+from common.messages import EventBatch, OrderExpired, encoder
+from ops.stack import NatsServer
+from svc_orders import journal
+
+
+def batch(seq: int) -> EventBatch:
+    expired = OrderExpired(seq=seq, timestamp=seq, order_id=f"order-{seq}", quantity=1)
+    return EventBatch(symbol="DEFAULT", seq=seq, events=[expired])
+
+
+async def test_read_yields_the_range_in_order_with_a_small_read_ahead(
+        nats: NatsServer) -> None:
+    connection = await nats_client.connect(nats.url)
+    js = connection.jetstream()
+    await ensure_stream(js)
+    for seq in range(1, 301):
+        await js.publish(subjects.events("DEFAULT"), encoder.encode(batch(seq)))
+
+    read = [(stream_seq, item.seq)
+            async for stream_seq, item in journal.read(js, 7, 250, buffer=5)]
+    assert read == [(seq, seq) for seq in range(7, 251)]
+    assert [item async for item in journal.read(js, 301, 300)] == []
+    await connection.close()
