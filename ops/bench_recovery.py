@@ -1,0 +1,82 @@
+"""Recovery benchmark: how fast svc_orders rebuilds its state from the journal.
+
+Journals the standard workload's first commands (until `--trades` trades) into a fresh
+`EXCHANGE` stream on a real nats-server (from ops.stack, in a temporary folder, or the
+one named by EX_NATS_URL: its stream is then replaced), with no snapshot, then times
+`Sequencer.recover()`: the journal read, decoding, and the engine and order-store folds,
+as at every start of svc_orders. Prints one JSON line: batches, seconds, batches_per_s,
+resting orders and live orders after recovery.
+
+    python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
+    .venv/bin/python -m ops.bench_recovery --workload /tmp/w_1m_s1.jsonl --trades 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+import uvloop
+from nats.js.errors import NotFoundError
+
+from common import subjects
+from common.messages import encoder
+from ops.bench_projection import fresh_stream, journal, publisher
+from ops.stack import NatsServer
+from svc_orders import snapshots
+from svc_orders.journal import Journal
+from svc_orders.sequencer import Sequencer
+
+ACK_TIMEOUT = 5.0  # seconds (the journal is only read here)
+
+
+async def run(args: argparse.Namespace, nats_url: str) -> dict[str, object]:
+    batches, instruments = journal(args.workload, args.trades)
+    payloads = [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
+                for b in batches]
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await fresh_stream(js)
+        await publisher(nats_url, payloads)
+        with contextlib.suppress(NotFoundError):  # a snapshot would shorten the replay
+            await js.delete_object_store(subjects.SNAPSHOT_BUCKET)
+        bucket = await snapshots.bucket(js)
+        sequencer = Sequencer(js, Journal(nc, ACK_TIMEOUT), bucket, instruments,
+                              snapshot_every=len(batches) + 1)
+        started = time.perf_counter()
+        await sequencer.recover()
+        seconds = time.perf_counter() - started
+    finally:
+        await nc.close()
+    return {"batches": len(batches), "seconds": round(seconds, 3),
+            "batches_per_s": round(len(batches) / seconds),
+            "resting_orders": len(sequencer.engine.orders),
+            "live_orders": len(sequencer.store.live)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", type=Path, required=True, help="JSON Lines workload")
+    parser.add_argument("--trades", type=int, default=100_000,
+                        help="journal the workload's commands until this many trades")
+    args = parser.parse_args()
+    uvloop.install()
+    nats_url = os.environ.get("EX_NATS_URL")
+    if nats_url:
+        print(json.dumps(asyncio.run(run(args, nats_url))))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_recovery_") as folder, \
+            NatsServer(Path(folder) / "nats") as server:
+        print(json.dumps(asyncio.run(run(args, server.url))))
+
+
+if __name__ == "__main__":
+    main()
