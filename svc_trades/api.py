@@ -27,6 +27,7 @@ from common.instruments import DEFAULT_SYMBOL, Instrument
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
 from svc_trades import metrics, repository
+from svc_trades.changes import moment
 from svc_trades.repository import TradeFilters
 
 log = structlog.get_logger(__name__)
@@ -111,7 +112,7 @@ async def settle_trade(request: web.Request) -> web.Response:
     """Settle once: the database decides the winner of a race, the loser gets 409."""
     trade = uuid_path(request, "trade_id")
     at = time.time_ns() // 1000 * 1000  # what PostgreSQL keeps: whole microseconds
-    view, exists = await repository.settle(request.app[POOL], trade, at,
+    view, exists = await repository.settle(request.app[POOL], trade, moment(at),
                                            request.app[INSTRUMENTS])
     if view is None:
         metrics.SETTLEMENTS.labels("conflict" if exists else "not_found").inc()

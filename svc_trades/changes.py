@@ -4,15 +4,17 @@ Pure and synchronous (no I/O), so the projector prepares the next fetch while th
 previous one is being written. The fold is `common.orderstate.apply` over the live
 orders, which the projector keeps in memory the way the engine keeps its book: only a
 live order can be changed by a later event, and a finished one leaves the map. Rows come
-out as `svc_trades.repository` stages them, in the journal's own integers (price units
-with the instrument's decimals, nanoseconds), which PostgreSQL converts: records of new
-orders and trades, and changes to orders that existed before this fetch.
+out ready for PostgreSQL: COPY records for new orders and trades (prices as Decimals on
+the instrument's grid, times as datetimes at microsecond precision), update rows for
+orders that existed before this fetch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -33,6 +35,7 @@ from svc_trades import metrics
 
 log = structlog.get_logger(__name__)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CREATING = (OrderAccepted, OrderRejected)
 
 Row = tuple[Any, ...]
@@ -53,6 +56,11 @@ class Changes:
     projected: int = 0  # journal batches folded (the rest were duplicates or parked)
 
 
+def moment(ns: int) -> datetime:
+    """Nanoseconds as the timestamptz PostgreSQL stores (microseconds, truncated)."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
 class Fold:
     """Folds a fetch in slices (`feed`), so the writer gets the event loop in between,
     then turns it into rows (`changes`).
@@ -67,6 +75,8 @@ class Fold:
         self.seqs, self.live, self.instruments = seqs, live, instruments
         self.created: set[str] = set()
         self.changed: dict[str, OrderState] = {}  # first touched first: new rows in order
+        self._moments: dict[int, datetime] = {}  # one command's events share a timestamp
+        self._prices: dict[tuple[int, int], Decimal] = {}
 
     def feed(self, messages: list[Msg]) -> None:
         """Fold more of the fetch: duplicates skipped, poison parked, orphans counted."""
@@ -86,10 +96,10 @@ class Fold:
                             seq=batch.seq)
             seqs[batch.symbol] = changes.seqs[batch.symbol] = batch.seq
             changes.projected += 1
-            decimals = self.instruments[batch.symbol].decimals
+            instrument = self.instruments[batch.symbol]
             for event in batch.events:
                 if type(event) is TradeExecuted:
-                    changes.trades.append(self._trade_row(event, decimals))
+                    changes.trades.append(self._trade_row(event, instrument))
                 ids = order_ids(event)
                 if isinstance(event, CREATING):
                     self.created.add(event.order.order_id)
@@ -124,40 +134,54 @@ class Fold:
         """The rows of everything fed; finished orders leave the live map."""
         result = self.result
         for order_id, state in self.changed.items():
-            decimals = self.instruments[state.symbol].decimals
+            instrument = self.instruments[state.symbol]
             if order_id in self.created:
-                result.new_orders.append(self._order_row(state, decimals))
+                result.new_orders.append(self._order_row(state, instrument))
             else:
-                result.updated_orders.append(self._change_row(state, decimals))
+                result.updated_orders.append(self._update_row(state, instrument))
             if not state.is_active:
                 self.live.pop(order_id, None)
         return result
 
-    @staticmethod
-    def _order_row(s: OrderState, decimals: int) -> Row:
-        """A new order, in the column order of `repository.ORDER_ROWS`."""
+    def _moment(self, ns: int) -> datetime:
+        found = self._moments.get(ns)
+        if found is None:
+            found = self._moments[ns] = moment(ns)
+        return found
+
+    def _price(self, units: int | None, instrument: Instrument) -> Decimal | None:
+        if units is None:
+            return None
+        key = (units, instrument.decimals)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._prices[key] = Decimal(units).scaleb(-instrument.decimals)
+        return found
+
+    def _order_row(self, s: OrderState, instrument: Instrument) -> Row:
+        """A new order, in the column order of `repository.ORDER_COPY_COLUMNS`."""
         # `_value_` is the plain attribute behind `.value` (a slow descriptor in 3.11).
         return (s.order_id, s.symbol, s.side._value_, s.type._value_,
                 s.time_in_force._value_, s.post_only, s.stp._value_, s.user_id,
-                s.client_order_id, s.price, s.quantity, s.remaining, s.traded, s.cancelled,
-                str(s.notional), s.status._value_,
+                s.client_order_id, self._price(s.price, instrument), s.quantity,
+                s.remaining, s.traded, s.cancelled,
+                Decimal(s.notional).scaleb(-instrument.decimals), s.status._value_,
                 None if s.cancel_reason is None else s.cancel_reason._value_,
                 None if s.reject_reason is None else s.reject_reason._value_,
-                s.created_at, s.updated_at, s.seq, decimals)
+                self._moment(s.created_at), self._moment(s.updated_at), s.seq)
 
-    @staticmethod
-    def _change_row(s: OrderState, decimals: int) -> Row:
-        """What can change in an existing order, in the column order of
-        `repository.CHANGE_ROWS`."""
-        return (s.order_id, s.price, s.quantity, s.remaining, s.traded, s.cancelled,
-                str(s.notional), s.status._value_,
+    def _update_row(self, s: OrderState, instrument: Instrument) -> Row:
+        """What can change in an existing order, in the order of `UPDATE_ORDERS`."""
+        return (s.order_id, self._price(s.price, instrument), s.quantity, s.remaining,
+                s.traded, s.cancelled, Decimal(s.notional).scaleb(-instrument.decimals),
+                s.status._value_,
                 None if s.cancel_reason is None else s.cancel_reason._value_,
                 None if s.reject_reason is None else s.reject_reason._value_,
-                s.updated_at, s.seq, decimals)
+                self._moment(s.updated_at), s.seq)
 
-    @staticmethod
-    def _trade_row(t: TradeExecuted, decimals: int) -> Row:
-        """A trade, in the column order of `repository.TRADE_ROWS`."""
-        return (trade_id(t.symbol, t.trade_no), t.symbol, t.trade_no, t.seq, t.price,
-                t.quantity, t.buy_order_id, t.sell_order_id, t.buyer_user_id,
-                t.seller_user_id, t.aggressor_side._value_, t.timestamp, decimals)
+    def _trade_row(self, t: TradeExecuted, instrument: Instrument) -> Row:
+        """A trade, in the column order of `repository.TRADE_COPY_COLUMNS`."""
+        return (trade_id(t.symbol, t.trade_no), t.symbol, t.trade_no, t.seq,
+                self._price(t.price, instrument), t.quantity, t.buy_order_id,
+                t.sell_order_id, t.buyer_user_id, t.seller_user_id, t.aggressor_side._value_,
+                self._moment(t.timestamp))

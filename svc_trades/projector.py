@@ -95,7 +95,6 @@ class Projector:
             # Safe without waiting for the WAL flush: a commit lost in a PostgreSQL crash
             # rolls the position back with it, and the journal still holds those messages.
             await conn.execute("SET synchronous_commit = off")
-            await repository.create_staging(conn)
             self.position = await repository.consumer_position(conn, self.durable)
             seqs = await projection_position(conn)
             live = await repository.live_orders(conn, self.instruments)

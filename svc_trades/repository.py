@@ -1,14 +1,9 @@
 """All of svc_trades' SQL: the projection's batch writes, trade queries, settlement.
 
-The projection writes each batch with a few statements whatever its size: binary COPY of
-plain rows into staging tables, then one INSERT ... SELECT (new trades and orders) or
-UPDATE ... FROM (orders that existed before the batch) each. Rows arrive from
-`svc_trades.changes` as the journal has them: prices in integer price units with the
-instrument's `decimals`, times in integer nanoseconds, notionals as decimal strings
-(they may exceed a bigint). PostgreSQL turns them into NUMERIC on the instrument's grid
-and timestamptz at microsecond precision while moving them on, because encoding a
-Decimal or a datetime costs asyncpg twenty times what an integer does, and the Python
-side is the projection's bottleneck.
+The projection writes new rows by binary COPY and changes existing orders with one
+`UPDATE ... FROM unnest(arrays)` per batch: a batch of any size is a few statements.
+Rows arrive ready-made from `svc_trades.changes` (prices as Decimals on the instrument's
+grid, NUMERIC and never float; times as datetimes at microsecond precision).
 """
 
 from __future__ import annotations
@@ -44,90 +39,49 @@ from common.views import TradeView, timestamp, trade_view
 Row = tuple[Any, ...]
 
 
-def _at(nanoseconds: str) -> str:
-    """SQL: integer nanoseconds as a timestamptz, truncated to microseconds (exact)."""
-    return f"timestamptz 'epoch' + {nanoseconds} / 1000 * interval '1 microsecond'"
+TRADE_COPY_COLUMNS = ("trade_id", "symbol", "trade_no", "seq", "price", "quantity",
+                      "buy_order_id", "sell_order_id", "buyer_user_id", "seller_user_id",
+                      "aggressor_side", "execution_timestamp")
+ORDER_COPY_COLUMNS = ("order_id", "symbol", "side", "type", "time_in_force", "post_only",
+                      "stp", "user_id", "client_order_id", "price", "quantity",
+                      "remaining_quantity", "traded_quantity", "cancelled_quantity",
+                      "notional", "status", "cancel_reason", "reject_reason", "created_at",
+                      "updated_at", "seq")
+_ORDER_ARRAYS = ("text", "text", "text", "text", "text", "boolean", "text", "text", "text",
+                 "numeric", "bigint", "bigint", "bigint", "bigint", "numeric", "text", "text",
+                 "text", "timestamptz", "timestamptz", "bigint")
+_TRADE_ARRAYS = ("uuid", "text", "bigint", "bigint", "numeric", "bigint", "text", "text",
+                 "text", "text", "text", "timestamptz")
 
 
-def _price(units: str, decimals: str = "s.decimals") -> str:
-    """SQL: integer price units as NUMERIC with exactly `decimals` digits (exact)."""
-    return f"round({units} * 0.1 ^ {decimals}, {decimals})"
+def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, 1))
+    return f"unnest({arrays}) AS u({', '.join(columns)})"
 
 
-# Staged column -> (staging type, SQL of the stored value from staging row `s`), in the
-# order of the rows `svc_trades.changes` makes; `decimals` only serves the conversions.
-_TRADE = {
-    "trade_id": ("uuid", "s.trade_id"), "symbol": ("text", "s.symbol"),
-    "trade_no": ("bigint", "s.trade_no"), "seq": ("bigint", "s.seq"),
-    "price": ("bigint", _price("s.price")), "quantity": ("bigint", "s.quantity"),
-    "buy_order_id": ("text", "s.buy_order_id"), "sell_order_id": ("text", "s.sell_order_id"),
-    "buyer_user_id": ("text", "s.buyer_user_id"),
-    "seller_user_id": ("text", "s.seller_user_id"),
-    "aggressor_side": ("text", "s.aggressor_side"),
-    "execution_timestamp": ("bigint", _at("s.execution_timestamp")),
-    "decimals": ("smallint", ""),
-}
-_CHANGE = {
-    "order_id": ("text", "s.order_id"), "price": ("bigint", _price("s.price")),
-    "quantity": ("bigint", "s.quantity"),
-    "remaining_quantity": ("bigint", "s.remaining_quantity"),
-    "traded_quantity": ("bigint", "s.traded_quantity"),
-    "cancelled_quantity": ("bigint", "s.cancelled_quantity"),
-    "notional": ("text", _price("s.notional::numeric")), "status": ("text", "s.status"),
-    "cancel_reason": ("text", "s.cancel_reason"), "reject_reason": ("text", "s.reject_reason"),
-    "updated_at": ("bigint", _at("s.updated_at")), "seq": ("bigint", "s.seq"),
-    "decimals": ("smallint", ""),
-}
-_ORDER = {
-    "order_id": ("text", "s.order_id"), "symbol": ("text", "s.symbol"),
-    "side": ("text", "s.side"), "type": ("text", "s.type"),
-    "time_in_force": ("text", "s.time_in_force"), "post_only": ("boolean", "s.post_only"),
-    "stp": ("text", "s.stp"), "user_id": ("text", "s.user_id"),
-    "client_order_id": ("text", "s.client_order_id"), "price": _CHANGE["price"],
-    "quantity": _CHANGE["quantity"], "remaining_quantity": _CHANGE["remaining_quantity"],
-    "traded_quantity": _CHANGE["traded_quantity"],
-    "cancelled_quantity": _CHANGE["cancelled_quantity"], "notional": _CHANGE["notional"],
-    "status": _CHANGE["status"], "cancel_reason": _CHANGE["cancel_reason"],
-    "reject_reason": _CHANGE["reject_reason"], "created_at": ("bigint", _at("s.created_at")),
-    "updated_at": _CHANGE["updated_at"], "seq": _CHANGE["seq"], "decimals": ("smallint", ""),
-}
-TRADE_ROWS, ORDER_ROWS, CHANGE_ROWS = "trade_rows", "order_rows", "change_rows"
-
-
-def _staging(table: str, columns: Mapping[str, tuple[str, str]]) -> str:
-    """A session's staging table, emptied by every commit; `n` keeps the COPY order."""
-    defined = ", ".join(f"{column} {kind}" for column, (kind, _) in columns.items())
-    return (f"CREATE TEMP TABLE IF NOT EXISTS {table} "
-            f"(n bigint GENERATED ALWAYS AS IDENTITY, {defined}) ON COMMIT DELETE ROWS;")
-
-
-def _stored(columns: Mapping[str, tuple[str, str]]) -> dict[str, str]:
-    """Stored column -> its SQL, without the order id (the key) and staging-only columns."""
-    return {column: sql for column, (_, sql) in columns.items() if sql and column != "order_id"}
-
-
-def _insert(target: str, staging: str, columns: Mapping[str, tuple[str, str]],
-            conflict: str = "") -> str:
-    stored = {column: sql for column, (_, sql) in columns.items() if sql}
-    return (f"INSERT INTO {target} ({', '.join(stored)}) "
-            f"SELECT {', '.join(stored.values())} FROM {staging} AS s ORDER BY s.n {conflict}")
-
-
-STAGING = "\n".join(_staging(table, columns) for table, columns in (
-    (TRADE_ROWS, _TRADE), (ORDER_ROWS, _ORDER), (CHANGE_ROWS, _CHANGE)))
-INSERT_TRADES = _insert("trades", TRADE_ROWS, _TRADE)
-INSERT_ORDERS = _insert("orders", ORDER_ROWS, _ORDER)
 # The careful path, for rows that may exist already (see `insert`).
-INSERT_NEW_TRADES = _insert("trades", TRADE_ROWS, _TRADE, "ON CONFLICT (trade_id) DO NOTHING")
-UPSERT_ORDERS = _insert("orders", ORDER_ROWS, _ORDER, f"""ON CONFLICT (order_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _stored(_ORDER))}
-WHERE orders.seq < EXCLUDED.seq""")
+INSERT_TRADES = f"""
+INSERT INTO trades ({", ".join(TRADE_COPY_COLUMNS)})
+SELECT * FROM {_unnest(TRADE_COPY_COLUMNS, _TRADE_ARRAYS)}
+ON CONFLICT (trade_id) DO NOTHING"""
+
+UPSERT_ORDERS = f"""
+INSERT INTO orders ({", ".join(ORDER_COPY_COLUMNS)})
+SELECT * FROM {_unnest(ORDER_COPY_COLUMNS, _ORDER_ARRAYS)}
+ON CONFLICT (order_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COPY_COLUMNS[1:])}
+WHERE orders.seq < EXCLUDED.seq"""
+
+_UPDATED = ("order_id", "price", "quantity", "remaining_quantity", "traded_quantity",
+            "cancelled_quantity", "notional", "status", "cancel_reason", "reject_reason",
+            "updated_at", "seq")
 
 # An order only moves forward in the journal.
 UPDATE_ORDERS = f"""
-UPDATE orders AS o SET {", ".join(f"{c} = {sql}" for c, sql in _stored(_CHANGE).items())}
-FROM {CHANGE_ROWS} AS s
-WHERE o.order_id = s.order_id AND o.seq < s.seq"""
+UPDATE orders AS o SET {", ".join(f"{c} = u.{c}" for c in _UPDATED[1:])}
+FROM {_unnest(_UPDATED, ("text", "numeric", "bigint", "bigint", "bigint", "bigint",
+                         "numeric", "text", "text", "text", "timestamptz", "bigint"))}
+WHERE o.order_id = u.order_id AND o.seq < u.seq"""
 
 LIVE = tuple(status.value for status in ACTIVE_STATUSES)
 
@@ -139,35 +93,28 @@ TRADE_COLUMNS = ("trade_id, symbol, trade_no, seq, price, quantity, buy_order_id
 # ---- the projection's writes (inside the caller's transaction) ----------------------
 
 
-async def create_staging(conn: asyncpg.Connection) -> None:
-    """The staging tables of this connection (they live as long as it does)."""
-    await conn.execute(STAGING)
-
-
-async def _stage(conn: asyncpg.Connection, table: str, columns: Mapping[str, object],
-                 rows: Sequence[Row]) -> None:
-    await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-
-
 async def insert(conn: asyncpg.Connection, orders: Sequence[Row], trades: Sequence[Row],
                  careful: bool = False) -> None:
-    """New orders and trades, or `careful`ly where some may exist already.
+    """New orders and trades by COPY, or `careful`ly where some may exist already.
 
     Only a journal that reuses an order id (or holds a trade twice) needs the careful
     path: trades keyed by their stable id, orders replaced only by a later state.
     """
+    if careful:
+        if trades:
+            await conn.execute(INSERT_TRADES, *zip(*trades, strict=True))
+        if orders:
+            await conn.execute(UPSERT_ORDERS, *zip(*orders, strict=True))
+        return
     if trades:
-        await _stage(conn, TRADE_ROWS, _TRADE, trades)
-        await conn.execute(INSERT_NEW_TRADES if careful else INSERT_TRADES)
+        await conn.copy_records_to_table("trades", records=trades, columns=TRADE_COPY_COLUMNS)
     if orders:
-        await _stage(conn, ORDER_ROWS, _ORDER, orders)
-        await conn.execute(UPSERT_ORDERS if careful else INSERT_ORDERS)
+        await conn.copy_records_to_table("orders", records=orders, columns=ORDER_COPY_COLUMNS)
 
 
 async def update_orders(conn: asyncpg.Connection, rows: Sequence[Row]) -> None:
     if rows:
-        await _stage(conn, CHANGE_ROWS, _CHANGE, rows)
-        await conn.execute(UPDATE_ORDERS)
+        await conn.execute(UPDATE_ORDERS, *zip(*rows, strict=True))
 
 
 async def live_orders(conn: asyncpg.Connection,
@@ -290,16 +237,15 @@ async def _writing(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
                        {"reason": type(error).__name__}) from None
 
 
-async def settle(pool: asyncpg.Pool, trade: str, at: int,
+async def settle(pool: asyncpg.Pool, trade: str, at: datetime,
                  instruments: Mapping[str, Instrument]) -> tuple[TradeView | None, bool]:
-    """Settle at `at` (nanoseconds) unless already settled: (the settled trade, whether
-    it exists).
+    """Settle at `at` unless already settled: (the settled trade, whether it exists).
 
     The row lock serialises concurrent settles; the loser re-reads `is_settled`.
     """
     async with _writing(pool) as conn:
         row = await conn.fetchrow(f"""
-            UPDATE trades SET is_settled = true, settlement_timestamp = {_at("$2::bigint")}
+            UPDATE trades SET is_settled = true, settlement_timestamp = $2
             WHERE trade_id = $1 AND NOT is_settled RETURNING {TRADE_COLUMNS}""", trade, at)
         if row is not None:
             return trade_of(row, instruments), True
