@@ -39,8 +39,6 @@ def _view(request: web.Request, state: OrderState) -> OrderView:
     return order_view(state, request.app[INSTRUMENTS][state.symbol])
 
 
-
-
 def _unavailable(kind: str, error: Unavailable) -> ApiError:
     metrics.COMMANDS.labels(kind, "unavailable").inc()
     return ApiError(503, "UNAVAILABLE", str(error),
