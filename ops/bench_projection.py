@@ -124,8 +124,7 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str) -> dict[s
     trades = sum(type(e) is TradeExecuted for b in batches for e in b.events)
     orders = len({e.order.order_id for b in batches for e in b.events
                   if isinstance(e, OrderAccepted | OrderRejected)})
-    payloads = [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
-                for b in batches]
+    payloads = journal_payloads(batches)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     result: dict[str, object] = {"messages": len(payloads), "trades": trades, "orders": orders,
@@ -143,6 +142,12 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str) -> dict[s
     finally:
         await nc.close()
     return result
+
+
+def journal_payloads(batches: list[EventBatch]) -> list[tuple[str, bytes, str]]:
+    """(subject, msgpack, Nats-Msg-Id) of each batch, as svc_orders journals it."""
+    return [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
+            for b in batches]
 
 
 async def fresh_stream(js: JetStreamContext) -> None:

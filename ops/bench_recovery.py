@@ -27,8 +27,7 @@ import uvloop
 from nats.js.errors import NotFoundError
 
 from common import subjects
-from common.messages import encoder
-from ops.bench_projection import fresh_stream, journal, publisher
+from ops.bench_projection import fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer
 from svc_orders import snapshots
 from svc_orders.journal import Journal
@@ -39,8 +38,7 @@ ACK_TIMEOUT = 5.0  # seconds (the journal is only read here)
 
 async def run(args: argparse.Namespace, nats_url: str) -> dict[str, object]:
     batches, instruments = journal(args.workload, args.trades)
-    payloads = [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
-                for b in batches]
+    payloads = journal_payloads(batches)
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
