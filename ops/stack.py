@@ -33,12 +33,20 @@ class ServerStartError(RuntimeError):
     """A server did not come up; the message carries the tail of its log."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that was free a moment ago and that this process
+    has not handed out before: the kernel may give a just-released port to the next
+    call, and two servers (or a server's client and monitor ports) would then collide."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _package_dir(package: str) -> Path:
