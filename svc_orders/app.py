@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -20,6 +19,7 @@ from common.instruments import load_instruments
 from common.journal import ensure_stream
 from common.openapi import add_openapi
 from common.orderstate import OrderState
+from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
 from svc_orders import api, snapshots
 from svc_orders.journal import Journal
@@ -30,7 +30,6 @@ from svc_orders.sessions import expire_at_session_close
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_SECONDS = 5.0
 NATS = web.AppKey("nats", Nats)
 REDIS = web.AppKey("redis", Redis)
 
@@ -46,10 +45,7 @@ def create_app(settings: Settings) -> web.Application:
         app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
                                        name="svc_orders", skip_subject_validation=True)
         yield
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(SHUTDOWN_SECONDS):
-                await app[NATS].drain()
-        await app[NATS].close()
+        await close_nats(app[NATS])
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,
@@ -64,9 +60,7 @@ def create_app(settings: Settings) -> web.Application:
                                          command_timeout=5.0)
         app[HISTORY] = OrderHistory(pool, app[api.INSTRUMENTS])
         yield
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(SHUTDOWN_SECONDS):
-                await pool.close()
+        await close_pool(pool)
 
     async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
         js = app[NATS].jetstream()

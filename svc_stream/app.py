@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from common.config import Settings
 from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
+from common.shutdown import close_nats
 from svc_stream import views
 from svc_stream.relay import Relay
 from svc_stream.snapshots import Snapshots
@@ -38,7 +39,7 @@ def create_app(settings: Settings) -> web.Application:
         app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
                                        name="svc_stream", reconnected_cb=reconnected)
         yield
-        await app[NATS].close()
+        await close_nats(app[NATS])
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,

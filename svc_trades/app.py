@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,6 +15,8 @@ from common.config import Settings
 from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
 from common.openapi import add_openapi
+from common.shutdown import close_nats, close_pool
+from common.tasks import stop_tasks
 from svc_trades import api
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
@@ -38,14 +39,13 @@ def create_app(settings: Settings) -> web.Application:
             app[history.HISTORY] = history.OrderHistory(pool, instruments)
             yield
         finally:
-            await pool.close()
+            await close_pool(pool)
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         app[api.NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
                                            name="svc_trades")
         yield
-        with contextlib.suppress(Exception):
-            await app[api.NATS].drain()
+        await close_nats(app[api.NATS])
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[api.REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,
@@ -59,9 +59,7 @@ def create_app(settings: Settings) -> web.Application:
         app[PROJECTOR] = projector
         task = asyncio.get_running_loop().create_task(projector.run(), name="projector")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task])
 
     app.cleanup_ctx.extend([postgres_ctx, nats_ctx, redis_ctx, projector_ctx])
     add_routes(app, [

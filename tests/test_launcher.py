@@ -78,8 +78,14 @@ async def test_a_launcher_killed_by_sigkill_leaves_no_process_behind(
 
     launcher.proc.kill()
     await launcher.proc.wait()
+    def all_gone() -> bool:
+        survivors = [f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes()!r}"
+                     for pid in processes if alive(pid)]
+        assert not survivors, survivors
+        return True
+
     try:
-        await eventually(lambda: not [pid for pid in processes if alive(pid)], timeout=20)
+        await eventually(all_gone, timeout=20)
     finally:  # the orphans are no longer the launcher's: the fixture cannot find them
         for pid in processes:
             if alive(pid):
