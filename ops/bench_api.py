@@ -39,7 +39,6 @@ import json
 import multiprocessing
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -61,6 +60,7 @@ import msgspec
 import uvloop
 from aiohttp import web
 
+from ops import cpu
 from ops.stack import HOST, NatsServer, RedisServer, free_port
 
 LUA_SCRIPT = Path(__file__).with_name("wrk_orders.lua")
@@ -204,31 +204,6 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
         yield nats_url, redis_url, pids
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a running process (0 if unknown or gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy_seconds() -> float:
-    """CPU time the whole machine spent not idle, over all cores (/proc/stat)."""
-    with contextlib.suppress(OSError):
-        fields = [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
-        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
-def _children_cpu_seconds() -> float:
-    """CPU time of this process's finished (waited-for) children: the load generator."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # -- load generator: wrk ----------------------------------------------------------------
 
 def run_wrk(url: str, concurrency: int, seconds: int, threads: int) -> Result:
@@ -358,22 +333,24 @@ def smoke_test(url: str) -> None:
 def measure(args: argparse.Namespace, generator: Generator, url: str, concurrency: int,
             seconds: int, pids: dict[str, int | None]) -> Figures:
     """One run's figures, with the CPU (in cores) of `pids` and of the load generator."""
-    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-    generator_before, machine_before = _children_cpu_seconds(), _machine_busy_seconds()
+    before = {name: cpu.process_seconds(pid) for name, pid in pids.items()}
+    generator_before = cpu.waited_children_seconds()
+    machine_before = cpu.machine_busy_seconds()
     result = (run_wrk(url, concurrency, seconds, args.wrk_threads) if generator == "wrk"
               else run_python(url, concurrency, seconds, args.processes))
-    cpu = {name: round((_cpu_seconds(pid) - before[name]) / result.seconds, 2)
-           for name, pid in pids.items() if pid is not None}
-    cpu["generator"] = round((_children_cpu_seconds() - generator_before) / result.seconds, 2)
+    cores = {name: round((cpu.process_seconds(pid) - before[name]) / result.seconds, 2)
+             for name, pid in pids.items() if pid is not None}
+    cores["generator"] = round((cpu.waited_children_seconds() - generator_before)
+                               / result.seconds, 2)
     # Everything, other processes on the machine included: well above the sum of the
     # others means something else competed for the cores during this run.
-    cpu["machine"] = round((_machine_busy_seconds() - machine_before) / result.seconds, 2)
+    cores["machine"] = round((cpu.machine_busy_seconds() - machine_before) / result.seconds, 2)
     return Figures(
         target=url, requests_per_s=round(result.requests / result.seconds),
         p50_ms=round(result.p50_ms, 2), p99_ms=round(result.p99_ms, 2),
         max_ms=round(result.max_ms, 2), requests=result.requests,
         errors=result.non_2xx + result.socket_errors, non_2xx=result.non_2xx,
-        socket_errors=result.socket_errors, cpu_cores=cpu)
+        socket_errors=result.socket_errors, cpu_cores=cores)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,10 @@ PostgreSQL servers (fsync on, as in production) or on `--nats-url`/`--pg-dsn`:
    sampled every 0.1 s, and how long it takes to catch up once publishing stops.
 
 Both runs are checked: PostgreSQL must end with every trade and every order. Prints
-one JSON line.
+one JSON line, with the CPU each run cost per trade (in microseconds): the projector
+(this process, which also samples the lag), PostgreSQL (all its processes), nats-server,
+and the whole machine. On 2 cores the sum bounds the throughput: 20,000 trades/s needs
+it under 100 us.
 
     python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
     .venv/bin/python -m ops.bench_projection --workload /tmp/w_1m_s1.jsonl --trades 200000
@@ -45,6 +48,7 @@ from common.config import Settings
 from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecuted, encoder
+from ops import cpu
 from ops.bench_engine import parse
 from ops.stack import NatsServer, PostgresServer
 from svc_orders.matching import Exchange
@@ -119,7 +123,8 @@ async def last_seq(js: JetStreamContext) -> int:
     return int((await js.stream_info(subjects.STREAM)).state.last_seq)
 
 
-async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str) -> dict[str, object]:
+async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str,
+              servers: Mapping[str, int | None]) -> dict[str, object]:
     batches, instruments = journal(args.workload, args.trades)
     trades = sum(type(e) is TradeExecuted for b in batches for e in b.events)
     orders = len({e.order.order_id for b in batches for e in b.events
@@ -135,7 +140,7 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str) -> dict[s
         await publisher(nats_url, payloads)
         result["publish_msgs_per_s"] = round(len(payloads) / (time.perf_counter() - started))
         result |= await drain_run(args, admin_dsn, nc, instruments, len(payloads), trades,
-                                  orders)
+                                  orders, servers)
         await fresh_stream(js)
         result |= await live_run(args, nats_url, admin_dsn, nc, instruments, payloads, trades,
                                  orders)
@@ -176,21 +181,25 @@ async def publisher(nats_url: str, payloads: list[tuple[str, bytes, str]]) -> No
 
 async def drain_run(args: argparse.Namespace, admin_dsn: str, nc: Nats,
                     instruments: Mapping[str, Instrument], last: int, trades: int,
-                    orders: int) -> dict[str, object]:
-    """The whole journal is waiting: pure projection throughput."""
+                    orders: int, servers: Mapping[str, int | None]) -> dict[str, object]:
+    """The whole journal is waiting: pure projection throughput, and its CPU cost."""
     dsn = await fresh_database(admin_dsn, "bench_drain")
     async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         await migrate(pool)
         projector = Projector(pool, nc, instruments, batch=args.batch)
+        meter = cpu.Meter(servers, this="projector")
         started = time.perf_counter()
         task = asyncio.get_running_loop().create_task(projector.run())
         await projected(pool, nc.jetstream(), last, [])
         seconds = time.perf_counter() - started
+        used = meter.seconds()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await check(pool, trades, orders)
     return {"drain_seconds": round(seconds, 2), "drain_trades_per_s": round(trades / seconds),
-            "drain_msgs_per_s": round(last / seconds)}
+            "drain_msgs_per_s": round(last / seconds),
+            "drain_cpu_us_per_trade": {name: round(spent / trades * 1e6, 1)
+                                       for name, spent in used.items()}}
 
 
 async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: Nats,
@@ -232,10 +241,16 @@ def main() -> None:
     args = parser.parse_args()
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_proj_")))
-        nats_url = args.nats_url or stack.enter_context(NatsServer(folder / "nats")).url
-        pg_dsn = args.pg_dsn or stack.enter_context(PostgresServer(folder / "pg")).dsn
+        servers: dict[str, int | None] = {}
+        nats_url, pg_dsn = args.nats_url, args.pg_dsn
+        if nats_url is None:
+            nats_server = stack.enter_context(NatsServer(folder / "nats"))
+            nats_url, servers["nats"] = nats_server.url, nats_server.pid
+        if pg_dsn is None:
+            pg_server = stack.enter_context(PostgresServer(folder / "pg"))
+            pg_dsn, servers["postgres"] = pg_server.dsn, pg_server.pid
         uvloop.install()  # as `python -m svc_trades` runs
-        print(json.dumps(asyncio.run(run(args, nats_url, pg_dsn))))
+        print(json.dumps(asyncio.run(run(args, nats_url, pg_dsn, servers))))
 
 
 if __name__ == "__main__":
