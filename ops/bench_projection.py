@@ -48,6 +48,7 @@ from common.config import Settings
 from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecuted, encoder
+from common.service import settle_heap
 from ops import cpu
 from ops.bench_engine import parse
 from ops.stack import NatsServer, PostgresServer
@@ -130,6 +131,7 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str,
     orders = len({e.order.order_id for b in batches for e in b.events
                   if isinstance(e, OrderAccepted | OrderRejected)})
     payloads = journal_payloads(batches)
+    settle_heap()  # as the service does after start-up
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     result: dict[str, object] = {"messages": len(payloads), "trades": trades, "orders": orders,

@@ -36,7 +36,7 @@ from svc_trades import metrics
 log = structlog.get_logger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CREATING = (OrderAccepted, OrderRejected)
+CREATING = frozenset((OrderAccepted, OrderRejected))
 
 Row = tuple[Any, ...]
 
@@ -101,9 +101,9 @@ class Fold:
                 if type(event) is TradeExecuted:
                     changes.trades.append(self._trade_row(event, instrument))
                 ids = order_ids(event)
-                if isinstance(event, CREATING):
-                    self.created.add(event.order.order_id)
-                elif any(order_id not in live for order_id in ids):
+                if type(event) in CREATING:
+                    self.created.add(ids[0])
+                elif not all(map(live.__contains__, ids)):
                     metrics.ORPHANS.inc()
                     log.warning("event for an unknown order not folded",
                                 symbol=batch.symbol, seq=batch.seq, orders=ids)
