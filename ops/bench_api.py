@@ -61,7 +61,7 @@ import uvloop
 from aiohttp import web
 
 from ops import cpu
-from ops.stack import HOST, NatsServer, RedisServer, free_port
+from ops.stack import HOST, NatsServer, RedisServer, free_port, given_or_started
 
 LUA_SCRIPT = Path(__file__).with_name("wrk_orders.lua")
 ORDERS_PATH = "/orders/"
@@ -192,15 +192,12 @@ def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path
 @contextlib.contextmanager
 def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None]]]:
     """NATS URL, Redis URL and the pids of the servers we started: EX_ variables or private."""
-    nats_url, redis_url = os.environ.get("EX_NATS_URL"), os.environ.get("EX_REDIS_URL")
     with contextlib.ExitStack() as stack:
         pids: dict[str, int | None] = {}
-        if nats_url is None:
-            nats_server = stack.enter_context(NatsServer(folder / "nats"))
-            nats_url, pids["nats"] = nats_server.url, nats_server.pid
-        if redis_url is None:
-            redis_server = stack.enter_context(RedisServer(folder / "redis"))
-            redis_url, pids["redis"] = redis_server.url, redis_server.pid
+        nats_url, pids["nats"] = given_or_started(stack, os.environ.get("EX_NATS_URL"),
+                                                  lambda: NatsServer(folder / "nats"))
+        redis_url, pids["redis"] = given_or_started(stack, os.environ.get("EX_REDIS_URL"),
+                                                    lambda: RedisServer(folder / "redis"))
         yield nats_url, redis_url, pids
 
 

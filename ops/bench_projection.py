@@ -51,7 +51,7 @@ from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecu
 from common.service import settle_heap
 from ops import cpu
 from ops.bench_engine import parse
-from ops.stack import NatsServer, PostgresServer
+from ops.stack import NatsServer, PostgresServer, given_or_started
 from svc_orders.matching import Exchange
 from svc_trades.migrations import migrate
 from svc_trades.projector import Projector
@@ -244,13 +244,10 @@ def main() -> None:
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_proj_")))
         servers: dict[str, int | None] = {}
-        nats_url, pg_dsn = args.nats_url, args.pg_dsn
-        if nats_url is None:
-            nats_server = stack.enter_context(NatsServer(folder / "nats"))
-            nats_url, servers["nats"] = nats_server.url, nats_server.pid
-        if pg_dsn is None:
-            pg_server = stack.enter_context(PostgresServer(folder / "pg"))
-            pg_dsn, servers["postgres"] = pg_server.dsn, pg_server.pid
+        nats_url, servers["nats"] = given_or_started(stack, args.nats_url,
+                                                     lambda: NatsServer(folder / "nats"))
+        pg_dsn, servers["postgres"] = given_or_started(stack, args.pg_dsn,
+                                                       lambda: PostgresServer(folder / "pg"))
         uvloop.install()  # as `python -m svc_trades` runs
         print(json.dumps(asyncio.run(run(args, nats_url, pg_dsn, servers))))
 

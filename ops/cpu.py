@@ -61,10 +61,12 @@ def machine_busy_seconds() -> float:
 
 class Meter:
     """CPU seconds spent since it was made by this process (named `this`), by each
-    named server with its workers, and by the whole machine ("machine")."""
+    named server with its workers (those whose pid is known), and by the whole machine
+    ("machine")."""
 
     def __init__(self, servers: Mapping[str, int | None], this: str) -> None:
-        self.servers, self.this = dict(servers), this
+        self.servers = {name: pid for name, pid in servers.items() if pid is not None}
+        self.this = this
         self.start = self._now()
 
     def _now(self) -> dict[str, float]:

@@ -18,7 +18,8 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
@@ -104,6 +105,11 @@ class EmbeddedServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- what subclasses provide ------------------------------------------------
+    @property
+    def address(self) -> str:
+        """What a client connects to (a URL or DSN)."""
+        raise NotImplementedError
+
     def _command(self) -> list[str]:
         raise NotImplementedError
 
@@ -228,6 +234,10 @@ class NatsServer(EmbeddedServer):
     def url(self) -> str:
         return f"nats://{HOST}:{self.port}"
 
+    @property
+    def address(self) -> str:
+        return self.url
+
     def _command(self) -> list[str]:
         return [
             str(nats_server_binary()),
@@ -255,6 +265,10 @@ class RedisServer(EmbeddedServer):
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return self.url
 
     def _command(self) -> list[str]:
         return [
@@ -299,6 +313,10 @@ class PostgresServer(EmbeddedServer):
     @property
     def dsn(self) -> str:
         return self.dsn_for(self.database)
+
+    @property
+    def address(self) -> str:
+        return self.dsn
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{self.user}@{HOST}:{self.port}/{database}"
@@ -380,6 +398,16 @@ class PostgresServer(EmbeddedServer):
             check=False,
         )
         return result.returncode == 0
+
+
+def given_or_started(stack: ExitStack, given: str | None,
+                     server: Callable[[], EmbeddedServer]) -> tuple[str, int | None]:
+    """The address `given`, or that of a `server()` started now and stopped with `stack`,
+    with its pid (None for a given one): how the benchmarks pick their backing servers."""
+    if given is not None:
+        return given, None
+    started = stack.enter_context(server())
+    return started.address, started.pid
 
 
 def _let_others_traverse(path: Path) -> None:
