@@ -28,7 +28,10 @@ def settle_heap() -> None:
 def serve(create_app: Callable[[Settings], web.Application],
           port: Callable[[Settings], int]) -> None:
     """Run the app made by `create_app` on `port(settings)` until SIGINT/SIGTERM."""
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as error:  # a bad EX_ variable: say which, without a traceback
+        raise SystemExit(str(error)) from None
     configure_logging(settings)
     settle_heap()
     web.run_app(create_app(settings), host=settings.host, port=port(settings),

@@ -1,5 +1,8 @@
 """Pure edges: prices and decimals, timestamps, configuration, message round trips."""
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import msgspec
@@ -125,8 +128,30 @@ def test_settings_from_environment_hide_secrets() -> None:
                               "EX_PG_DSN": "postgresql://app:hunter2@db/x", "OTHER": "1"})
     assert (settings.orders_port, settings.journal_timeout) == (9000, 0.5)
     assert "hunter2" not in repr(settings)
-    with pytest.raises(ValueError, match="EX_"):
+    with pytest.raises(ValueError, match="EX_ORDERS_PORT"):
         load_settings({"EX_ORDERS_PORT": "eighty"})
+    assert load_settings({"EX_LOG_LEVEL": "debug"}).log_level == "debug"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("EX_ORDERS_PORT", "0"), ("EX_TRADES_PORT", "65536"), ("EX_STREAM_PORT", "-1"),
+    ("EX_PROJECTION_BATCH", "0"), ("EX_SNAPSHOT_EVERY", "-5"), ("EX_WS_QUEUE", "0"),
+    ("EX_MAX_BODY_BYTES", "0"), ("EX_JOURNAL_TIMEOUT", "0"), ("EX_BOOK_INTERVAL", "-0.1"),
+    ("EX_BOOK_HEARTBEAT", "nan"), ("EX_WS_HEARTBEAT", "0"), ("EX_LOG_LEVEL", "loud"),
+    ("EX_LOG_FORMAT", "xml"), ("EX_PROJECTION_BATCH", "1.5"), ("EX_JOURNAL_TIMEOUT", "inf"),
+])
+def test_settings_out_of_range_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises(ValueError, match=variable):
+        load_settings({variable: value})
+
+
+def test_a_service_with_a_bad_setting_exits_naming_it_without_a_traceback() -> None:
+    done = subprocess.run([sys.executable, "-m", "svc_trades"], capture_output=True, text=True,
+                          env={**os.environ, "EX_PROJECTION_BATCH": "0"}, timeout=30,
+                          check=False)
+    assert done.returncode == 1
+    assert "EX_PROJECTION_BATCH" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 PLACE = PlaceOrder(order_id="o1", symbol="DEFAULT", side=Side.BUY, quantity=5, price=100,
