@@ -7,7 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 LAG = Gauge("trades_projection_lag_messages",
             "Journal messages the projection has not reached yet")
 BATCH_MESSAGES = Histogram("trades_projection_batch_messages", "Journal messages per batch",
-                           buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
+                           buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 4000, 8000))
 BATCH_SECONDS = Histogram("trades_projection_batch_seconds",
                           "Time to project one batch, fetch to acknowledgement",
                           buckets=(1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0))
