@@ -7,6 +7,7 @@ the edges (HTTP, WebSocket, SQL), converted by the functions here so every servi
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
@@ -96,12 +97,20 @@ def format_units(units: int, decimals: int) -> str:
     return f"{sign}{whole}.{frac:0{decimals}d}"
 
 
+# What a decimal string may look like: ASCII digits with an optional fraction, as the
+# contract writes them ("150.25"). Python's Decimal alone would also take "1_000",
+# " 1.00 ", "1e2" and other scripts' digits ("١٢"), none of which a client should send.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
 def parse_decimal(text: str | int | float) -> Decimal | None:
     """A finite Decimal from a JSON string or number, or None if it is not one.
 
     Floats go through their shortest repr, so 150.25 arrives as Decimal("150.25").
     Absurd magnitudes ("1e999999") are refused: they are never valid and cost dearly.
     """
+    if isinstance(text, str) and _DECIMAL_TEXT.fullmatch(text) is None:
+        return None
     try:
         value = Decimal(repr(text)) if isinstance(text, float) else Decimal(text)
     except (InvalidOperation, ValueError):

@@ -48,7 +48,7 @@ def test_price_units_round_trip_through_text(units: int, decimals: int) -> None:
 
 
 @pytest.mark.parametrize(("raw", "units"), [
-    ("150.25", 15025), (150.25, 15025), (150, 15000), ("0.1", 10), ("1e2", 10000),
+    ("150.25", 15025), (150.25, 15025), (150, 15000), ("0.1", 10), (1e2, 10000),
     ("150.250", 15025), ("150.251", None), ("0.001", None),
 ])
 def test_to_units_is_exact(raw: str | float, units: int | None) -> None:
@@ -58,7 +58,8 @@ def test_to_units_is_exact(raw: str | float, units: int | None) -> None:
 
 
 @pytest.mark.parametrize("raw", ["abc", "", "NaN", "inf", "-Infinity", "1e999999", "1e-99",
-                                 "1,5"])
+                                 "1,5", "1e2", "1_000", " 1.00 ", "1.00\n", "+1", ".5", "5.",
+                                 "\u0661\u0662", "\uff11"])
 def test_parse_decimal_refuses_garbage_and_absurd_sizes(raw: str) -> None:
     assert parse_decimal(raw) is None
 
