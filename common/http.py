@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 import prometheus_client
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web, web_protocol
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,10 +57,55 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         code = _STATUS_CODES.get(error.status, "HTTP_ERROR")
-        return error_response(ApiError(error.status, code, error.reason))
+        response = error_response(ApiError(error.status, code, error.reason))
+        if hdrs.ALLOW in error.headers:  # a 405 names the methods the path takes
+            response.headers[hdrs.ALLOW] = error.headers[hdrs.ALLOW]
+        return response
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
         return error_response(ApiError(500, "INTERNAL", "internal error"))
+
+
+# What every response says of the server: a name, never the Python or aiohttp version.
+SERVER_NAME = "exchange-core"
+
+
+async def _name_server(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.SERVER] = SERVER_NAME
+
+
+def new_app(max_body_bytes: int) -> web.Application:
+    """An application that answers every failure in the contract's shape."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
+    app.on_response_prepare.append(_name_server)
+    return app
+
+
+def _shaped_protocol_error(self: web_protocol.RequestHandler, request: web.BaseRequest,
+                           status: int = 500, exc: BaseException | None = None,
+                           message: str | None = None) -> web.StreamResponse:
+    """aiohttp's answer to a request it cannot parse (a too-long URL or header, a broken
+    request line), in the contract's shape instead of plain text that echoes the input.
+
+    These failures happen before routing, so no middleware sees them and aiohttp offers
+    no hook: `RequestHandler.handle_error` is replaced below, once, for every service.
+    """
+    log.warning("unparsable request", status=status, reason=type(exc).__name__)
+    if request.writer.output_size > 0:  # a response has begun: only closing is left
+        raise ConnectionError("response already started; cannot send the error")
+    if status >= 500:
+        error = ApiError(status, "INTERNAL", "internal error")
+    else:
+        error = ApiError(status, _STATUS_CODES.get(status, "BAD_REQUEST"),
+                         "the HTTP request could not be parsed",
+                         {"reason": type(exc).__name__} if exc is not None else {})
+    response = error_response(error)
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    response.force_close()
+    return response
+
+
+setattr(web_protocol.RequestHandler, "handle_error", _shaped_protocol_error)  # noqa: B010
 
 
 async def read_json(request: web.Request, schema: type[T]) -> T:
@@ -81,6 +126,8 @@ def decode(body: bytes | str, schema: type[T]) -> T:
         raise ApiError(400, "VALIDATION_ERROR", str(error)) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "INVALID_JSON", f"malformed JSON: {error}") from None
+    except RecursionError:  # msgspec walks nested values it skips (unknown fields) by recursion
+        raise ApiError(400, "INVALID_JSON", "JSON is nested too deeply") from None
 
 
 def add_routes(app: web.Application, routes: list[tuple[str, str, Handler]]) -> None:

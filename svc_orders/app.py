@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from common.config import Settings
 from common.history import HISTORY, OrderHistory, list_orders
-from common.http import add_probes, add_routes, error_middleware
+from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.journal import ensure_stream
 from common.openapi import add_openapi
@@ -35,8 +35,7 @@ REDIS = web.AppKey("redis", Redis)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware])
+    app = new_app(settings.max_body_bytes)
     app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
 from common.config import Settings
-from common.http import add_probes, add_routes, error_middleware
+from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.shutdown import close_nats
 from svc_stream import views
@@ -25,7 +25,7 @@ REDIS_TIMEOUT = 0.5  # seconds: a snapshot waits this long for Redis before goin
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = new_app(settings.max_body_bytes)
     app[views.SETTINGS] = settings
     app[views.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
     app[views.SESSIONS] = set()

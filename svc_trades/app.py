@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from common import history
 from common.config import Settings
-from common.http import add_probes, add_routes, error_middleware
+from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.openapi import add_openapi
 from common.shutdown import close_nats, close_pool
@@ -26,8 +26,7 @@ PROJECTOR = web.AppKey("projector", Projector)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware])
+    app = new_app(settings.max_body_bytes)
     instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
 
     async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
