@@ -6,6 +6,7 @@ no input, however malformed, produces a 500 or a traceback.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -154,6 +155,15 @@ def add_probes(app: web.Application, ready: Callable[[], bool]) -> None:
 
     add_routes(app, [("GET", "/health/", health), ("GET", "/ready/", readiness),
                      ("GET", "/metrics", metrics)])
+
+
+# C0 and C1 control characters (NUL among them): no identifier or filter needs one, and
+# PostgreSQL cannot store NUL in text.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(text: str) -> bool:
+    return _CONTROL_CHARACTERS.search(text) is not None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

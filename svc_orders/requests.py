@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from common.http import ApiError
+from common.http import ApiError, has_control_characters
 from common.instruments import DEFAULT_SYMBOL, Instrument, parse_decimal
 from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
 
@@ -106,6 +106,9 @@ def client_order_id(body: str | None, header: str | None) -> str | None:
         raise invalid("INVALID_CLIENT_ORDER_ID",
                       f"client_order_id must be 1 to {MAX_ID_LENGTH} characters",
                       "client_order_id")
+    if chosen is not None and has_control_characters(chosen):
+        raise invalid("INVALID_CLIENT_ORDER_ID",
+                      "client_order_id must not contain control characters", "client_order_id")
     return chosen
 
 
