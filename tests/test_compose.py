@@ -84,6 +84,19 @@ def test_each_service_publishes_its_port(services: dict[str, dict[str, Any]]) ->
         assert services[name]["ports"] == [f"{port}:{port}"]
 
 
+def test_only_the_services_publish_ports(services: dict[str, dict[str, Any]]) -> None:
+    for name in SERVERS:
+        assert "ports" not in services[name], f"{name} must not be reachable from outside"
+
+
+def test_no_default_database_password() -> None:
+    """`${VAR:?message}` stops `docker compose up` when the variable is unset."""
+    text = (REPO / "compose.yaml").read_text()
+    uses = [part.split("}")[0] for part in text.split("${POSTGRES_PASSWORD")[1:]]
+    assert uses, "compose.yaml should take POSTGRES_PASSWORD from the environment"
+    assert all(use.startswith(":?") for use in uses), uses
+
+
 def test_services_reach_the_servers_by_their_service_names(
     services: dict[str, dict[str, Any]],
 ) -> None:
