@@ -1,13 +1,47 @@
-"""Stopping background tasks for sure, without swallowing what they raised."""
+"""Background tasks that never end silently, and stopping them for sure."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
+import prometheus_client
 import structlog
 
 log = structlog.get_logger(__name__)
+
+RESTARTS = prometheus_client.Counter(
+    "background_task_restarts_total",
+    "Background tasks that failed or ended and were started again", ["task"])
+
+
+async def supervise(name: str, run: Callable[[], Coroutine[Any, Any, None]], *,
+                    pauses: tuple[float, float] = (0.5, 10.0)) -> None:
+    """Run `run()` for as long as the service lives: when it fails, or returns, log it,
+    count it, and start it again after a pause that doubles up to `pauses[1]`.
+
+    Each round runs in a task of its own, so a round that leaves its task cancelled
+    (on Python 3.11 a failed `asyncio.TaskGroup` leaves `cancelling() == 1` on the task
+    that ran it, and every later await raises `CancelledError`) cannot end the
+    supervision. Only cancelling the supervisor itself stops it.
+    """
+    pause = pauses[0]
+    while True:
+        round_ = asyncio.get_running_loop().create_task(run(), name=name)
+        try:
+            await round_
+            log.error("background task ended, restarting", task=name, pause=pause)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the service is stopping: `round_` was cancelled with us
+            log.error("background task cancelled itself, restarting", task=name, pause=pause)
+        except Exception:
+            log.exception("background task failed, restarting", task=name, pause=pause)
+        RESTARTS.labels(name).inc()
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, pauses[1])
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[None]],
