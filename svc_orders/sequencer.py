@@ -113,7 +113,7 @@ class Sequencer:
 
     # ---- commands ------------------------------------------------------------------
 
-    def require_ready(self) -> None:
+    def _require_ready(self) -> None:
         """Refuse work while the state may hold what the journal does not."""
         if not self.ready:
             raise Unavailable("the order service is recovering; retry shortly")
@@ -127,13 +127,13 @@ class Sequencer:
         is the command's order if the caller has looked it up already (a modify needs its
         instrument): a refusal answers with it rather than looking again.
         """
-        self.require_ready()
+        self._require_ready()
         if type(command) is PlaceOrder and command.client_order_id is not None:
             earlier = self.store.by_key(command.user_id, command.client_order_id)
             original = None if earlier is None else await self.find(earlier)
             if original is not None:
                 return Outcome(batch=None, order=original)
-            self.require_ready()  # the lookup may have waited
+            self._require_ready()  # the lookup may have waited
         if self.journal.in_flight >= MAX_IN_FLIGHT:
             raise Unavailable("the journal is behind; retry shortly")
         started = time.perf_counter()
