@@ -64,7 +64,7 @@ async def _submit(request: web.Request, kind: str, command: Command,
 def _answer(request: web.Request, order: OrderState | None, status: int = 200,
             fills: list[TradeView] | None = None) -> web.Response:
     """`order` as JSON, with `fills` if given (the answer to a place or modify)."""
-    assert order is not None, "a command that changed an order knows it"
+    assert order is not None, "an answered command names its order"
     view = order_view(order, request.app[INSTRUMENTS][order.symbol])
     if fills is not None:
         view.fills = fills
@@ -92,7 +92,7 @@ async def get_order(request: web.Request) -> web.Response:
 async def modify_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
     body = await read_json(request, ModifyBody)
-    order = await request.app[FIND_ORDER](order_id)  # its instrument reads the body
+    order = await request.app[FIND_ORDER](order_id)  # the body is read on its grid
     if order is None:
         raise _not_found(order_id)
     command = modify_command(order_id, body, request.app[INSTRUMENTS][order.symbol])

@@ -22,7 +22,7 @@ IdempotencyKey = tuple[str | None, str]  # (user_id, client_order_id)
 
 class StoreState(msgspec.Struct, frozen=True, array_like=True):
     """What a service snapshot keeps of the store: live orders and idempotency keys
-    (finished orders are in the journal's projection)."""
+    (after a restart, finished orders are read from the projection)."""
 
     live: list[OrderState]
     keys: list[tuple[str | None, str, str]]  # user_id, key, order_id
