@@ -1,7 +1,8 @@
-"""The JetStream stream that journals every command's events (SPEC 5 and 6).
+"""The journal: the JetStream stream that holds every command's events, on file storage,
+the source of truth that svc_orders recovers from and svc_trades projects.
 
-One definition, used by the writer (svc_orders), the projection (svc_trades) and tests,
-so all of them agree on its subjects, storage and de-duplication window.
+One definition, used by the writer (`svc_orders.journaling`), the projection (svc_trades)
+and tests, so all of them agree on its subjects, storage and de-duplication window.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from common import subjects
 from ops.bench_projection import fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer
 from svc_orders import snapshots
-from svc_orders.journal import Journal
+from svc_orders.journaling import Journal
 from svc_orders.sequencer import Sequencer
 
 ACK_TIMEOUT = 5.0  # seconds (the journal is only read here)

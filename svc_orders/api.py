@@ -1,79 +1,73 @@
-"""The order REST API (SPEC 3, svc_orders): thin handlers over the sequencer.
+"""The order REST API: handlers that translate between HTTP and the sequencer.
 
-Each handler validates its input (400 in the contract's shape), runs one command through
-the sequencer (503 if the journal cannot confirm it), and answers the order as it stood
-right after that command, with the trades it made.
+Each handler turns a request into one command (400 in the contract's shape if the input
+is invalid), submits it, and turns the outcome into an answer: the order as it stood
+right after the command, with the trades it made; 200 with the original order for a
+repeated placement; 404 or 409 for a cancel or modify that changed nothing; 503 if the
+journal could not confirm the command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from time import time_ns
 
 from aiohttp import web
 
 from common.http import ApiError, json_response, read_json, uuid_path
 from common.instruments import Instrument
-from common.messages import (
-    CancelOrder,
-    Command,
-    CommandRejected,
-    EventBatch,
-    RejectReason,
-    TradeExecuted,
-)
+from common.messages import CancelOrder, Command, CommandRejected, RejectReason
 from common.orderstate import OrderState
-from common.views import OrderView, order_view, trade_view
+from common.views import TradeView, order_view
 from svc_orders import metrics
 from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
-from svc_orders.sequencer import Sequencer, Unavailable
-
-FindOrder = Callable[[str], Awaitable[OrderState | None]]
+from svc_orders.sequencer import FindOrder as FindOrder  # the type of FIND_ORDER
+from svc_orders.sequencer import Outcome, Sequencer, Unavailable
 
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 INSTRUMENTS: web.AppKey[Mapping[str, Instrument]] = web.AppKey("instruments")
 FIND_ORDER: web.AppKey[FindOrder] = web.AppKey("find_order")
 
 
-def _view(request: web.Request, state: OrderState) -> OrderView:
-    return order_view(state, request.app[INSTRUMENTS][state.symbol])
+def _not_found(order_id: str) -> ApiError:
+    return ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
 
 
-def _unavailable(kind: str, error: Unavailable) -> ApiError:
-    metrics.COMMANDS.labels(kind, "unavailable").inc()
-    return ApiError(503, "UNAVAILABLE", str(error),
-                    {"hint": "retry with the same client_order_id, or look the order up "
-                             "with GET /orders/?client_order_id=..."})
+def _refused(refusal: CommandRejected, order: OrderState | None) -> ApiError:
+    """The HTTP error for a command that changed nothing."""
+    if refusal.reason is RejectReason.ORDER_NOT_LIVE:
+        if order is None:
+            return _not_found(refusal.order_id)
+        return ApiError(409, "ORDER_NOT_ACTIVE",
+                        f"order {refusal.order_id} is {order.status.value}",
+                        {"status": order.status.value})
+    return ApiError(409, refusal.reason.value, refusal.message or refusal.reason.value)
 
 
-async def _run(request: web.Request, kind: str, command: Command,
-               order_id: str) -> tuple[EventBatch, OrderState | None]:
+async def _submit(request: web.Request, kind: str, command: Command,
+                  named: OrderState | None = None) -> Outcome:
+    """Submit `command`; a refusal or an unconfirmed command becomes its HTTP error."""
     try:
-        batch, state = await request.app[SEQUENCER].execute(command, watch=order_id)
+        outcome = await request.app[SEQUENCER].submit(command, named)
     except Unavailable as error:
-        raise _unavailable(kind, error) from None
-    outcome = "rejected" if not batch.seq else "ok"
-    metrics.COMMANDS.labels(kind, outcome).inc()
-    return batch, state
+        metrics.COMMANDS.labels(kind, "unavailable").inc()
+        raise ApiError(503, "UNAVAILABLE", str(error),
+                       {"hint": "retry with the same client_order_id, or look the order "
+                                "up with GET /orders/?client_order_id=..."}) from None
+    if outcome.refusal is not None:
+        metrics.COMMANDS.labels(kind, "rejected").inc()
+        raise _refused(outcome.refusal, outcome.order)
+    metrics.COMMANDS.labels(kind, "repeat" if outcome.repeat else "ok").inc()
+    return outcome
 
 
-async def _refused(request: web.Request, order_id: str, event: CommandRejected) -> ApiError:
-    """The HTTP error for a cancel or modify that changed nothing."""
-    if event.reason is RejectReason.ORDER_NOT_LIVE:
-        known = await request.app[FIND_ORDER](order_id)
-        if known is None:
-            return ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
-        return ApiError(409, "ORDER_NOT_ACTIVE", f"order {order_id} is {known.status.value}",
-                        {"status": known.status.value})
-    return ApiError(409, event.reason.value, event.message or event.reason.value)
-
-
-def _answer(request: web.Request, batch: EventBatch, state: OrderState,
-            status: int) -> web.Response:
-    instrument = request.app[INSTRUMENTS][state.symbol]
-    view = order_view(state, instrument)
-    view.fills = [trade_view(event, instrument) for event in batch.events
-                  if type(event) is TradeExecuted]
+def _answer(request: web.Request, order: OrderState | None, status: int = 200,
+            fills: list[TradeView] | None = None) -> web.Response:
+    """`order` as JSON, with `fills` if given (the answer to a place or modify)."""
+    assert order is not None, "an answered command names its order"
+    view = order_view(order, request.app[INSTRUMENTS][order.symbol])
+    if fills is not None:
+        view.fills = fills
     return json_response(view, status)
 
 
@@ -81,49 +75,33 @@ async def place_order(request: web.Request) -> web.Response:
     body = await read_json(request, PlaceBody)
     command = place_command(body, request.app[INSTRUMENTS],
                             request.headers.get("Idempotency-Key"))
-    if command.client_order_id is not None:
-        try:
-            request.app[SEQUENCER].require_ready()
-        except Unavailable as error:
-            raise _unavailable("place", error) from None
-        earlier = request.app[SEQUENCER].store.by_key(command.user_id, command.client_order_id)
-        if earlier is not None:
-            state = await request.app[FIND_ORDER](earlier)
-            if state is not None:
-                metrics.COMMANDS.labels("place", "repeat").inc()
-                return json_response(_view(request, state), 200)
-    batch, state = await _run(request, "place", command, command.order_id)
-    assert state is not None, "a placed order is always recorded"
-    return _answer(request, batch, state, 201)
+    outcome = await _submit(request, "place", command)
+    if outcome.repeat:
+        return _answer(request, outcome.order)
+    return _answer(request, outcome.order, 201, outcome.trades)
 
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
-    state = await request.app[FIND_ORDER](order_id)
-    if state is None:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
-    return json_response(_view(request, state))
+    order = await request.app[FIND_ORDER](order_id)
+    if order is None:
+        raise _not_found(order_id)
+    return _answer(request, order)
 
 
 async def modify_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
     body = await read_json(request, ModifyBody)
-    known = await request.app[FIND_ORDER](order_id)
-    if known is None:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
-    command = modify_command(order_id, body, request.app[INSTRUMENTS][known.symbol])
-    batch, state = await _run(request, "modify", command, order_id)
-    if state is None:
-        assert isinstance(batch.events[0], CommandRejected)
-        raise await _refused(request, order_id, batch.events[0])
-    return _answer(request, batch, state, 200)
+    order = await request.app[FIND_ORDER](order_id)  # the body is read on its grid
+    if order is None:
+        raise _not_found(order_id)
+    command = modify_command(order_id, body, request.app[INSTRUMENTS][order.symbol])
+    outcome = await _submit(request, "modify", command, order)
+    return _answer(request, outcome.order, 200, outcome.trades)
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
-    command = CancelOrder(order_id=order_id, timestamp=time_ns())
-    batch, state = await _run(request, "cancel", command, order_id)
-    if state is None:
-        assert isinstance(batch.events[0], CommandRejected)
-        raise await _refused(request, order_id, batch.events[0])
-    return json_response(_view(request, state))
+    outcome = await _submit(request, "cancel", CancelOrder(order_id=order_id,
+                                                          timestamp=time_ns()))
+    return _answer(request, outcome.order)

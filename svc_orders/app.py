@@ -22,7 +22,7 @@ from common.orderstate import OrderState
 from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
 from svc_orders import api, snapshots
-from svc_orders.journal import Journal
+from svc_orders.journaling import Journal
 from svc_orders.marketdata import MarketData
 from svc_orders.openapi import OPERATIONS
 from svc_orders.sequencer import Sequencer
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
                             lambda: sequencer.engine, settings.book_interval,
                             settings.book_heartbeat)
+        sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
         tasks = [asyncio.create_task(market.run()),
                  asyncio.create_task(expire_at_session_close(sequencer, app[api.INSTRUMENTS]))]

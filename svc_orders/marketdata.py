@@ -3,9 +3,9 @@
 Every update is written to Redis *before* it is published on NATS, so a WebSocket client
 that subscribes and then reads the cache finds each update in the cache, in its buffer,
 or in both (svc_stream drops the duplicates by seq). Nothing here may slow matching: the
-sequencer hands over journaled batches with a non-blocking call and one task per feed
-does the I/O. Redis holds caches only: when a write fails, Redis is skipped for a
-moment and updates go straight to NATS.
+sequencer hands over journaled batches, with their trade views, by a non-blocking call,
+and one task per feed does the I/O. Redis holds caches only: when a write fails, Redis
+is skipped for a moment and updates go straight to NATS.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from redis.asyncio.client import Pipeline
 
 from common import cache, subjects
 from common.instruments import Instrument
-from common.messages import EventBatch, TradeExecuted
+from common.messages import EventBatch
 from common.tasks import stop_tasks
 from common.views import (
     BookMessage,
     TradesMessage,
+    TradeView,
     json_encoder,
     levels,
     timestamp,
-    trade_view,
 )
 from svc_orders import metrics
 from svc_orders.matching import Exchange
@@ -57,21 +57,20 @@ class MarketData:
         self.trades: asyncio.Queue[TradesMessage] = asyncio.Queue()
         self._redis_down_until = 0.0
 
-    def journaled(self, batch: EventBatch) -> None:
-        """Note a journaled batch: its trades go out now, its book at the next tick."""
+    def journaled(self, batch: EventBatch, trades: list[TradeView]) -> None:
+        """Note a journaled batch and its trades: they go out now, its book at the next
+        tick."""
         self.dirty.add(batch.symbol)
-        instrument = self.instruments[batch.symbol]
-        trades = [trade_view(event, instrument)
-                  for event in batch.events if type(event) is TradeExecuted]
         if trades:
             self.trades.put_nowait(TradesMessage(type="update", symbol=batch.symbol,
                                                  seq=batch.seq, trades=trades))
 
-    def book_message(self, symbol: str, depth: int, kind: str) -> BookMessage:
+    def book_message(self, symbol: str, depth: int) -> BookMessage:
+        """The book as it stands: the whole message for the cache and book requests (type
+        "snapshot"), cut to an update for NATS."""
         bids, asks = self.engine().depth(symbol, depth)
         instrument = self.instruments[symbol]
-        return BookMessage(type="snapshot" if kind == "snapshot" else "update",
-                           symbol=symbol, seq=self.engine().seq(symbol),
+        return BookMessage(type="snapshot", symbol=symbol, seq=self.engine().seq(symbol),
                            timestamp=timestamp(time.time_ns()),
                            bids=levels(bids, instrument), asks=levels(asks, instrument))
 
@@ -99,7 +98,7 @@ class MarketData:
             for symbol in due:
                 self.dirty.discard(symbol)
                 self.last_book[symbol] = now
-                book = self.book_message(symbol, cache.BOOK_LEVELS, "snapshot")
+                book = self.book_message(symbol, cache.BOOK_LEVELS)
                 metrics.BOOK_LEVELS.labels(symbol, "bid").set(len(book.bids))
                 metrics.BOOK_LEVELS.labels(symbol, "ask").set(len(book.asks))
                 books.append(book)
@@ -132,7 +131,7 @@ class MarketData:
         if symbol not in self.instruments:
             await msg.respond(json_encoder.encode({"error": f"unknown symbol {symbol!r}"}))
             return
-        book = self.book_message(symbol, cache.BOOK_LEVELS, "snapshot")
+        book = self.book_message(symbol, cache.BOOK_LEVELS)
         await msg.respond(json_encoder.encode(book))
 
     async def run(self) -> None:

@@ -1,11 +1,17 @@
-"""The sequencer: the one place where commands meet the engine and the journal.
+"""The sequencer: svc_orders' one entry point for commands, where they meet the engine
+and the journal.
+
+`submit` owns all a command needs besides its translation from HTTP: readiness,
+idempotency (a repeated client order id places nothing and answers the original
+order), matching, journaling, and the order as it stands right after the command, with
+the command's trades as views built once for the answer and the market data alike.
 
 A command is matched and its batch buffered for JetStream in one step of the event loop,
 so journal order is engine order; the caller then awaits the acknowledgement
 concurrently with other commands (pipelined). If an append fails or times out, the
 sequencer fences: it refuses commands (503), lets the outstanding appends settle, and
-rebuilds engine and order store from the newest snapshot plus the journal — exactly
-what a restart would do — so memory never runs ahead of the journal for long.
+rebuilds engine and order store from the newest service snapshot plus the journal --
+exactly what a restart would do -- so memory never runs ahead of the journal for long.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 import structlog
@@ -21,10 +27,19 @@ from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
 from common.instruments import Instrument
-from common.messages import Command, EventBatch
+from common.messages import (
+    Command,
+    CommandRejected,
+    EventBatch,
+    ExpireOrders,
+    PlaceOrder,
+    RejectReason,
+    TradeExecuted,
+)
 from common.orderstate import OrderState
-from svc_orders import journal, metrics, snapshots
-from svc_orders.journal import Journal
+from common.views import TradeView, trade_view
+from svc_orders import journaling, metrics, snapshots
+from svc_orders.journaling import Journal
 from svc_orders.matching import Exchange
 from svc_orders.store import OrderStore
 
@@ -32,9 +47,25 @@ log = structlog.get_logger(__name__)
 
 MAX_IN_FLIGHT = 20_000  # appends awaiting their acknowledgement before 503s
 
+FindOrder = Callable[[str], Awaitable[OrderState | None]]
+Journaled = Callable[[EventBatch, list[TradeView]], None]
+
 
 class Unavailable(Exception):
     """The command was not taken (or not confirmed): answer 503."""
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What one command came to."""
+
+    batch: EventBatch | None  # None for a repeat: nothing was submitted
+    order: OrderState | None  # the command's order (see `Sequencer.submit`)
+    trades: list[TradeView] = []  # the trades the command made, in execution order
+    refusal: CommandRejected | None = None  # set when the command changed nothing
+
+    @property
+    def repeat(self) -> bool:
+        return self.batch is None
 
 
 class Sequencer:
@@ -46,7 +77,8 @@ class Sequencer:
         self.store = OrderStore()
         self.journal = journal
         self.ready = False
-        self.on_journaled: Callable[[EventBatch], None] = lambda batch: None
+        self.find: FindOrder = self._remembered  # the service adds the order history
+        self.on_journaled: Journaled = lambda batch, trades: None
         self._since_snapshot = 0
         self._fence: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None  # kept: tasks need a reference
@@ -54,16 +86,16 @@ class Sequencer:
     # ---- recovery ------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Newest snapshot + the journal after it; then the journal chain restarts."""
+        """Newest service snapshot + the journal after it; then the chain restarts."""
         started = time.perf_counter()
         snapshot = await snapshots.load(self.bucket)
         engine = (Exchange.restore(snapshot.engine, self.instruments) if snapshot
                   else Exchange(self.instruments))
         store = OrderStore.restore(snapshot.store) if snapshot else OrderStore()
-        end = await journal.stream_last_seq(self.js)
+        end = await journaling.stream_last_seq(self.js)
         replayed = 0
-        async for _, batch in journal.read(self.js, (snapshot.stream_seq + 1
-                                                     if snapshot else 1), end):
+        async for _, batch in journaling.read(self.js, (snapshot.stream_seq + 1
+                                                        if snapshot else 1), end):
             if batch.seq <= engine.seq(batch.symbol):
                 continue  # a duplicate of a batch the state already holds
             engine.apply(batch)
@@ -81,28 +113,38 @@ class Sequencer:
 
     # ---- commands ------------------------------------------------------------------
 
-    def require_ready(self) -> None:
+    def _require_ready(self) -> None:
         """Refuse work while the state may hold what the journal does not."""
         if not self.ready:
             raise Unavailable("the order service is recovering; retry shortly")
 
-    async def execute(self, command: Command, watch: str | None = None,
-                      ) -> tuple[EventBatch, OrderState | None]:
-        """Match and journal `command`; return its batch once JetStream acknowledged it,
-        with a copy of order `watch` as it stood right after this command.
+    async def submit(self, command: Command, named: OrderState | None = None) -> Outcome:
+        """Run `command` and return its outcome once JetStream acknowledged its batch.
+
+        The outcome's order is the command's order as it stood right after the command:
+        for a repeated placement, the original order; for a cancel or modify refused
+        because the order is not live, the order as it stands (None if unknown). `named`
+        is the command's order if the caller has looked it up already (a modify needs its
+        instrument): a refusal answers with it rather than looking again.
         """
-        self.require_ready()
+        self._require_ready()
+        if type(command) is PlaceOrder and command.client_order_id is not None:
+            earlier = self.store.by_key(command.user_id, command.client_order_id)
+            original = None if earlier is None else await self.find(earlier)
+            if original is not None:
+                return Outcome(batch=None, order=original)
+            self._require_ready()  # the lookup may have waited
         if self.journal.in_flight >= MAX_IN_FLIGHT:
             raise Unavailable("the journal is behind; retry shortly")
         started = time.perf_counter()
         batch = self.engine.submit(command)
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
-        if not batch.seq:
-            return batch, None
+        if not batch.seq:  # nothing changed: nothing to journal
+            return await self._unchanged(batch, named)
         self.store.apply(batch)
-        watched = self.store.get(watch) if watch is not None else None
-        if watched is not None:
-            watched = msgspec.structs.replace(watched)
+        order = None if isinstance(command, ExpireOrders) else self.store.get(command.order_id)
+        if order is not None:  # a copy: later commands change the stored one in place
+            order = msgspec.structs.replace(order)
         try:
             ack = await self.journal.append(batch)
         except Exception as error:
@@ -115,12 +157,30 @@ class Sequencer:
             self._fail("ack", error)
             raise Unavailable("the journal did not confirm the command in time") from None
         metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - waited)
-        self.on_journaled(batch)
+        instrument = self.instruments[batch.symbol]
+        trades = [trade_view(event, instrument) for event in batch.events
+                  if type(event) is TradeExecuted]
+        self.on_journaled(batch, trades)
         self._since_snapshot += 1
         snapshotting = self._snapshot_task is not None and not self._snapshot_task.done()
         if self._since_snapshot >= self.snapshot_every and not snapshotting:
             self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
-        return batch, watched
+        return Outcome(batch=batch, order=order, trades=trades)
+
+    async def _unchanged(self, batch: EventBatch, named: OrderState | None) -> Outcome:
+        """A refused command (`CommandRejected`), or an expiry with nothing to expire."""
+        if not batch.events:
+            return Outcome(batch=batch, order=None)
+        refusal = batch.events[0]
+        assert isinstance(refusal, CommandRejected), "a batch without seq is a refusal"
+        order = named
+        if order is None and refusal.reason is RejectReason.ORDER_NOT_LIVE:
+            order = await self.find(refusal.order_id)  # unknown, or no longer live?
+        return Outcome(batch=batch, order=order, refusal=refusal)
+
+    async def _remembered(self, order_id: str) -> OrderState | None:
+        """Live and recent orders only: the lookup until the service injects its own."""
+        return self.store.get(order_id)
 
     def _fail(self, stage: str, error: BaseException) -> None:
         """Fence: no more commands until the state is rebuilt from the journal."""
@@ -148,15 +208,15 @@ class Sequencer:
     async def _snapshot(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled."""
         try:
-            state_engine, state_store = self.engine.snapshot(), self.store.snapshot()
+            engine, store = self.engine.snapshot(), self.store.state()
             last = self.journal.last_ack
             stream_seq = self.journal.last_stream_seq
             if last is not None:
                 stream_seq = await last
             await snapshots.save(self.bucket, snapshots.ServiceSnapshot(
-                stream_seq=stream_seq, engine=state_engine, store=state_store))
+                stream_seq=stream_seq, engine=engine, store=store))
             self._since_snapshot = 0
             metrics.SNAPSHOTS.inc()
-            log.info("snapshot written", stream_seq=stream_seq, bytes=len(state_engine))
+            log.info("snapshot written", stream_seq=stream_seq, bytes=len(engine))
         except Exception as error:
             log.warning("snapshot failed", error=repr(error))

@@ -36,9 +36,10 @@ async def expire_at_session_close(sequencer: Sequencer,
         await asyncio.sleep(seconds_until(close, now))
         while True:
             try:
-                batch, _ = await sequencer.execute(
+                outcome = await sequencer.submit(
                     ExpireOrders(symbol=symbol, timestamp=time.time_ns()))
-                log.info("session closed", symbol=symbol, expired=len(batch.events))
+                assert outcome.batch is not None, "an expiry is never a repeat"
+                log.info("session closed", symbol=symbol, expired=len(outcome.batch.events))
                 break
             except Unavailable:
                 await asyncio.sleep(RETRY_SECONDS)

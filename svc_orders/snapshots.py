@@ -1,8 +1,8 @@
-"""Engine snapshots in a JetStream object store, so recovery replays only the tail.
+"""Service snapshots in a JetStream object store, so recovery replays only the tail.
 
-A snapshot is written only once every batch it contains is acknowledged by the
-journal; it records the stream sequence of the last of them, and recovery replays from
-the next one.
+A service snapshot is the engine's snapshot plus the order store's state. It is written
+only once every batch it contains is acknowledged by the journal; it records the stream
+sequence of the last of them, and recovery replays from the next one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from common import subjects
-from svc_orders.store import StoreSnapshot
+from svc_orders.store import StoreState
 
 OBJECT_NAME = "engine"
 
@@ -21,7 +21,7 @@ OBJECT_NAME = "engine"
 class ServiceSnapshot(msgspec.Struct, frozen=True):
     stream_seq: int  # the last journaled batch the state includes
     engine: bytes  # `Exchange.snapshot()`
-    store: StoreSnapshot
+    store: StoreState
 
 
 _decoder = msgspec.msgpack.Decoder(ServiceSnapshot)
@@ -34,13 +34,13 @@ async def bucket(js: JetStreamContext) -> ObjectStore:
         return await js.create_object_store(subjects.SNAPSHOT_BUCKET)
 
 
-async def load(store: ObjectStore) -> ServiceSnapshot | None:
+async def load(objects: ObjectStore) -> ServiceSnapshot | None:
     try:
-        result = await store.get(OBJECT_NAME)
+        result = await objects.get(OBJECT_NAME)
     except ObjectNotFoundError:
         return None
     return _decoder.decode(result.data or b"")
 
 
-async def save(store: ObjectStore, snapshot: ServiceSnapshot) -> None:
-    await store.put(OBJECT_NAME, msgspec.msgpack.encode(snapshot))
+async def save(objects: ObjectStore, snapshot: ServiceSnapshot) -> None:
+    await objects.put(OBJECT_NAME, msgspec.msgpack.encode(snapshot))

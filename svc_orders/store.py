@@ -20,7 +20,10 @@ RECENT_FINISHED = 100_000
 IdempotencyKey = tuple[str | None, str]  # (user_id, client_order_id)
 
 
-class StoreSnapshot(msgspec.Struct, frozen=True, array_like=True):
+class StoreState(msgspec.Struct, frozen=True, array_like=True):
+    """What a service snapshot keeps of the store: live orders and idempotency keys
+    (after a restart, finished orders are read from the projection)."""
+
     live: list[OrderState]
     keys: list[tuple[str | None, str, str]]  # user_id, key, order_id
 
@@ -60,13 +63,13 @@ class OrderStore:
         if len(self.recent) > self.recent_limit:
             self.recent.popitem(last=False)
 
-    def snapshot(self) -> StoreSnapshot:
-        return StoreSnapshot(list(self.live.values()),
-                             [(user, key, oid) for (user, key), oid in self.keys.items()])
+    def state(self) -> StoreState:
+        return StoreState(list(self.live.values()),
+                          [(user, key, oid) for (user, key), oid in self.keys.items()])
 
     @classmethod
-    def restore(cls, snapshot: StoreSnapshot) -> OrderStore:
+    def restore(cls, state: StoreState) -> OrderStore:
         store = cls()
-        store.live = {state.order_id: state for state in snapshot.live}
-        store.keys = {(user, key): oid for user, key, oid in snapshot.keys}
+        store.live = {order.order_id: order for order in state.live}
+        store.keys = {(user, key): oid for user, key, oid in state.keys}
         return store

@@ -1,12 +1,13 @@
 """The journal's replay read: every batch of a range, in order, once, whatever its size."""
 
 import nats as nats_client
+from prometheus_client import REGISTRY
 
 from common import subjects
 from common.journal import ensure_stream
 from common.messages import EventBatch, OrderExpired, encoder
 from ops.stack import NatsServer
-from svc_orders import journal
+from svc_orders import journaling
 
 
 def batch(seq: int) -> EventBatch:
@@ -23,7 +24,22 @@ async def test_read_yields_the_range_in_order_with_a_small_read_ahead(
         await js.publish(subjects.events("DEFAULT"), encoder.encode(batch(seq)))
 
     read = [(stream_seq, item.seq)
-            async for stream_seq, item in journal.read(js, 7, 250, buffer=5)]
+            async for stream_seq, item in journaling.read(js, 7, 250, buffer=5)]
     assert read == [(seq, seq) for seq in range(7, 251)]
-    assert [item async for item in journal.read(js, 301, 300)] == []
+    assert [item async for item in journaling.read(js, 301, 300)] == []
     await connection.close()
+
+
+async def test_appends_in_flight_are_a_gauge(nats: NatsServer) -> None:
+    connection = await nats_client.connect(nats.url)
+    await ensure_stream(connection.jetstream())
+    appender = journaling.Journal(connection, timeout=5.0)
+    await appender.start()
+    try:
+        ack = await appender.append(batch(1))
+        assert REGISTRY.get_sample_value("orders_journal_in_flight") == 1
+        await ack
+        assert REGISTRY.get_sample_value("orders_journal_in_flight") == 0
+    finally:
+        await appender.close()
+        await connection.close()

@@ -1,4 +1,5 @@
-"""The durable journal: every state-changing command's `EventBatch` on JetStream.
+"""Journaling: svc_orders appends each state-changing command's `EventBatch` to the
+journal (the JetStream stream defined in `common.journal`) and reads it back to recover.
 
 Appends are pipelined (many acknowledgements outstanding) yet ordered: a batch is
 buffered on the connection in the same event-loop step in which the engine produced it,
@@ -29,6 +30,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from common import subjects
 from common.messages import EventBatch, batch_decoder, encoder
 from common.tasks import stop_tasks
+from svc_orders import metrics
 
 REPLAY_BUFFER = 10_000  # journal messages read ahead of the replay
 REPLAY_IDLE = 5.0  # seconds without a message before a replay gives up
@@ -74,7 +76,9 @@ class Journal:
         return len(self._waiting)
 
     async def start(self) -> None:
-        """Subscribe to the acknowledgement inbox and start the watchdog."""
+        """Subscribe to the acknowledgement inbox, start the watchdog, and report the
+        appends in flight as a gauge (read when scraped: nothing on the hot path)."""
+        metrics.JOURNAL_IN_FLIGHT.set_function(lambda: self.in_flight)
         self._inbox = self.nats.new_inbox() + "."
         self._subscription = await self.nats.subscribe(self._inbox + "*", cb=self._on_ack)
         self._watchdog = asyncio.create_task(self._watch())
