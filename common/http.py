@@ -38,8 +38,12 @@ class ApiError(Exception):
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(body), status=status,
-                        content_type="application/json")
+    return json_body_response(_encoder.encode(body), status)
+
+
+def json_body_response(body: bytes, status: int = 200) -> web.Response:
+    """A response of JSON encoded already (relayed from another service, say)."""
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -107,6 +111,35 @@ def add_probes(app: web.Application, ready: Callable[[], bool]) -> None:
 
     add_routes(app, [("GET", "/health/", health), ("GET", "/ready/", readiness),
                      ("GET", "/metrics", metrics)])
+
+
+MAX_TEXT = 64  # longest text a query parameter holds unless its reader says otherwise
+
+
+def invalid(name: str, message: str, value: str) -> ApiError:
+    """The 400 of a query parameter that is there but wrong."""
+    return ApiError(400, "INVALID_PARAMETER", message, {"parameter": name, "value": value})
+
+
+def query_text(request: web.Request, name: str, max_length: int = MAX_TEXT) -> str | None:
+    """A text query parameter; absent and empty are the same."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if len(raw) > max_length:
+        raise invalid(name, f"{name} must be at most {max_length} characters", raw[:max_length])
+    return raw
+
+
+def query_uuid(request: web.Request, name: str) -> str | None:
+    """A UUID query parameter in canonical form (as the services store ids)."""
+    raw = query_text(request, name)
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise invalid(name, f"{name} must be a UUID", raw) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
