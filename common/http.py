@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the three services: the one error shape, JSON bodies, probes.
+"""HTTP plumbing shared by the three services: the one error shape, JSON bodies, probes,
+query parameters.
 
 Every failure leaves as `{"error": {"code", "message", "details"}}` with the right status;
 no input, however malformed, produces a 500 or a traceback.
