@@ -5,6 +5,8 @@ an answer it says 503 at once or at `EX_QUERY_TIMEOUT`, never a 500, never a han
 """
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -93,3 +95,12 @@ async def test_before_svc_trades_migrated_history_answers_503_not_500(
         alone: Settings, unmigrated: None, aiohttp_client: MakeClient) -> None:
     client = await aiohttp_client(create_app(alone))
     await ask_both(client, "UndefinedTableError")
+
+
+def test_svc_orders_never_loads_the_database_driver() -> None:
+    """svc_orders holds no SQL: the projection is svc_trades' alone."""
+    code = ("import sys, svc_orders.__main__; print(sorted(m for m in sys.modules"
+            " if m.startswith(('asyncpg', 'svc_trades'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
