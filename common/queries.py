@@ -42,7 +42,7 @@ class ListOrders(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
-    pass
+    """Every reply names its kind, so one decoder reads them all."""
 
 
 class FoundOrder(Reply, frozen=True, tag="order"):
