@@ -16,6 +16,7 @@ import msgspec
 import nats
 import pytest
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
 
 from common.config import Settings
 from common.journal import ensure_stream
@@ -96,17 +97,23 @@ async def api(projected: Market, module_nats: NatsServer, redis_server: RedisSer
 
 @pytest.fixture
 async def orders_api(projected: Market, private_nats: NatsServer, redis_server: RedisServer,
-                     tmp_path: Path, aiohttp_client: MakeClient) -> AsyncIterator[Client]:
+                     tmp_path: Path) -> AsyncIterator[Client]:
     """svc_orders on an empty journal of its own, so every order it answers comes from
-    svc_trades' read model (the responder alone, on the projected database)."""
+    svc_trades' read model (the responder alone, on the projected database). Both stop
+    here, before their NATS server does."""
     nc = await nats.connect(private_nats.url)
     async with asyncpg.create_pool(projected.dsn, min_size=0, max_size=2) as pool:
         responder = Responder(nc, OrderReadModel(pool, INSTRUMENTS))
         await responder.start()
         settings = Settings(nats_url=private_nats.url, redis_url=redis_url(redis_server),
                             instruments_file=write_instruments(tmp_path))
-        yield await aiohttp_client(create_orders_app(settings))
-        await responder.close()
+        client = TestClient(TestServer(create_orders_app(settings)))
+        await client.start_server()
+        try:
+            yield client
+        finally:
+            await client.close()
+            await responder.close()
     await nc.close()
 
 
