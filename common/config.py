@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     snapshot_every: Count = 50_000  # commands between engine snapshots (see README)
     book_interval: Seconds = 0.1  # fastest book publication while it changes (seconds)
     book_heartbeat: Seconds = 1.0  # slowest book publication (seconds)
+    query_timeout: Seconds = 2.0  # seconds svc_orders waits for svc_trades' read model
     projection_batch: Count = 8_000  # most journal messages per projection transaction
     ws_queue: Count = 256  # messages queued per WebSocket client before it is dropped
     ws_heartbeat: Seconds = 20.0  # WebSocket ping interval (seconds)

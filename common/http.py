@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the three services: the one error shape, JSON bodies, probes.
+"""HTTP plumbing shared by the three services: the one error shape, JSON bodies, probes,
+query parameters.
 
 Every failure leaves as `{"error": {"code", "message", "details"}}` with the right status;
 no input, however malformed, produces a 500 or a traceback.
@@ -39,8 +40,12 @@ class ApiError(Exception):
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(body), status=status,
-                        content_type="application/json")
+    return json_body_response(_encoder.encode(body), status)
+
+
+def json_body_response(body: bytes, status: int = 200) -> web.Response:
+    """A response of JSON encoded already (relayed from another service, say)."""
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -164,6 +169,35 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def has_control_characters(text: str) -> bool:
     return _CONTROL_CHARACTERS.search(text) is not None
+
+
+MAX_TEXT = 64  # longest text a query parameter holds unless its reader says otherwise
+
+
+def invalid(name: str, message: str, value: str) -> ApiError:
+    """The 400 of a query parameter that is there but wrong."""
+    return ApiError(400, "INVALID_PARAMETER", message, {"parameter": name, "value": value})
+
+
+def query_text(request: web.Request, name: str, max_length: int = MAX_TEXT) -> str | None:
+    """A text query parameter; absent and empty are the same."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if len(raw) > max_length:
+        raise invalid(name, f"{name} must be at most {max_length} characters", raw[:max_length])
+    return raw
+
+
+def query_uuid(request: web.Request, name: str) -> str | None:
+    """A UUID query parameter in canonical form (as the services store ids)."""
+    raw = query_text(request, name)
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise invalid(name, f"{name} must be a UUID", raw) from None
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

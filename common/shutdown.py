@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
-import asyncpg
 import structlog
 from nats.aio.client import Client as Nats
+
+if TYPE_CHECKING:  # only svc_trades holds a pool; the others never load asyncpg
+    import asyncpg
 
 log = structlog.get_logger(__name__)
 

@@ -6,6 +6,11 @@ STREAM = "EXCHANGE"
 EVENTS_WILDCARD = "ex.events.>"
 SNAPSHOT_BUCKET = "EXCHANGE_SNAPSHOTS"
 BOOK_REQUEST = "ex.book.request"  # request-reply: svc_orders answers with the book message
+# Request-reply, svc_trades answers (msgpack, `common.queries`); its instances share the
+# queue group, so each request is answered once.
+ORDER_QUERY = "ex.query.order"  # `GetOrder` -> `FoundOrder` | `QueryFailed`
+ORDERS_QUERY = "ex.query.orders"  # `ListOrders` -> `OrderPage` | `QueryFailed`
+QUERY_QUEUE = "svc_trades"
 
 
 def events(symbol: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import nats
 import structlog
 from aiohttp import web
@@ -13,18 +12,18 @@ from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
 from common.config import Settings
-from common.history import HISTORY, OrderHistory, list_orders
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.journal import ensure_stream
 from common.openapi import add_openapi
 from common.orderstate import OrderState
-from common.shutdown import close_nats, close_pool
+from common.shutdown import close_nats
 from common.tasks import stop_tasks
 from svc_orders import api, snapshots
 from svc_orders.journaling import Journal
 from svc_orders.marketdata import MarketData
 from svc_orders.openapi import OPERATIONS
+from svc_orders.readmodel import READ_MODEL, ReadModel, list_orders
 from svc_orders.sequencer import Sequencer
 from svc_orders.sessions import expire_at_session_close
 
@@ -53,13 +52,10 @@ def create_app(settings: Settings) -> web.Application:
         await app[REDIS].aclose()
 
     async def history_ctx(app: web.Application) -> AsyncIterator[None]:
-        """Read-only access to the projection; connects lazily, so PostgreSQL being down
-        costs only the history answers (503), never order entry."""
-        pool = await asyncpg.create_pool(settings.pg_dsn, min_size=0, max_size=4,
-                                         command_timeout=5.0)
-        app[HISTORY] = OrderHistory(pool, app[api.INSTRUMENTS])
+        """Finished orders and listings, asked of svc_trades: it being down costs only
+        those answers (503), never order entry."""
+        app[READ_MODEL] = ReadModel(app[NATS], settings.query_timeout)
         yield
-        await close_pool(pool)
 
     async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
         js = app[NATS].jetstream()
@@ -70,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
                               snapshot_every=settings.snapshot_every)
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
-        app[api.FIND_ORDER] = _find_order(sequencer, app[HISTORY])
+        app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
                             lambda: sequencer.engine, settings.book_interval,
                             settings.book_heartbeat)
@@ -102,8 +98,8 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def _find_order(sequencer: Sequencer, history: OrderHistory) -> api.FindOrder:
-    """Live and recent orders from memory, older ones from the projection."""
+def _find_order(sequencer: Sequencer, history: ReadModel) -> api.FindOrder:
+    """Live and recent orders from memory, older ones from svc_trades' read model."""
     async def find(order_id: str) -> OrderState | None:
         return sequencer.store.get(order_id) or await history.get(order_id)
     return find

@@ -1,8 +1,9 @@
-"""svc_trades' REST API (SPEC 3): trades, settlement and the order book.
+"""svc_trades' REST API: trades, settlement, the order listing and the order book.
 
-Trades are read from the projection (`repository`); `GET /orders/` is the shared handler
-of `common.history`. The order book is svc_orders' Redis snapshot or, when Redis has
-none, svc_orders' answer over NATS: never a scan of the orders table.
+Trades are read from the projection (`repository`), orders from the read model
+(`readmodel`, which answers svc_orders' `GET /orders/` as well). The order book is
+svc_orders' Redis snapshot or, when Redis has none, svc_orders' answer over NATS: never
+a scan of the orders table.
 """
 
 from __future__ import annotations
@@ -21,18 +22,29 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common import cache, subjects
-from common.history import invalid, page_request, param, uuid_param
-from common.http import ApiError, json_response, query_int, uuid_path
+from common.http import (
+    ApiError,
+    invalid,
+    json_body_response,
+    json_response,
+    query_int,
+    query_text,
+    query_uuid,
+    uuid_path,
+)
 from common.instruments import DEFAULT_SYMBOL, Instrument
+from common.listing import order_filters, page_request
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
 from svc_trades import metrics, repository
-from svc_trades.changes import moment
+from svc_trades.readmodel import OrderReadModel
 from svc_trades.repository import TradeFilters
+from svc_trades.rows import moment
 
 log = structlog.get_logger(__name__)
 
 POOL = web.AppKey("pool", asyncpg.Pool)
+READ_MODEL = web.AppKey("read_model", OrderReadModel)
 NATS = web.AppKey("nats", Nats)
 REDIS = web.AppKey("redis", Redis)
 INSTRUMENTS: web.AppKey[Mapping[str, Instrument]] = web.AppKey("instruments")
@@ -65,10 +77,8 @@ class BookRefused(msgspec.Struct):
 # ---- trades --------------------------------------------------------------------------
 
 
-
-
 def _flag(request: web.Request, name: str) -> bool | None:
-    raw = param(request, name)
+    raw = query_text(request, name)
     if raw is None:
         return None
     if raw.lower() in ("true", "1", "yes"):
@@ -80,7 +90,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 
 def _moment(request: web.Request, name: str) -> datetime | None:
     """An RFC 3339 query timestamp (UTC when it names no offset)."""
-    raw = param(request, name)
+    raw = query_text(request, name)
     if raw is None:
         return None
     try:
@@ -92,8 +102,8 @@ def _moment(request: web.Request, name: str) -> datetime | None:
 
 async def list_trades(request: web.Request) -> web.Response:
     filters = TradeFilters(
-        symbol=param(request, "symbol"), order_id=uuid_param(request, "order_id"),
-        user_id=uuid_param(request, "user_id"), settled=_flag(request, "settled"),
+        symbol=query_text(request, "symbol"), order_id=query_uuid(request, "order_id"),
+        user_id=query_uuid(request, "user_id"), settled=_flag(request, "settled"),
         since=_moment(request, "since"), until=_moment(request, "until"))
     page = page_request(request, "trades")
     return json_response(await repository.list_trades(
@@ -127,6 +137,15 @@ async def settle_trade(request: web.Request) -> web.Response:
     except nats.errors.Error as error:  # the settlement stands; only its notice is lost
         log.error("settlement not published", trade_id=trade, error=repr(error))
     return json_response(Settled(message=f"trade {trade} settled", trade=view))
+
+
+# ---- orders --------------------------------------------------------------------------
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    filters = order_filters(request)
+    page = page_request(request, "orders")
+    return json_body_response(await request.app[READ_MODEL].listing(filters, page))
 
 
 # ---- order book ----------------------------------------------------------------------
@@ -165,7 +184,7 @@ async def _requested_book(nc: Nats, symbol: str) -> BookMessage:
 
 
 async def orderbook(request: web.Request) -> web.Response:
-    symbol = param(request, "symbol") or DEFAULT_SYMBOL
+    symbol = query_text(request, "symbol") or DEFAULT_SYMBOL
     if symbol not in request.app[INSTRUMENTS]:
         raise ApiError(404, "UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}", {"symbol": symbol})
     depth = query_int(request, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)

@@ -10,7 +10,6 @@ import nats
 from aiohttp import web
 from redis.asyncio import Redis
 
-from common import history
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -21,6 +20,8 @@ from svc_trades import api
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
 from svc_trades.projector import Projector
+from svc_trades.readmodel import OrderReadModel
+from svc_trades.responder import Responder
 
 PROJECTOR = web.AppKey("projector", Projector)
 
@@ -35,7 +36,7 @@ def create_app(settings: Settings) -> web.Application:
         try:
             await migrate(pool)
             app[api.POOL] = pool
-            app[history.HISTORY] = history.OrderHistory(pool, instruments)
+            app[api.READ_MODEL] = OrderReadModel(pool, instruments)
             yield
         finally:
             await close_pool(pool)
@@ -45,6 +46,13 @@ def create_app(settings: Settings) -> web.Application:
                                            name="svc_trades")
         yield
         await close_nats(app[api.NATS])
+
+    async def responder_ctx(app: web.Application) -> AsyncIterator[None]:
+        """svc_orders' questions about orders, answered for as long as svc_trades is up."""
+        responder = Responder(app[api.NATS], app[api.READ_MODEL])
+        await responder.start()
+        yield
+        await responder.close()
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[api.REDIS] = Redis.from_url(settings.redis_url, socket_timeout=1.0,
@@ -60,13 +68,13 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await stop_tasks([task])
 
-    app.cleanup_ctx.extend([postgres_ctx, nats_ctx, redis_ctx, projector_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, nats_ctx, responder_ctx, redis_ctx, projector_ctx])
     add_routes(app, [
         ("GET", "/trades/", api.list_trades),
         ("GET", "/trades/{trade_id}/", api.get_trade),
         ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
         ("GET", "/orderbook/", api.orderbook),
-        ("GET", "/orders/", history.list_orders),
+        ("GET", "/orders/", api.list_orders),
     ])
 
     def ready() -> bool:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import structlog
@@ -32,13 +31,11 @@ from common.messages import (
 from common.orderstate import OrderState, apply, order_ids
 from common.views import trade_id
 from svc_trades import metrics
+from svc_trades.rows import OrderRow, OrderUpdate, TradeRow, Uuid, moment
 
 log = structlog.get_logger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CREATING = frozenset((OrderAccepted, OrderRejected))
-
-Row = tuple[Any, ...]
 
 
 @dataclass
@@ -48,17 +45,12 @@ class Changes:
     messages: list[Msg]
     position: int  # stream sequence reached
     seqs: dict[str, int] = field(default_factory=dict)  # instruments that moved
-    new_orders: list[Row] = field(default_factory=list)
-    updated_orders: list[Row] = field(default_factory=list)
-    trades: list[Row] = field(default_factory=list)
+    new_orders: list[OrderRow] = field(default_factory=list)
+    updated_orders: list[OrderUpdate] = field(default_factory=list)
+    trades: list[TradeRow] = field(default_factory=list)
     parked: list[tuple[int, str, str, bytes]] = field(default_factory=list)
     poison: set[int] = field(default_factory=set)  # indexes of parked messages
     projected: int = 0  # journal batches folded (the rest were duplicates or parked)
-
-
-def moment(ns: int) -> datetime:
-    """Nanoseconds as the timestamptz PostgreSQL stores (microseconds, truncated)."""
-    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 class Fold:
@@ -149,39 +141,47 @@ class Fold:
             found = self._moments[ns] = moment(ns)
         return found
 
-    def _price(self, units: int | None, instrument: Instrument) -> Decimal | None:
-        if units is None:
-            return None
+    def _price(self, units: int, instrument: Instrument) -> Decimal:
         key = (units, instrument.decimals)
         found = self._prices.get(key)
         if found is None:
             found = self._prices[key] = Decimal(units).scaleb(-instrument.decimals)
         return found
 
-    def _order_row(self, s: OrderState, instrument: Instrument) -> Row:
-        """A new order, in the column order of `repository.ORDER_COPY_COLUMNS`."""
+    def _order_row(self, s: OrderState, instrument: Instrument) -> OrderRow:
         # `_value_` is the plain attribute behind `.value` (a slow descriptor in 3.11).
-        return (s.order_id, s.symbol, s.side._value_, s.type._value_,
-                s.time_in_force._value_, s.post_only, s.stp._value_, s.user_id,
-                s.client_order_id, self._price(s.price, instrument), s.quantity,
-                s.remaining, s.traded, s.cancelled,
-                Decimal(s.notional).scaleb(-instrument.decimals), s.status._value_,
-                None if s.cancel_reason is None else s.cancel_reason._value_,
-                None if s.reject_reason is None else s.reject_reason._value_,
-                self._moment(s.created_at), self._moment(s.updated_at), s.seq)
+        return OrderRow(
+            order_id=s.order_id, symbol=s.symbol, side=s.side._value_, type=s.type._value_,
+            time_in_force=s.time_in_force._value_, post_only=s.post_only,
+            stp=s.stp._value_, user_id=s.user_id, client_order_id=s.client_order_id,
+            price=None if s.price is None else self._price(s.price, instrument),
+            quantity=s.quantity, remaining_quantity=s.remaining, traded_quantity=s.traded,
+            cancelled_quantity=s.cancelled,
+            notional=Decimal(s.notional).scaleb(-instrument.decimals),
+            status=s.status._value_,
+            cancel_reason=None if s.cancel_reason is None else s.cancel_reason._value_,
+            reject_reason=None if s.reject_reason is None else s.reject_reason._value_,
+            created_at=self._moment(s.created_at), updated_at=self._moment(s.updated_at),
+            seq=s.seq)
 
-    def _update_row(self, s: OrderState, instrument: Instrument) -> Row:
-        """What can change in an existing order, in the order of `UPDATE_ORDERS`."""
-        return (s.order_id, self._price(s.price, instrument), s.quantity, s.remaining,
-                s.traded, s.cancelled, Decimal(s.notional).scaleb(-instrument.decimals),
-                s.status._value_,
-                None if s.cancel_reason is None else s.cancel_reason._value_,
-                None if s.reject_reason is None else s.reject_reason._value_,
-                self._moment(s.updated_at), s.seq)
+    def _update_row(self, s: OrderState, instrument: Instrument) -> OrderUpdate:
+        return OrderUpdate(
+            order_id=s.order_id,
+            price=None if s.price is None else self._price(s.price, instrument),
+            quantity=s.quantity,
+            remaining_quantity=s.remaining, traded_quantity=s.traded,
+            cancelled_quantity=s.cancelled,
+            notional=Decimal(s.notional).scaleb(-instrument.decimals),
+            status=s.status._value_,
+            cancel_reason=None if s.cancel_reason is None else s.cancel_reason._value_,
+            reject_reason=None if s.reject_reason is None else s.reject_reason._value_,
+            updated_at=self._moment(s.updated_at), seq=s.seq)
 
-    def _trade_row(self, t: TradeExecuted, instrument: Instrument) -> Row:
-        """A trade, in the column order of `repository.TRADE_COPY_COLUMNS`."""
-        return (trade_id(t.symbol, t.trade_no), t.symbol, t.trade_no, t.seq,
-                self._price(t.price, instrument), t.quantity, t.buy_order_id,
-                t.sell_order_id, t.buyer_user_id, t.seller_user_id, t.aggressor_side._value_,
-                self._moment(t.timestamp))
+    def _trade_row(self, t: TradeExecuted, instrument: Instrument) -> TradeRow:
+        return TradeRow(
+            trade_id=Uuid(trade_id(t.symbol, t.trade_no)), symbol=t.symbol,
+            trade_no=t.trade_no, seq=t.seq, price=self._price(t.price, instrument),
+            quantity=t.quantity, buy_order_id=t.buy_order_id, sell_order_id=t.sell_order_id,
+            buyer_user_id=t.buyer_user_id, seller_user_id=t.seller_user_id,
+            aggressor_side=t.aggressor_side._value_,
+            execution_timestamp=self._moment(t.timestamp))

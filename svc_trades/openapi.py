@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.history import OrderList
+from common.listing import OrderList
 from common.openapi import ORDER_LIST_QUERY, PAGE_QUERY, Operation
 from common.views import TradeView
 from svc_trades.api import OrderBook, Settled

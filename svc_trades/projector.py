@@ -38,7 +38,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from common import subjects
-from common.history import projection_position
 from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.orderstate import OrderState
@@ -96,7 +95,7 @@ class Projector:
             # rolls the position back with it, and the journal still holds those messages.
             await conn.execute("SET synchronous_commit = off")
             self.position = await repository.consumer_position(conn, self.durable)
-            seqs = await projection_position(conn)
+            seqs = await repository.projection_position(conn)
             live = await repository.live_orders(conn, self.instruments)
             puller = await self._subscribe()
             _cancelled()  # before the task group, which would wait for its tasks forever

@@ -2,8 +2,8 @@
 
 The projection writes new rows by binary COPY and changes existing orders with one
 `UPDATE ... FROM unnest(arrays)` per batch: a batch of any size is a few statements.
-Rows arrive ready-made from `svc_trades.changes` (prices as Decimals on the instrument's
-grid, NUMERIC and never float; times as datetimes at microsecond precision).
+Rows arrive ready-made from `svc_trades.changes`, typed and named by `svc_trades.rows`.
+The order read model's queries are `svc_trades.readmodel`.
 """
 
 from __future__ import annotations
@@ -16,85 +16,71 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from common.history import (
-    ORDER_COLUMNS,
+from common.instruments import Instrument
+from common.listing import Pagination
+from common.orderstate import ACTIVE_STATUSES, OrderState
+from common.queries import PageRequest
+from common.views import TradeView
+from svc_trades.reading import (
+    ACQUIRE_TIMEOUT,
     UNAVAILABLE,
-    PageRequest,
-    Pagination,
     Where,
     fetch_page,
-    instrument_of,
-    micros,
-    order_state,
-    projection_position,
-    snapshot,
-    units,
+    read_only,
+    unavailable,
 )
-from common.http import ApiError
-from common.instruments import Instrument
-from common.messages import Side, TradeExecuted
-from common.orderstate import ACTIVE_STATUSES, OrderState
-from common.views import TradeView, timestamp, trade_view
-
-Row = tuple[Any, ...]
-
-
-TRADE_COPY_COLUMNS = ("trade_id", "symbol", "trade_no", "seq", "price", "quantity",
-                      "buy_order_id", "sell_order_id", "buyer_user_id", "seller_user_id",
-                      "aggressor_side", "execution_timestamp")
-ORDER_COPY_COLUMNS = ("order_id", "symbol", "side", "type", "time_in_force", "post_only",
-                      "stp", "user_id", "client_order_id", "price", "quantity",
-                      "remaining_quantity", "traded_quantity", "cancelled_quantity",
-                      "notional", "status", "cancel_reason", "reject_reason", "created_at",
-                      "updated_at", "seq")
-_ORDER_ARRAYS = ("text", "text", "text", "text", "text", "boolean", "text", "text", "text",
-                 "numeric", "bigint", "bigint", "bigint", "bigint", "numeric", "text", "text",
-                 "text", "timestamptz", "timestamptz", "bigint")
-_TRADE_ARRAYS = ("uuid", "text", "bigint", "bigint", "numeric", "bigint", "text", "text",
-                 "text", "text", "text", "timestamptz")
+from svc_trades.rows import (
+    ORDER_COLUMNS,
+    TRADE_COLUMNS,
+    OrderRow,
+    OrderUpdate,
+    Row,
+    TradeRow,
+    columns,
+    order_state,
+    sql_types,
+    trade_of,
+    values,
+)
 
 
-def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
-    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, 1))
-    return f"unnest({arrays}) AS u({', '.join(columns)})"
+def _unnest(row: type[Row]) -> str:
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(sql_types(row), 1))
+    return f"unnest({arrays}) AS u({', '.join(columns(row))})"
+
+
+def _arrays(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """Rows as one sequence per column, the arguments of `_unnest`."""
+    return list(zip(*map(values, rows), strict=True))
 
 
 # The careful path, for rows that may exist already (see `insert`).
 INSERT_TRADES = f"""
-INSERT INTO trades ({", ".join(TRADE_COPY_COLUMNS)})
-SELECT * FROM {_unnest(TRADE_COPY_COLUMNS, _TRADE_ARRAYS)}
+INSERT INTO trades ({", ".join(columns(TradeRow))})
+SELECT * FROM {_unnest(TradeRow)}
 ON CONFLICT (trade_id) DO NOTHING"""
 
 UPSERT_ORDERS = f"""
-INSERT INTO orders ({", ".join(ORDER_COPY_COLUMNS)})
-SELECT * FROM {_unnest(ORDER_COPY_COLUMNS, _ORDER_ARRAYS)}
+INSERT INTO orders ({ORDER_COLUMNS})
+SELECT * FROM {_unnest(OrderRow)}
 ON CONFLICT (order_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COPY_COLUMNS[1:])}
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in columns(OrderRow)[1:])}
 WHERE orders.seq < EXCLUDED.seq"""
-
-_UPDATED = ("order_id", "price", "quantity", "remaining_quantity", "traded_quantity",
-            "cancelled_quantity", "notional", "status", "cancel_reason", "reject_reason",
-            "updated_at", "seq")
 
 # An order only moves forward in the journal.
 UPDATE_ORDERS = f"""
-UPDATE orders AS o SET {", ".join(f"{c} = u.{c}" for c in _UPDATED[1:])}
-FROM {_unnest(_UPDATED, ("text", "numeric", "bigint", "bigint", "bigint", "bigint",
-                         "numeric", "text", "text", "text", "timestamptz", "bigint"))}
+UPDATE orders AS o SET {", ".join(f"{c} = u.{c}" for c in columns(OrderUpdate)[1:])}
+FROM {_unnest(OrderUpdate)}
 WHERE o.order_id = u.order_id AND o.seq < u.seq"""
 
 LIVE = tuple(status.value for status in ACTIVE_STATUSES)
-
-TRADE_COLUMNS = ("trade_id, symbol, trade_no, seq, price, quantity, buy_order_id, "
-                 "sell_order_id, buyer_user_id, seller_user_id, aggressor_side, "
-                 "execution_timestamp, is_settled, settlement_timestamp")
 
 
 # ---- the projection's writes (inside the caller's transaction) ----------------------
 
 
-async def insert(conn: asyncpg.Connection, orders: Sequence[Row], trades: Sequence[Row],
-                 careful: bool = False) -> None:
+async def insert(conn: asyncpg.Connection, orders: Sequence[OrderRow],
+                 trades: Sequence[TradeRow], careful: bool = False) -> None:
     """New orders and trades by COPY, or `careful`ly where some may exist already.
 
     Only a journal that reuses an order id (or holds a trade twice) needs the careful
@@ -102,19 +88,21 @@ async def insert(conn: asyncpg.Connection, orders: Sequence[Row], trades: Sequen
     """
     if careful:
         if trades:
-            await conn.execute(INSERT_TRADES, *zip(*trades, strict=True))
+            await conn.execute(INSERT_TRADES, *_arrays(trades))
         if orders:
-            await conn.execute(UPSERT_ORDERS, *zip(*orders, strict=True))
+            await conn.execute(UPSERT_ORDERS, *_arrays(orders))
         return
     if trades:
-        await conn.copy_records_to_table("trades", records=trades, columns=TRADE_COPY_COLUMNS)
+        await conn.copy_records_to_table("trades", records=map(values, trades),
+                                         columns=columns(TradeRow))
     if orders:
-        await conn.copy_records_to_table("orders", records=orders, columns=ORDER_COPY_COLUMNS)
+        await conn.copy_records_to_table("orders", records=map(values, orders),
+                                         columns=columns(OrderRow))
 
 
-async def update_orders(conn: asyncpg.Connection, rows: Sequence[Row]) -> None:
+async def update_orders(conn: asyncpg.Connection, rows: Sequence[OrderUpdate]) -> None:
     if rows:
-        await conn.execute(UPDATE_ORDERS, *zip(*rows, strict=True))
+        await conn.execute(UPDATE_ORDERS, *_arrays(rows))
 
 
 async def live_orders(conn: asyncpg.Connection,
@@ -123,6 +111,12 @@ async def live_orders(conn: asyncpg.Connection,
     rows = await conn.fetch(f"SELECT {ORDER_COLUMNS} FROM orders WHERE status = ANY($1)",
                             list(LIVE))
     return {row["order_id"]: order_state(row, instruments) for row in rows}
+
+
+async def projection_position(conn: asyncpg.Connection) -> dict[str, int]:
+    """The last projected sequence number of each instrument."""
+    return {row["symbol"]: row["seq"]
+            for row in await conn.fetch("SELECT symbol, seq FROM projection_symbols")}
 
 
 async def consumer_position(conn: asyncpg.Connection, consumer: str) -> int:
@@ -179,23 +173,6 @@ class TradeList(msgspec.Struct, kw_only=True):
     as_of_seq: dict[str, int]
 
 
-def trade_of(row: Mapping[str, Any], instruments: Mapping[str, Instrument]) -> TradeView:
-    """A stored trade through the same `trade_view` the live feeds use."""
-    instrument = instrument_of(instruments, row["symbol"])
-    event = TradeExecuted(
-        seq=row["seq"], timestamp=micros(row["execution_timestamp"]) * 1000,
-        symbol=row["symbol"], trade_no=row["trade_no"], price=units(row["price"], instrument),
-        quantity=row["quantity"], buy_order_id=row["buy_order_id"],
-        sell_order_id=row["sell_order_id"], aggressor_side=Side(row["aggressor_side"]),
-        buyer_user_id=row["buyer_user_id"], seller_user_id=row["seller_user_id"])
-    view = trade_view(event, instrument)
-    view.is_settled = row["is_settled"]
-    settled_at = row["settlement_timestamp"]
-    view.settlement_timestamp = None if settled_at is None else timestamp(
-        micros(settled_at) * 1000)
-    return view
-
-
 async def list_trades(pool: asyncpg.Pool, filters: TradeFilters, page: PageRequest,
                       instruments: Mapping[str, Instrument]) -> TradeList:
     where = Where()
@@ -211,7 +188,7 @@ async def list_trades(pool: asyncpg.Pool, filters: TradeFilters, page: PageReque
         where.add("execution_timestamp >= {0}", filters.since)
     if filters.until is not None:
         where.add("execution_timestamp < {0}", filters.until)
-    async with snapshot(pool) as conn:
+    async with read_only(pool) as conn:
         rows, pagination = await fetch_page(conn, "trades", TRADE_COLUMNS, where, page,
                                             "trades")
         as_of_seq = await projection_position(conn)
@@ -221,7 +198,7 @@ async def list_trades(pool: asyncpg.Pool, filters: TradeFilters, page: PageReque
 
 async def get_trade(pool: asyncpg.Pool, trade: str,
                     instruments: Mapping[str, Instrument]) -> TradeView | None:
-    async with snapshot(pool) as conn:
+    async with read_only(pool) as conn:
         row = await conn.fetchrow(f"SELECT {TRADE_COLUMNS} FROM trades WHERE trade_id = $1",
                                   trade)
     return None if row is None else trade_of(row, instruments)
@@ -230,11 +207,10 @@ async def get_trade(pool: asyncpg.Pool, trade: str,
 @contextlib.asynccontextmanager
 async def _writing(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     try:
-        async with pool.acquire(timeout=2.0) as conn, conn.transaction():
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             yield conn
     except UNAVAILABLE as error:
-        raise ApiError(503, "UNAVAILABLE", "the projection database is unavailable",
-                       {"reason": type(error).__name__}) from None
+        raise unavailable(error) from None
 
 
 async def settle(pool: asyncpg.Pool, trade: str, at: datetime,

@@ -111,7 +111,8 @@ def test_services_reach_the_servers_by_their_service_names(
 def test_services_start_after_their_servers_are_healthy(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    needs = {"svc_orders": SERVERS, "svc_trades": SERVERS, "svc_stream": {"nats", "redis"}}
+    needs = {"svc_orders": {"nats", "redis"}, "svc_trades": SERVERS,
+             "svc_stream": {"nats", "redis"}}
     for name, servers in needs.items():
         depends_on = services[name]["depends_on"]
         assert servers <= set(depends_on), name

@@ -19,7 +19,6 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from common import subjects
-from common.history import load_states
 from common.instruments import DEFAULT_INSTRUMENT, InstrumentFile
 from common.messages import (
     CancelOrder,
@@ -40,7 +39,8 @@ from common.orderstate import OrderState, apply
 from common.views import TradeView, timestamp, trade_id, trade_view
 from svc_orders.matching import Exchange
 from svc_trades.projector import Projector
-from svc_trades.repository import trade_of
+from svc_trades.readmodel import load_states
+from svc_trades.rows import trade_of
 from tests.helpers import eventually
 
 ALT = InstrumentFile(symbol="ALT", tick_size="0.0025", min_price="0.0025",

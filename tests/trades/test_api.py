@@ -3,9 +3,11 @@
 One small market (tests/trades/journal.py `market`) is journaled and projected once for
 the module; each test starts the real app against it. Expected answers are computed
 from the fold of the same journal, so they hold by construction, not by hand-copying.
+The order listing is asked of both services: svc_orders, with none of the market in
+memory, answers it (and each order) through svc_trades' read model over NATS.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,20 @@ import asyncpg
 import msgspec
 import nats
 import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
 
 from common.config import Settings
 from common.journal import ensure_stream
 from common.messages import EventBatch
 from common.views import OrderView, json_encoder, order_view
 from ops.stack import NatsServer, PostgresServer, RedisServer
+from svc_orders import api as orders_api_keys
+from svc_orders.app import create_app as create_orders_app
 from svc_trades.app import create_app
 from svc_trades.migrations import migrate
+from svc_trades.readmodel import OrderReadModel
+from svc_trades.responder import Responder
 from tests.helpers import AppClient as Client
 from tests.helpers import create_database
 from tests.trades.conftest import MakeClient, redis_url
@@ -87,6 +95,38 @@ async def api(projected: Market, module_nats: NatsServer, redis_server: RedisSer
     return await aiohttp_client(create_app(settings))
 
 
+@pytest.fixture
+async def orders_api(projected: Market, private_nats: NatsServer, redis_server: RedisServer,
+                     tmp_path: Path) -> AsyncIterator[Client]:
+    """svc_orders on an empty journal of its own, so every order it answers comes from
+    svc_trades' read model (the responder alone, on the projected database). Both stop
+    here, before their NATS server does."""
+    nc = await nats.connect(private_nats.url)
+    async with asyncpg.create_pool(projected.dsn, min_size=0, max_size=2) as pool:
+        responder = Responder(nc, OrderReadModel(pool, INSTRUMENTS))
+        await responder.start()
+        settings = Settings(nats_url=private_nats.url, redis_url=redis_url(redis_server),
+                            instruments_file=write_instruments(tmp_path))
+        client = TestClient(TestServer(create_orders_app(settings)))
+        await client.start_server()
+        try:
+            yield client
+        finally:
+            await client.close()
+            await responder.close()
+    await nc.close()
+
+
+SERVICES = {"svc_trades": "api", "svc_orders": "orders_api"}
+
+
+@pytest.fixture(params=list(SERVICES))
+def lister(request: pytest.FixtureRequest) -> Client:
+    """Either service's `GET /orders/` (only the one asked for is started)."""
+    client: Client = request.getfixturevalue(SERVICES[request.param])
+    return client
+
+
 async def get(api: Client, path: str, **query: Any) -> tuple[int, Json]:
     response = await api.get(path, params=query)
     return response.status, await response.json()
@@ -115,24 +155,31 @@ async def test_the_original_readme_calls_answer(api: Client, projected: Market) 
     assert (await api.get("/trades")).status == 200  # without the trailing slash too
 
 
-async def test_prices_keep_each_instruments_grid(api: Client, projected: Market) -> None:
+async def test_prices_keep_each_instruments_grid(api: Client) -> None:
     _, alt = await get(api, "/trades/", symbol="ALT")
     [trade] = alt["trades"]
     assert (trade["price"], trade["quantity"]) == ("0.9975", 10)
-    _, orders = await get(api, "/orders/", symbol="ALT")
+
+
+async def test_order_prices_keep_each_instruments_grid(lister: Client,
+                                                       projected: Market) -> None:
+    _, orders = await get(lister, "/orders/", symbol="ALT")
     assert [(o["price"], o["average_traded_price"]) for o in orders["orders"]] == [
         ("1.0000", "0.9975"), ("0.9975", "0.9975")]
-    _, first = await get(api, "/orders/", client_order_id="a1")
+    _, first = await get(lister, "/orders/", client_order_id="a1")
     [order] = first["orders"]
     assert (order["status"], order["traded_quantity"], order["average_traded_price"]) == (
         "FILLED", 100, "150.25")
     assert order["created_at"] == timestamp_of(projected.batches[0])
 
 
-@pytest.mark.parametrize("listing", ["trades", "orders"])
+@pytest.mark.parametrize(("listing", "lister"), [
+    ("trades", "svc_trades"), ("orders", "svc_trades"), ("orders", "svc_orders")],
+    indirect=["lister"])
 @pytest.mark.parametrize("page_size", [1, 7, 20, 100])
-async def test_cursor_pages_and_offset_pages_agree(api: Client, projected: Market,
+async def test_cursor_pages_and_offset_pages_agree(lister: Client, projected: Market,
                                                    listing: str, page_size: int) -> None:
+    api = lister
     everything = getattr(projected, listing)
     walked, cursor, page = [], None, 1
     while True:
@@ -154,8 +201,8 @@ async def test_cursor_pages_and_offset_pages_agree(api: Client, projected: Marke
     assert page == pagination["total_pages"] == -(-len(everything) // page_size)
 
 
-async def test_a_page_past_the_end_is_empty(api: Client) -> None:
-    status, body = await get(api, "/orders/", page=3)
+async def test_a_page_past_the_end_is_empty(lister: Client) -> None:
+    status, body = await get(lister, "/orders/", page=3)
     assert (status, body["orders"]) == (200, [])
     assert (body["pagination"]["has_previous"], body["pagination"]["has_next"]) == (True, False)
 
@@ -216,9 +263,9 @@ def _orders(pick: Callable[[Json], bool]) -> Callable[[Market], list[Json]]:
     ({"status": "CANCELLED", "user_id": U2}, _orders(
         lambda o: o["status"] == "CANCELLED" and o["user_id"] == U2)),
 ], ids=lambda value: str(value) if isinstance(value, dict) else "")
-async def test_order_filters(api: Client, projected: Market, query: Json,
+async def test_order_filters(lister: Client, projected: Market, query: Json,
                              expected: Callable[[Market], list[Json]]) -> None:
-    status, body = await get(api, "/orders/", page_size=100, **query)
+    status, body = await get(lister, "/orders/", page_size=100, **query)
     assert status == 200
     assert body["orders"] == expected(projected) != []
     assert body["as_of_seq"] == last_seqs(projected.batches)
@@ -240,19 +287,6 @@ BAD = "INVALID_PARAMETER"
     ("/trades/not-a-uuid/", {}, 400, "INVALID_TRADE_ID"),
     ("/trades/6f1c1f8e-3a52-4c53-9b8e-000000000000/settle/", {}, 404, "TRADE_NOT_FOUND"),
     ("/trades/'; DROP TABLE trades; --/settle/", {}, 400, "INVALID_TRADE_ID"),
-    ("/orders/", {"status": "OPEN"}, 400, BAD),
-    ("/orders/", {"side": "up"}, 400, BAD),
-    ("/orders/", {"side": "2"}, 400, BAD),
-    ("/orders/", {"user_id": "123"}, 400, BAD),
-    ("/orders/", {"client_order_id": "x" * 65}, 400, BAD),
-    ("/orders/", {"page": "0"}, 400, BAD),
-    ("/orders/", {"page": "two"}, 400, BAD),
-    ("/orders/", {"page_size": "1000"}, 400, BAD),
-    ("/orders/", {"page_size": "0"}, 400, BAD),
-    ("/orders/", {"page_size": "-5"}, 400, BAD),
-    ("/orders/", {"cursor": "garbage!"}, 400, "INVALID_CURSOR"),
-    ("/orders/", {"cursor": "WyJ0cmFkZXMiLDIsNV0"}, 400, "INVALID_CURSOR"),  # a trades one
-    ("/orders/", {"cursor": "WyJvcmRlcnMiLDAsNV0"}, 400, "INVALID_CURSOR"),  # page 0
     ("/trades/", {"settled": "maybe"}, 400, BAD),
     ("/trades/", {"since": "yesterday"}, 400, BAD),
     ("/trades/", {"until": "2026-13-01T00:00:00Z"}, 400, BAD),
@@ -264,8 +298,55 @@ BAD = "INVALID_PARAMETER"
 async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
         api: Client, path: str, query: Json, status: int, code: str) -> None:
     method = "POST" if path.endswith("/settle/") else "GET"
-    response = await api.request(method, path, params=query)
+    await assert_error(await api.request(method, path, params=query), status, code)
+
+
+@pytest.mark.parametrize(("query", "code"), [
+    ({"status": "OPEN"}, BAD),
+    ({"side": "up"}, BAD),
+    ({"side": "2"}, BAD),
+    ({"user_id": "123"}, BAD),
+    ({"client_order_id": "x" * 65}, BAD),
+    ({"page": "0"}, BAD),
+    ({"page": "two"}, BAD),
+    ({"page_size": "1000"}, BAD),
+    ({"page_size": "0"}, BAD),
+    ({"page_size": "-5"}, BAD),
+    ({"cursor": "garbage!"}, "INVALID_CURSOR"),
+    ({"cursor": "WyJ0cmFkZXMiLDIsNV0"}, "INVALID_CURSOR"),  # a trades one
+    ({"cursor": "WyJvcmRlcnMiLDAsNV0"}, "INVALID_CURSOR"),  # page 0
+], ids=str)
+async def test_bad_order_listing_queries_answer_alike(lister: Client, query: Json,
+                                                      code: str) -> None:
+    await assert_error(await lister.get("/orders/", params=query), 400, code)
+
+
+async def assert_error(response: ClientResponse, status: int, code: str) -> None:
     body = await response.json()
     assert (response.status, body["error"]["code"]) == (status, code)
     assert set(body["error"]) == {"code", "message", "details"}
     assert isinstance(body["error"]["message"], str)
+
+
+@pytest.mark.parametrize("query", [
+    {}, {"page": "2", "page_size": "7"}, {"status": "filled"}, {"symbol": "ALT"},
+    {"user_id": U3, "page_size": "5"}, {"page": "9"}], ids=str)
+async def test_both_services_list_orders_byte_for_byte_alike(api: Client, orders_api: Client,
+                                                             query: Json) -> None:
+    theirs = await api.get("/orders/", params=query)
+    mine = await orders_api.get("/orders/", params=query)
+    assert (mine.status, mine.content_type) == (theirs.status, theirs.content_type) == (
+        200, "application/json")
+    assert await mine.read() == await theirs.read()
+
+
+async def test_svc_orders_answers_the_orders_it_does_not_hold_from_svc_trades(
+        orders_api: Client, projected: Market) -> None:
+    assert orders_api.app[orders_api_keys.SEQUENCER].store.get(FIRST_ORDER) is None
+    for order in projected.orders:
+        status, body = await get(orders_api, f"/orders/{order['order_id']}/")
+        assert (status, body) == (200, order)
+    status, body = await get(orders_api, "/orders/00000000-0000-4000-8000-0000000000ff/")
+    assert (status, body["error"]["code"]) == (404, "ORDER_NOT_FOUND")
+    response = await orders_api.delete(f"/orders/{FIRST_ORDER}/")  # filled long ago
+    await assert_error(response, 409, "ORDER_NOT_ACTIVE")
