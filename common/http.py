@@ -186,6 +186,9 @@ def query_text(request: web.Request, name: str, max_length: int = MAX_TEXT) -> s
         return None
     if len(raw) > max_length:
         raise invalid(name, f"{name} must be at most {max_length} characters", raw[:max_length])
+    if has_control_characters(raw):
+        raise invalid(name, f"{name} must not contain control characters", raw.encode(
+            "unicode_escape").decode("ascii"))
     return raw
 
 

@@ -50,6 +50,9 @@ def encode_cursor(listing: str, page: int, after: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+MAX_ROW_ID = 2**63 - 1  # row ids are PostgreSQL bigints
+
+
 def page_request(request: web.Request, listing: str) -> PageRequest:
     """`page`, `page_size` and `cursor` (a cursor decides the page it continues)."""
     page = query_int(request, "page", 1, 1, MAX_PAGE)
@@ -63,7 +66,7 @@ def page_request(request: web.Request, listing: str) -> PageRequest:
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise ApiError(400, "INVALID_CURSOR", "cursor is not one this API issued",
                        {"parameter": "cursor"}) from None
-    if kind != listing or not 1 < page <= MAX_PAGE or after < 1:
+    if kind != listing or not 1 < page <= MAX_PAGE or not 1 <= after <= MAX_ROW_ID:
         raise ApiError(400, "INVALID_CURSOR", f"cursor does not continue a {listing} listing",
                        {"parameter": "cursor"})
     return PageRequest(page, size, after)

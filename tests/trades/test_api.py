@@ -294,6 +294,10 @@ BAD = "INVALID_PARAMETER"
     ("/trades/", {"user_id": "nobody"}, 400, BAD),
     ("/trades/", {"page_size": "101"}, 400, BAD),
     ("/trades/", {"cursor": "WyJvcmRlcnMiLDIsNV0"}, 400, "INVALID_CURSOR"),  # an orders one
+    ("/trades/", {"cursor": "WyJ0cmFkZXMiLDIsOTIyMzM3MjAzNjg1NDc3NTgwOF0"}, 400,  # id 2^63
+     "INVALID_CURSOR"),
+    ("/trades/", {"symbol": "\x00"}, 400, BAD),
+    ("/trades/", {"symbol": "A\x1bB"}, 400, BAD),
 ], ids=lambda value: str(value) if isinstance(value, dict) else None)
 async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
         api: Client, path: str, query: Json, status: int, code: str) -> None:
@@ -315,6 +319,11 @@ async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
     ({"cursor": "garbage!"}, "INVALID_CURSOR"),
     ({"cursor": "WyJ0cmFkZXMiLDIsNV0"}, "INVALID_CURSOR"),  # a trades one
     ({"cursor": "WyJvcmRlcnMiLDAsNV0"}, "INVALID_CURSOR"),  # page 0
+    ({"cursor": "WyJvcmRlcnMiLDIsOTIyMzM3MjAzNjg1NDc3NTgwOF0"}, "INVALID_CURSOR"),  # id 2^63
+    ({"cursor": "WyJvcmRlcnMiLDIsMTE4MDU5MTYyMDcxNzQxMTMwMzQyNF0"}, "INVALID_CURSOR"),
+    ({"symbol": "\x00"}, BAD),
+    ({"client_order_id": "\x00"}, BAD),
+    ({"client_order_id": "a\x7fb"}, BAD),
 ], ids=str)
 async def test_bad_order_listing_queries_answer_alike(lister: Client, query: Json,
                                                       code: str) -> None:
