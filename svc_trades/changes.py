@@ -31,7 +31,15 @@ from common.messages import (
 from common.orderstate import OrderState, apply, order_ids
 from common.views import trade_id
 from svc_trades import metrics
-from svc_trades.rows import OrderRow, OrderUpdate, TradeRow, Uuid, moment
+from svc_trades.rows import (
+    OrderRow,
+    OrderUpdate,
+    TradeRow,
+    Uuid,
+    moment,
+    storable,
+    storable_or_none,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -151,9 +159,11 @@ class Fold:
     def _order_row(self, s: OrderState, instrument: Instrument) -> OrderRow:
         # `_value_` is the plain attribute behind `.value` (a slow descriptor in 3.11).
         return OrderRow(
-            order_id=s.order_id, symbol=s.symbol, side=s.side._value_, type=s.type._value_,
+            order_id=storable(s.order_id), symbol=s.symbol, side=s.side._value_,
+            type=s.type._value_,
             time_in_force=s.time_in_force._value_, post_only=s.post_only,
-            stp=s.stp._value_, user_id=s.user_id, client_order_id=s.client_order_id,
+            stp=s.stp._value_, user_id=storable_or_none(s.user_id),
+            client_order_id=storable_or_none(s.client_order_id),
             price=None if s.price is None else self._price(s.price, instrument),
             quantity=s.quantity, remaining_quantity=s.remaining, traded_quantity=s.traded,
             cancelled_quantity=s.cancelled,
@@ -166,7 +176,7 @@ class Fold:
 
     def _update_row(self, s: OrderState, instrument: Instrument) -> OrderUpdate:
         return OrderUpdate(
-            order_id=s.order_id,
+            order_id=storable(s.order_id),
             price=None if s.price is None else self._price(s.price, instrument),
             quantity=s.quantity,
             remaining_quantity=s.remaining, traded_quantity=s.traded,
@@ -181,7 +191,9 @@ class Fold:
         return TradeRow(
             trade_id=Uuid(trade_id(t.symbol, t.trade_no)), symbol=t.symbol,
             trade_no=t.trade_no, seq=t.seq, price=self._price(t.price, instrument),
-            quantity=t.quantity, buy_order_id=t.buy_order_id, sell_order_id=t.sell_order_id,
-            buyer_user_id=t.buyer_user_id, seller_user_id=t.seller_user_id,
+            quantity=t.quantity, buy_order_id=storable(t.buy_order_id),
+            sell_order_id=storable(t.sell_order_id),
+            buyer_user_id=storable_or_none(t.buyer_user_id),
+            seller_user_id=storable_or_none(t.seller_user_id),
             aggressor_side=t.aggressor_side._value_,
             execution_timestamp=self._moment(t.timestamp))

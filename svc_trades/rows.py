@@ -38,6 +38,17 @@ MICROSECOND = timedelta(microseconds=1)
 Uuid = NewType("Uuid", str)  # a uuid column, written as its text
 
 
+def storable(text: str) -> str:
+    """`text` as PostgreSQL can hold it: text columns cannot hold NUL, which a journal
+    may (written before the API refused control characters, or by hand). U+FFFD stands
+    in, so a value no row can take never stops the projection."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def storable_or_none(text: str | None) -> str | None:
+    return None if text is None else storable(text)
+
+
 class Row(msgspec.Struct, frozen=True, gc=False):
     """A row to write; `values` gives it in column order, as COPY and `unnest` take it."""
 

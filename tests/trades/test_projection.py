@@ -163,3 +163,25 @@ async def test_an_order_id_used_again_after_its_order_finished(
     [row] = await pool.fetch("SELECT user_id, traded_quantity FROM orders WHERE order_id = $1",
                              reused)
     assert (row["user_id"], row["traded_quantity"]) == (U3, 2)
+
+
+async def test_a_value_postgresql_cannot_store_does_not_stop_the_projection(
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
+    """NUL in text (journaled before the API refused control characters) is stored as
+    U+FFFD; the orders and trades around it are projected as usual."""
+    desk = Desk()
+    desk.place(BUY, 10, 10_000, user="user\x00x", client_order_id="a\x00b")
+    desk.place(SELL, 4, 10_000, user=U2, order_id="id\x00with-nul")
+    desk.place(BUY, 5, 9_000, user=U1)
+    await publish(js, desk.batches)
+    async with projecting(pool, nc, batch=1) as projector:
+        await caught_up(pool, js)
+        assert projector.running
+    rows = await pool.fetch("SELECT order_id, user_id, client_order_id, traded_quantity "
+                            "FROM orders ORDER BY id")
+    assert [(row["user_id"], row["client_order_id"], row["traded_quantity"])
+            for row in rows] == [("user\ufffdx", "a\ufffdb", 4), (U2, None, 4), (U1, None, 0)]
+    assert rows[1]["order_id"] == "id\ufffdwith-nul"
+    [trade] = await table(pool, "trades")
+    assert (trade["buyer_user_id"], trade["sell_order_id"]) == ("user\ufffdx",
+                                                                 "id\ufffdwith-nul")
