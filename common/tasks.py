@@ -19,16 +19,19 @@ RESTARTS = prometheus_client.Counter(
 async def supervise(name: str, run: Callable[[], Coroutine[Any, Any, None]], *,
                     pauses: tuple[float, float] = (0.5, 10.0)) -> None:
     """Run `run()` for as long as the service lives: when it fails, or returns, log it,
-    count it, and start it again after a pause that doubles up to `pauses[1]`.
+    count it, and start it again after a pause that doubles up to `pauses[1]` (and is
+    back at `pauses[0]` after a round that lasted longer than the longest pause).
 
     Each round runs in a task of its own, so a round that leaves its task cancelled
     (on Python 3.11 a failed `asyncio.TaskGroup` leaves `cancelling() == 1` on the task
     that ran it, and every later await raises `CancelledError`) cannot end the
     supervision. Only cancelling the supervisor itself stops it.
     """
+    loop = asyncio.get_running_loop()
     pause = pauses[0]
     while True:
-        round_ = asyncio.get_running_loop().create_task(run(), name=name)
+        started = loop.time()
+        round_ = loop.create_task(run(), name=name)
         try:
             await round_
             log.error("background task ended, restarting", task=name, pause=pause)
@@ -40,6 +43,8 @@ async def supervise(name: str, run: Callable[[], Coroutine[Any, Any, None]], *,
         except Exception:
             log.exception("background task failed, restarting", task=name, pause=pause)
         RESTARTS.labels(name).inc()
+        if loop.time() - started > pauses[1]:
+            pause = pauses[0]
         await asyncio.sleep(pause)
         pause = min(pause * 2, pauses[1])
 

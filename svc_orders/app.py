@@ -18,7 +18,7 @@ from common.journal import ensure_stream
 from common.openapi import add_openapi
 from common.orderstate import OrderState
 from common.shutdown import close_nats
-from common.tasks import stop_tasks
+from common.tasks import stop_tasks, supervise
 from svc_orders import api, snapshots
 from svc_orders.journaling import Journal
 from svc_orders.marketdata import MarketData
@@ -72,8 +72,11 @@ def create_app(settings: Settings) -> web.Application:
                             settings.book_heartbeat)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
-        tasks = [asyncio.create_task(market.run()),
-                 asyncio.create_task(expire_at_session_close(sequencer, app[api.INSTRUMENTS]))]
+        tasks = [asyncio.create_task(supervise("marketdata", market.run))]
+        if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
+            tasks.append(asyncio.create_task(supervise(
+                "session_close",
+                lambda: expire_at_session_close(sequencer, app[api.INSTRUMENTS]))))
         yield
         await stop_tasks(tasks)
         await journal.close()

@@ -28,7 +28,8 @@ def seconds_until(close: str, now: datetime) -> float:
 
 async def expire_at_session_close(sequencer: Sequencer,
                                   instruments: Mapping[str, Instrument]) -> None:
-    """Run forever: at each instrument's close, expire its DAY orders (retrying on 503)."""
+    """At each instrument's close, expire its DAY orders (retrying on 503); runs for as
+    long as the service if any instrument has a close, and returns at once if none has."""
     closing = {symbol: i.session_close for symbol, i in instruments.items() if i.session_close}
     while closing:
         now = datetime.now(UTC)

@@ -18,6 +18,4 @@ GAPS = Counter("trades_projection_gaps_total",
                "Batches whose instrument sequence skipped numbers (journal lost a prefix)")
 ORPHANS = Counter("trades_projection_orphan_events_total",
                   "Events naming an order the projection never saw; not folded")
-FAILURES = Counter("trades_projection_failures_total",
-                   "Projection sessions ended by an error (retried after a pause)")
 SETTLEMENTS = Counter("trades_settlements_total", "Settlement requests", ["outcome"])

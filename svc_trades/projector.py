@@ -41,6 +41,7 @@ from common import subjects
 from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.orderstate import OrderState
+from common.tasks import supervise
 from svc_trades import metrics, repository
 from svc_trades.changes import Changes, Fold
 from svc_trades.pull import Puller
@@ -74,19 +75,11 @@ class Projector:
         self.batch, self.durable = batch, durable
         self.running = False  # leading, subscribed, and the last round trip worked
         self.position = 0  # stream sequence committed
-        self._pause = PAUSES[0]
 
     async def run(self) -> None:
-        """Project until cancelled; a failed session restarts after a growing pause."""
-        while True:
-            try:
-                await self._session()
-            except Exception:
-                self.running = False
-                metrics.FAILURES.inc()
-                log.exception("projection session failed, restarting", pause=self._pause)
-                await asyncio.sleep(self._pause)
-                self._pause = min(self._pause * 2, PAUSES[1])
+        """Project until cancelled; a failed session restarts after a growing pause, in a
+        task of its own (a failed task group leaves its task cancelled on 3.11)."""
+        await supervise("projector", self._session, pauses=PAUSES)
 
     async def _session(self) -> None:
         async with self.pool.acquire() as conn:
@@ -176,7 +169,6 @@ class Projector:
                 metrics.LAG.set(info.num_pending or 0)
             else:
                 await self._commit(conn, changes)
-            self._pause = PAUSES[0]
 
     async def _commit(self, conn: asyncpg.Connection, changes: Changes) -> None:
         """One fetch, one transaction, then the acknowledgements."""
