@@ -44,6 +44,23 @@ def _refused(refusal: CommandRejected, order: OrderState | None) -> ApiError:
     return ApiError(409, refusal.reason.value, refusal.message or refusal.reason.value)
 
 
+def _unavailable(error: Unavailable) -> ApiError:
+    return ApiError(503, "UNAVAILABLE", str(error),
+                    {"hint": "retry with the same client_order_id, or look the order "
+                             "up with GET /orders/?client_order_id=..."})
+
+
+async def _find(request: web.Request, order_id: str) -> OrderState:
+    """The order as the journal holds it, or a 404 (a 503 while the journal fails)."""
+    try:
+        order = await request.app[FIND_ORDER](order_id)
+    except Unavailable as error:
+        raise _unavailable(error) from None
+    if order is None:
+        raise _not_found(order_id)
+    return order
+
+
 async def _submit(request: web.Request, kind: str, command: Command,
                   named: OrderState | None = None) -> Outcome:
     """Submit `command`; a refusal or an unconfirmed command becomes its HTTP error."""
@@ -51,9 +68,7 @@ async def _submit(request: web.Request, kind: str, command: Command,
         outcome = await request.app[SEQUENCER].submit(command, named)
     except Unavailable as error:
         metrics.COMMANDS.labels(kind, "unavailable").inc()
-        raise ApiError(503, "UNAVAILABLE", str(error),
-                       {"hint": "retry with the same client_order_id, or look the order "
-                                "up with GET /orders/?client_order_id=..."}) from None
+        raise _unavailable(error) from None
     if outcome.refusal is not None:
         metrics.COMMANDS.labels(kind, "rejected").inc()
         raise _refused(outcome.refusal, outcome.order)
@@ -83,18 +98,13 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
-    order = await request.app[FIND_ORDER](order_id)
-    if order is None:
-        raise _not_found(order_id)
-    return _answer(request, order)
+    return _answer(request, await _find(request, order_id))
 
 
 async def modify_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
     body = await read_json(request, ModifyBody)
-    order = await request.app[FIND_ORDER](order_id)  # the body is read on its grid
-    if order is None:
-        raise _not_found(order_id)
+    order = await _find(request, order_id)  # the body is read on its grid
     command = modify_command(order_id, body, request.app[INSTRUMENTS][order.symbol])
     outcome = await _submit(request, "modify", command, order)
     return _answer(request, outcome.order, 200, outcome.trades)

@@ -68,8 +68,8 @@ def create_app(settings: Settings) -> web.Application:
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
-                            lambda: sequencer.engine, settings.book_interval,
-                            settings.book_heartbeat)
+                            lambda: sequencer.engine, sequencer.acknowledged,
+                            settings.book_interval, settings.book_heartbeat)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
         tasks = [asyncio.create_task(supervise("marketdata", market.run))]
@@ -104,5 +104,5 @@ def create_app(settings: Settings) -> web.Application:
 def _find_order(sequencer: Sequencer, history: ReadModel) -> api.FindOrder:
     """Live and recent orders from memory, older ones from svc_trades' read model."""
     async def find(order_id: str) -> OrderState | None:
-        return sequencer.store.get(order_id) or await history.get(order_id)
+        return await sequencer.remembered(order_id) or await history.get(order_id)
     return find

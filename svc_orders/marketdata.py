@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 
 import msgspec
@@ -37,6 +37,7 @@ from common.views import (
 )
 from svc_orders import metrics
 from svc_orders.matching import Exchange
+from svc_orders.sequencer import Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +49,13 @@ REDIS_BACKOFF = 1.0  # seconds without Redis after a failed write
 
 class MarketData:
     def __init__(self, nats: Nats, redis: Redis, instruments: Mapping[str, Instrument],
-                 engine: Callable[[], Exchange], interval: float, heartbeat: float) -> None:
+                 engine: Callable[[], Exchange], acknowledged: Callable[[], Awaitable[None]],
+                 interval: float, heartbeat: float) -> None:
         self.nats, self.redis, self.instruments = nats, redis, instruments
         self.engine = engine  # the current engine (recovery replaces it)
+        # Books are read from the engine, which runs ahead of the journal by the appends
+        # in flight: a book goes out only once those are acknowledged.
+        self.acknowledged = acknowledged
         self.interval, self.heartbeat = interval, heartbeat
         self.dirty: set[str] = set()
         self.last_book: dict[str, float] = {}
@@ -94,14 +99,17 @@ class MarketData:
             now = time.monotonic()
             due = [symbol for symbol in self.instruments if symbol in self.dirty
                    or now - self.last_book.get(symbol, 0.0) >= self.heartbeat]
-            books = []
-            for symbol in due:
-                self.dirty.discard(symbol)
-                self.last_book[symbol] = now
-                book = self.book_message(symbol, cache.BOOK_LEVELS)
-                metrics.BOOK_LEVELS.labels(symbol, "bid").set(len(book.bids))
-                metrics.BOOK_LEVELS.labels(symbol, "ask").set(len(book.asks))
-                books.append(book)
+            self.dirty.difference_update(due)  # a change while we wait marks it again
+            books = [self.book_message(symbol, cache.BOOK_LEVELS) for symbol in due]
+            try:
+                await self.acknowledged()
+            except Unavailable:
+                self.dirty.update(due)  # the rebuilt engine's books go out next time
+                continue
+            for book in books:
+                self.last_book[book.symbol] = now
+                metrics.BOOK_LEVELS.labels(book.symbol, "bid").set(len(book.bids))
+                metrics.BOOK_LEVELS.labels(book.symbol, "ask").set(len(book.asks))
             if books:
                 await self._cache(partial(_cache_books, books=books))
             for book in books:
@@ -132,6 +140,11 @@ class MarketData:
             await msg.respond(json_encoder.encode({"error": f"unknown symbol {symbol!r}"}))
             return
         book = self.book_message(symbol, cache.BOOK_LEVELS)
+        try:
+            await self.acknowledged()
+        except Unavailable:
+            await msg.respond(json_encoder.encode({"error": "the journal is unavailable"}))
+            return
         await msg.respond(json_encoder.encode(book))
 
     async def run(self) -> None:

@@ -77,7 +77,7 @@ class Sequencer:
         self.store = OrderStore()
         self.journal = journal
         self.ready = False
-        self.find: FindOrder = self._remembered  # the service adds the order history
+        self.find: FindOrder = self.remembered  # the service adds the order history
         self.on_journaled: Journaled = lambda batch, trades: None
         self._since_snapshot = 0
         self._fence: asyncio.Task[None] | None = None
@@ -178,9 +178,31 @@ class Sequencer:
             order = await self.find(refusal.order_id)  # unknown, or no longer live?
         return Outcome(batch=batch, order=order, refusal=refusal)
 
-    async def _remembered(self, order_id: str) -> OrderState | None:
-        """Live and recent orders only: the lookup until the service injects its own."""
-        return self.store.get(order_id)
+    async def acknowledged(self) -> None:
+        """Return once everything matched so far is acknowledged by the journal.
+
+        Memory runs ahead of the journal by the appends in flight; a read that waits for
+        them never shows a state that a restart would not reproduce. `Unavailable` if the
+        journal fails them (the sequencer then fences and rebuilds).
+        """
+        self._require_ready()
+        pending = self.journal.last_ack
+        if pending is None:
+            return
+        if not pending.done():
+            await asyncio.wait((pending,))  # never cancels the append's own future
+        if pending.cancelled() or pending.exception() is not None:
+            raise Unavailable("the journal did not confirm the latest commands")
+        self._require_ready()
+
+    async def remembered(self, order_id: str) -> OrderState | None:
+        """A live or recent order as the journal holds it (None if not in memory)."""
+        order = self.store.get(order_id)
+        if order is None:
+            return None
+        order = msgspec.structs.replace(order)  # later commands change the stored one
+        await self.acknowledged()
+        return order
 
     def _fail(self, stage: str, error: BaseException) -> None:
         """Fence: no more commands until the state is rebuilt from the journal."""
