@@ -32,7 +32,9 @@ from common.signing import Verifier
 
 IDENTITY = web.RequestKey("identity", Identity)
 QUOTA = web.RequestKey("quota", Quota)
-PROBES = frozenset({"/health/", "/ready/", "/metrics"})  # `common.http.add_probes`' routes
+# `common.http.add_probes`' routes: open to all and never counted, so that health checks
+# and metric scrapes cannot be locked out by the public limit.
+PROBES = frozenset({"/health/", "/ready/", "/metrics"})
 
 ACCESS_KEY, ACCESS_TIMESTAMP, ACCESS_SIGN = "EX-ACCESS-KEY", "EX-ACCESS-TIMESTAMP", \
     "EX-ACCESS-SIGN"
@@ -57,8 +59,8 @@ def identity(request: web.Request) -> Identity | None:
 
 def protect(app: web.Application, settings: Settings, verifier: Verifier, limiter: Limiter,
             public: Collection[str]) -> None:
-    """Put access control in front of every route of `app` but those whose path (as
-    registered, e.g. "/orders/{order_id}/") is in `public`; nothing with auth off."""
+    """Put access control in front of every route of `app` but the probes and those whose
+    path (as registered, e.g. "/orderbook/") is in `public`; nothing with auth off."""
     if settings.auth == "off":
         return
     app.middlewares.append(access_middleware(verifier, limiter, public))
@@ -68,12 +70,16 @@ def protect(app: web.Application, settings: Settings, verifier: Verifier, limite
 def access_middleware(verifier: Verifier, limiter: Limiter,
                       public: Collection[str]) -> Middleware:
     public_paths = frozenset(path.rstrip("/") for path in public)
+    probes = frozenset(path.rstrip("/") for path in PROBES)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         address = request.remote or "unknown"
         route = request.match_info.route
-        if route.resource is None or route.resource.canonical.rstrip("/") in public_paths:
+        path = None if route.resource is None else route.resource.canonical.rstrip("/")
+        if path in probes:
+            return await handler(request)
+        if path is None or path in public_paths:  # None: no route, the answer is 404/405
             return await _limited(request, handler, await limiter.hit_address(address))
         failures = await limiter.auth_failures_left(address)
         if not failures.allowed:
