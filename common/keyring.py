@@ -10,12 +10,14 @@ when their record arrives, never per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
+import nats.errors
 import structlog
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as Nats
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from common import keys
@@ -23,6 +25,9 @@ from common.keys import Identity, SecretBox
 from common.tasks import stop_tasks, supervise
 
 log = structlog.get_logger(__name__)
+
+RECHECK_CONNECTION = 0.1  # seconds between looks at the NATS connection while idle
+RETRY_WATCH = 0.2  # seconds before watching again after NATS failed us
 
 
 class LiveKey(msgspec.Struct, frozen=True):
@@ -67,28 +72,45 @@ class Keyring:
         self._keys[entry.key] = LiveKey(
             Identity(record.key_id, record.user_id, record.role), secret.encode())
 
-    async def follow(self, kv: KeyValue) -> None:
+    async def follow(self, nc: Nats, kv: KeyValue) -> None:
         """Apply every update of the bucket, the current contents first, until cancelled.
 
-        Restarting it is safe: the watch starts again from each key's latest entry
-        (deletions included), and applying an entry twice changes nothing.
+        A reconnection to NATS starts the watch again: the server may have lost the
+        watch's consumer (an ephemeral one), and nats-py would notice only once its
+        heartbeats had been missing for seconds. Starting again is safe: the watch
+        delivers each key's latest entry (deletions included), and applying an entry
+        twice changes nothing. While NATS is unreachable the keys last seen stay in force.
         """
+        while True:
+            try:
+                await self._watch_until_reconnected(nc, kv)
+            except nats.errors.Error as error:  # NATS is down or JetStream not up yet
+                log.warning("keys watch interrupted, retrying", error=type(error).__name__)
+                await asyncio.sleep(RETRY_WATCH)
+
+    async def _watch_until_reconnected(self, nc: Nats, kv: KeyValue) -> None:
+        reconnects = nc.stats["reconnects"]
         watcher = await kv.watchall()
         try:
-            async for entry in watcher:
+            while nc.stats["reconnects"] == reconnects:
+                try:
+                    entry = await watcher.updates(timeout=RECHECK_CONNECTION)  # type: ignore[no-untyped-call]
+                except nats.errors.TimeoutError:
+                    continue
                 if entry is None:  # the contents at start are all in
                     self.loaded.set()
-                    continue
-                self.apply(entry)
+                else:
+                    self.apply(entry)
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     @asynccontextmanager
-    async def watching(self, js: JetStreamContext) -> AsyncIterator[None]:
+    async def watching(self, nc: Nats) -> AsyncIterator[None]:
         """Follow the bucket while the block runs; enter it once the keys are loaded."""
-        kv = await keys.bucket(js)
+        kv = await keys.bucket(nc.jetstream())
         task = asyncio.get_running_loop().create_task(
-            supervise("keyring", lambda: self.follow(kv)), name="keyring")
+            supervise("keyring", lambda: self.follow(nc, kv)), name="keyring")
         try:
             await self.loaded.wait()
             log.info("keys loaded", keys=len(self._keys))

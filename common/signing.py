@@ -114,3 +114,14 @@ class Verifier:
         if not self._guard.admit(bytes.fromhex(sign), now):
             raise unauthorized("REPLAYED_REQUEST", "this signature was already used")
         return live.identity
+
+    def verify_socket(self, key_id: object, timestamp: object, sign: object) -> Identity:
+        """The WebSocket `auth` message's fields as JSON decoded them (`key`, `timestamp`
+        as a string or an integer, `signature`), signed over timestamp + "GET" + "/ws/"."""
+        if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+            timestamp = str(timestamp)
+        return self.verify(_text(key_id), _text(timestamp), _text(sign), "GET", "/ws/", b"")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -48,7 +48,7 @@ async def test_a_created_key_is_stored_sealed_and_verifies_everywhere(
     assert keys.decode_record(stored).user_id == issued.user_id
     rings = [Keyring(box) for _ in range(3)]  # one per service
     for ring in rings:
-        async with ring.watching(nc.jetstream()):
+        async with ring.watching(nc):
             live = ring.get(issued.key_id)
             assert live is not None
             assert live.identity == keys.Identity(issued.key_id, issued.user_id, "trader")
@@ -61,7 +61,7 @@ async def test_a_revoked_key_stops_working_within_a_second(nc: Nats, kv: KeyValu
     issued = await keys.create_key(kv, box, "trader", user_id=keep.user_id)
     keyring = Keyring(box)
     verifier = Verifier(keyring, 5.0)
-    async with keyring.watching(nc.jetstream()):
+    async with keyring.watching(nc):
         stamp = now_ms()
         verifier.verify(issued.key_id, stamp, sign(issued.secret, stamp, "GET", "/ws/"),
                         "GET", "/ws/", b"")
@@ -78,7 +78,7 @@ async def test_a_revoked_key_stops_working_within_a_second(nc: Nats, kv: KeyValu
 async def test_a_key_created_or_deleted_while_watching_is_followed(
         nc: Nats, kv: KeyValue, box: SecretBox) -> None:
     keyring = Keyring(box)
-    async with keyring.watching(nc.jetstream()):
+    async with keyring.watching(nc):
         issued = await keys.create_key(kv, box, "admin")
         await eventually(lambda: keyring.get(issued.key_id) is not None, timeout=1.0)
         await kv.delete(issued.key_id)
@@ -90,7 +90,7 @@ async def test_a_keyring_started_after_a_revocation_never_holds_the_key(
     issued = await keys.create_key(kv, box, "trader")
     await keys.revoke_key(kv, issued.key_id)
     keyring = Keyring(box)
-    async with keyring.watching(nc.jetstream()):
+    async with keyring.watching(nc):
         assert keyring.get(issued.key_id) is None
 
 
@@ -112,7 +112,7 @@ async def test_a_record_sealed_under_another_secret_key_is_skipped(
     mine = await keys.create_key(kv, box, "trader")
     keyring = Keyring(box)
     with structlog.testing.capture_logs() as logs:
-        async with keyring.watching(nc.jetstream()):
+        async with keyring.watching(nc):
             assert keyring.get(foreign.key_id) is None
             assert keyring.get(mine.key_id) is not None
     assert {"event": "unreadable key record skipped", "key_id": foreign.key_id,
@@ -125,7 +125,7 @@ async def test_secrets_appear_in_no_log_and_no_repr(nc: Nats, kv: KeyValue,
     with structlog.testing.capture_logs() as logs:
         issued = await keys.create_key(kv, box, "trader")
         keyring = Keyring(box)
-        async with keyring.watching(nc.jetstream()):
+        async with keyring.watching(nc):
             stamp = now_ms()
             Verifier(keyring, 5.0).verify(
                 issued.key_id, stamp, sign(issued.secret, stamp, "GET", "/orders/"),
@@ -138,3 +138,27 @@ async def test_secrets_appear_in_no_log_and_no_repr(nc: Nats, kv: KeyValue,
     for secret in (issued.secret, stored.sealed_secret, SECRET_KEY):
         assert secret not in shown
     assert issued.key_id in repr(issued)
+
+
+async def test_after_nats_restarts_a_revocation_still_bites_within_a_second(
+        private_nats: NatsServer, box: SecretBox) -> None:
+    """The server forgets the watch's consumer when it restarts; the keyring must watch
+    again on reconnection rather than wait for nats-py to miss heartbeats."""
+    nc = await nats.connect(private_nats.url, reconnect_time_wait=0.1,
+                            max_reconnect_attempts=-1)
+    try:
+        kv = await keys.bucket(nc.jetstream())
+        issued = await keys.create_key(kv, box, "trader")
+        keyring = Keyring(box)
+        async with keyring.watching(nc):
+            private_nats.stop()
+            private_nats.start()
+            await eventually(lambda: nc.stats["reconnects"] == 1 and nc.is_connected)
+            await eventually(lambda: keys.revoke_key(kv, issued.key_id), timeout=5.0,
+                             interval=0.1)  # JetStream may take a moment to come back
+            revoked = time.monotonic()
+            await eventually(lambda: keyring.get(issued.key_id) is None, timeout=1.0,
+                             interval=0.005)
+            assert time.monotonic() - revoked < 1.0
+    finally:
+        await nc.close()

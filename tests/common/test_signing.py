@@ -175,3 +175,21 @@ def test_the_readmes_openssl_recipe_signs_as_the_python_client_does() -> None:
                                "SECRET": secret})
     assert done.stdout.strip() == sign(secret, stamp, "POST", "/orders/?symbol=DEFAULT",
                                        body.encode())
+
+
+def test_the_websocket_auth_message_is_verified_the_same_way(verifier: Verifier,
+                                                             key: IssuedKey) -> None:
+    signed = sign(key.secret, NOW_MS, "GET", "/ws/")
+    caller = verifier.verify_socket(key.key_id, int(NOW_MS), signed)
+    assert caller.key_id == key.key_id
+    with pytest.raises(ApiError) as replayed:
+        verifier.verify_socket(key.key_id, NOW_MS, signed)
+    assert replayed.value.code == "REPLAYED_REQUEST"
+    for fields, code in [((key.key_id, True, signed), "AUTH_REQUIRED"),
+                         ((key.key_id, NOW_MS, 7), "AUTH_REQUIRED"),
+                         (([key.key_id], NOW_MS, signed), "AUTH_REQUIRED"),
+                         ((key.key_id, NOW_MS, sign(key.secret, NOW_MS, "GET", "/ws")),
+                          "INVALID_SIGNATURE")]:
+        with pytest.raises(ApiError) as refused:
+            verifier.verify_socket(*fields)
+        assert refused.value.code == code

@@ -74,7 +74,7 @@ async def client(settings: Settings, aiohttp_client: MakeClient) -> AppClient:
         connection = await nats.connect(settings.nats_url)
         js = connection.jetstream()
         app[KEYS_BUCKET] = await keys.bucket(js)
-        async with keyring.watching(js):
+        async with keyring.watching(connection):
             yield
         await connection.close()
         await limiter.close()
