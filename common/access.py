@@ -3,8 +3,9 @@
 With `EX_AUTH=on`, every request to a route that is not public must be signed
 (`common.signing`); the request then carries the caller's `Identity`, the route's role
 rule is enforced (403 PERMISSION_DENIED), and the key's rate limit is counted. Public
-routes are counted per client address. Failed authentications are counted per address
-too, with a stricter limit: once it is spent, that address gets 429 without its
+routes, and requests that carry no credentials at all, are counted per client address.
+Failed authentications (a bad key, signature or timestamp, a replay) are counted per
+address too, with a stricter limit: once it is spent, that address gets 429 without its
 signatures being looked at. Every answer, handled or refused, carries the RateLimit-*
 headers of the limit it counted against. A refused request never reaches its handler.
 
@@ -92,7 +93,11 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
                 request.headers.get(ACCESS_SIGN), request.method, request.raw_path,
                 await _body(request))
         except ApiError as error:
-            if error.status == 401:
+            if error.code == "AUTH_REQUIRED":  # no credentials: counted as public traffic
+                quota = request[QUOTA] = await limiter.hit_address(address)
+                if not quota.allowed:
+                    return error_response(ApiError(429, "RATE_LIMITED", "too many requests"))
+            elif error.status == 401:
                 request[QUOTA] = await limiter.hit_auth_failure(address)
             return error_response(error)
         request[IDENTITY] = caller

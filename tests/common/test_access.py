@@ -147,7 +147,8 @@ async def test_a_refused_request_never_reaches_the_handler(
     assert await error_of(response) == (401, expected.get(refusal, "INVALID_SIGNATURE"))
     assert set((await response.json())["error"]) == {"code", "message", "details"}
     assert shop.calls == []
-    assert response.headers["RateLimit-Limit"] == "3"  # the failed-authentication limit
+    # The failed-authentication limit, or the public one for a request without credentials.
+    assert response.headers["RateLimit-Limit"] == ("4" if refusal == "missing" else "3")
 
 
 async def test_an_unknown_key_and_a_wrong_signature_answer_the_same_bytes(
@@ -271,3 +272,14 @@ async def test_with_redis_down_the_limits_hold_in_memory(aiohttp_client: MakeCli
             key.key_id, key.secret, "GET", f"/orders/?n={n}"))).status for n in range(3)]
         assert statuses == [200, 200, 429]
         assert shop.limiter.on_fallback
+
+
+async def test_requests_without_credentials_count_as_public_traffic(
+        served: tuple[Shop, AppClient]) -> None:
+    shop, client = served
+    statuses = [(await client.get("/orders/")).status for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]  # the public limit, 4 a minute
+    key = shop.key()  # not locked out as bad signatures would lock it
+    signed = await client.get("/orders/", headers=signed_headers(
+        key.key_id, key.secret, "GET", "/orders/"))
+    assert signed.status == 200
