@@ -105,7 +105,10 @@ class Limiter:
 
 async def _quota(limiter: RateLimiter, item: limits.RateLimitItem, hit: bool,
                  bucket: tuple[str, ...]) -> Quota:
-    allowed = await (limiter.hit if hit else limiter.test)(item, *bucket)
+    """Two round trips to count (the hit, then the window for the headers), one to look:
+    a request is allowed while one remains, which is what `test` would answer."""
+    allowed = await limiter.hit(item, *bucket) if hit else None
     stats = await limiter.get_window_stats(item, *bucket)
     reset = max(0, math.ceil(stats.reset_time - time.time()))
-    return Quota(allowed, item.amount, stats.remaining, reset)
+    return Quota(stats.remaining > 0 if allowed is None else allowed, item.amount,
+                 stats.remaining, reset)
