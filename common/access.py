@@ -37,8 +37,9 @@ QUOTA = web.RequestKey("quota", Quota)
 # and metric scrapes cannot be locked out by the public limit.
 PROBES = frozenset({"/health/", "/ready/", "/metrics"})
 
-ACCESS_KEY, ACCESS_TIMESTAMP, ACCESS_SIGN = "EX-ACCESS-KEY", "EX-ACCESS-TIMESTAMP", \
-    "EX-ACCESS-SIGN"
+ACCESS_KEY = "EX-ACCESS-KEY"
+ACCESS_TIMESTAMP = "EX-ACCESS-TIMESTAMP"
+ACCESS_SIGN = "EX-ACCESS-SIGN"
 _READS = frozenset({"GET", "HEAD"})
 _REQUIRED_ROLE = "__required_role__"
 
@@ -85,8 +86,7 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
         failures = await limiter.auth_failures_left(address)
         if not failures.allowed:
             request[QUOTA] = failures
-            return error_response(ApiError(
-                429, "RATE_LIMITED", "too many failed authentications from this address"))
+            return _rate_limited("too many failed authentications from this address")
         try:
             caller = verifier.verify(
                 request.headers.get(ACCESS_KEY), request.headers.get(ACCESS_TIMESTAMP),
@@ -96,7 +96,7 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
             if error.code == "AUTH_REQUIRED":  # no credentials: counted as public traffic
                 quota = request[QUOTA] = await limiter.hit_address(address)
                 if not quota.allowed:
-                    return error_response(ApiError(429, "RATE_LIMITED", "too many requests"))
+                    return _rate_limited("too many requests")
             elif error.status == 401:
                 request[QUOTA] = await limiter.hit_auth_failure(address)
             return error_response(error)
@@ -116,8 +116,13 @@ async def _limited(request: web.Request, handler: Handler,
                    quota: Quota) -> web.StreamResponse:
     request[QUOTA] = quota
     if not quota.allowed:
-        return error_response(ApiError(429, "RATE_LIMITED", "too many requests"))
+        return _rate_limited("too many requests")
     return await handler(request)
+
+
+def _rate_limited(message: str) -> web.Response:
+    """429; its Retry-After comes with the quota's headers."""
+    return error_response(ApiError(429, "RATE_LIMITED", message))
 
 
 async def _body(request: web.Request) -> bytes:

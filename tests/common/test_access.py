@@ -3,6 +3,7 @@ rate limits (real Redis, and a dead one for the fallback)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from common.signing import Verifier
 from ops.stack import RedisServer, free_port
 from tests.common.auth import SECRET_KEY, entry, issue, record_of
 from tests.helpers import AppClient
-from tests.signing import now_ms, sign, signed_headers, signing_middleware
+from tests.signing import now_ms, sign, signed_headers, signing_session
 
 MakeClient = Callable[..., Awaitable[AppClient]]
 REDIS_DB = 11
@@ -107,15 +108,18 @@ async def test_a_signed_request_reaches_its_handler_with_the_callers_identity(
     assert response.headers["RateLimit-Remaining"] == "4"
 
 
-async def test_the_client_middleware_signs_every_request(aiohttp_client: MakeClient,
-                                                         settings: Settings) -> None:
-    async for shop, _ in make_shop(aiohttp_client, settings):
-        key = shop.key()
-        client = await aiohttp_client(shop.app,
-                                      middlewares=(signing_middleware(key.key_id, key.secret),))
-        assert (await client.get("/orders/?status=ACTIVE&page=2")).status == 200
-        assert (await client.post("/orders/", json={"side": "sell"})).status == 200
-        assert [name for name, _ in shop.calls] == ["list", "place"]
+async def test_the_signing_session_signs_every_request(served: tuple[Shop, AppClient]) -> None:
+    shop, client = served
+    key = shop.key()
+    async with signing_session(key.key_id, key.secret, str(client.make_url("/"))) as session:
+        async with session.get("/orders/?status=ACTIVE&page=2") as response:
+            assert response.status == 200
+        async with session.post("/orders/", json={"side": "sell"}) as response:
+            assert response.status == 200
+            assert json.loads((await response.json())["body"]) == {"side": "sell"}
+        async with session.delete("/orders/") as response:
+            assert response.status == 405  # no such route: the router answers as usual
+    assert [name for name, _ in shop.calls] == ["list", "place"]
 
 
 @pytest.mark.parametrize("refusal", ["missing", "wrong", "unknown", "revoked", "stale",
