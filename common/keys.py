@@ -28,7 +28,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
 
 from common import subjects
@@ -140,6 +145,20 @@ async def create_key(kv: KeyValue, box: SecretBox, role: Role,
                        sealed_secret=box.seal(issued.secret), created_at=_now())
     await kv.create(issued.key_id, encode_record(record))
     return issued
+
+
+async def first_admin_key(kv: KeyValue, box: SecretBox) -> IssuedKey | None:
+    """A new admin key when the bucket holds no live one, else None: what `./ops/run`
+    creates and prints once on its first start with auth on (SPEC 8)."""
+    try:
+        key_ids = await kv.keys()
+    except NoKeysError:
+        key_ids = []
+    for key_id in key_ids:
+        record = decode_record((await kv.get(key_id)).value or b"")
+        if record.role == "admin" and record.revoked_at is None:
+            return None
+    return await create_key(kv, box, "admin")
 
 
 async def revoke_key(kv: KeyValue, key_id: str) -> KeyRecord:

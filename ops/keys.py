@@ -1,11 +1,13 @@
 """Create or revoke an API key from a shell (SPEC 8), e.g. the first admin key.
 
     python -m ops.keys create --role admin [--user UUID]
+    python -m ops.keys first-admin    # an admin key only if none is live yet
     python -m ops.keys revoke KEY_ID
 
 Reads the services' EX_ settings (EX_NATS_URL, EX_SECRET_KEY). `create` prints
 {"key_id", "secret", "user_id", "role"} once, on stdout, and nowhere else; a new user
-id when --user is not given.
+id when --user is not given. `first-admin` prints the same for a new admin key, or
+nothing when a live admin key exists.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from common.config import PREFIX, Settings, load_settings
 from common.keys import Role, SecretBox
 
 
-async def create(settings: Settings, role: Role, user_id: str | None) -> keys.IssuedKey:
+async def create(settings: Settings, role: Role | None,
+                 user_id: str | None) -> keys.IssuedKey | None:
+    """A key of `role`, or with no role the first admin key if there is none yet."""
     box = SecretBox(_secret_key(settings))
     connection = await nats.connect(settings.nats_url)
     try:
-        return await keys.create_key(await keys.bucket(connection.jetstream()), box, role,
-                                     user_id)
+        kv = await keys.bucket(connection.jetstream())
+        if role is None:
+            return await keys.first_admin_key(kv, box)
+        return await keys.create_key(kv, box, role, user_id)
     finally:
         await connection.drain()
 
@@ -59,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     new = commands.add_parser("create", help="create a key and print it with its secret")
     new.add_argument("--role", required=True, choices=get_args(Role))
     new.add_argument("--user", type=_user, help="the user's UUID (default: a new user)")
+    first = commands.add_parser("first-admin",
+                                help="create and print an admin key if none is live")
+    first.set_defaults(role=None, user=None)
     gone = commands.add_parser("revoke", help="revoke a key in every service")
     gone.add_argument("key_id")
     args = parser.parse_args(argv)
@@ -66,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings()
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    if args.command == "create":
+    if args.command in ("create", "first-admin"):
         issued = asyncio.run(create(settings, args.role, args.user))
-        sys.stdout.write(msgspec.json.encode(issued).decode() + "\n")
+        if issued is not None:
+            sys.stdout.write(msgspec.json.encode(issued).decode() + "\n")
         return
     try:
         record = asyncio.run(revoke(settings, args.key_id))

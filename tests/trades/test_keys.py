@@ -189,3 +189,16 @@ async def test_admin_routes_refuse_other_roles_and_bad_input(settings: Settings,
         path = f"/admin/keys/{key_id}/"
         response = await client.delete(path, headers=admin.headers("DELETE", path))
         assert response.status == status
+
+
+async def test_first_admin_makes_one_admin_key_while_none_is_live(settings: Settings) -> None:
+    status, out, _ = await cli(settings, "first-admin")
+    first = Key(json.loads(out))
+    assert (status, first.role) == (0, "admin")
+    assert await cli(settings, "first-admin") == (0, "", "")  # one is live: nothing new
+    await create_with_cli(settings, "--role", "trader")
+    assert (await cli(settings, "revoke", first.key_id))[0] == 0
+    status, out, _ = await cli(settings, "first-admin")
+    assert Key(json.loads(out)).key_id != first.key_id
+    status, _, err = await cli(settings, "revoke", first.key_id)
+    assert (status, "KeyAlreadyRevoked" in err) == (1, True)
