@@ -44,7 +44,7 @@ def signature(secret: bytes, signed: bytes) -> str:
     return hmac.new(secret, signed, hashlib.sha256).hexdigest()
 
 
-def unauthorized(code: str, text: str) -> ApiError:
+def _unauthorized(code: str, text: str) -> ApiError:
     return ApiError(401, code, text)
 
 
@@ -93,26 +93,26 @@ class Verifier:
     def verify(self, key_id: str | None, timestamp: str | None, sign: str | None,
                method: str, path_qs: str, body: bytes) -> Identity:
         if not key_id or not timestamp or not sign:
-            raise unauthorized("AUTH_REQUIRED", "EX-ACCESS-KEY, EX-ACCESS-TIMESTAMP and "
+            raise _unauthorized("AUTH_REQUIRED", "EX-ACCESS-KEY, EX-ACCESS-TIMESTAMP and "
                                "EX-ACCESS-SIGN are required")
         if KEY_ID.match(key_id) is None:
-            raise unauthorized("INVALID_KEY", "the key id is not valid")
+            raise _unauthorized("INVALID_KEY", "the key id is not valid")
         if _SIGNATURE.match(sign) is None:
-            raise unauthorized("INVALID_SIGNATURE",
+            raise _unauthorized("INVALID_SIGNATURE",
                                "the signature must be 64 lowercase hex digits")
         now = self._clock()
         if (_TIMESTAMP.match(timestamp) is None
                 or abs(int(timestamp) - now * 1000) > self._window_ms):
-            raise unauthorized("TIMESTAMP_OUT_OF_WINDOW",
+            raise _unauthorized("TIMESTAMP_OUT_OF_WINDOW",
                                f"the timestamp must be milliseconds since the epoch within "
                                f"{self._window_ms / 1000:g} s of the server's clock")
         live = self._keyring.get(key_id)
         secret = self._stand_in if live is None else live.secret
         expected = signature(secret, message(timestamp, method, path_qs, body))
         if not hmac.compare_digest(expected, sign) or live is None:
-            raise unauthorized("INVALID_SIGNATURE", "the key or the signature is not valid")
+            raise _unauthorized("INVALID_SIGNATURE", "the key or the signature is not valid")
         if not self._guard.admit(bytes.fromhex(sign), now):
-            raise unauthorized("REPLAYED_REQUEST", "this signature was already used")
+            raise _unauthorized("REPLAYED_REQUEST", "this signature was already used")
         return live.identity
 
     def verify_socket(self, key_id: object, timestamp: object, sign: object) -> Identity:
