@@ -3,11 +3,12 @@
 Every field `name` comes from `EX_<NAME>` when set; the defaults match the local stack
 that `./ops/run` starts. A value of the wrong type or out of range stops the service at
 start-up, naming its variable, rather than misbehaving later (a batch of 0, a negative
-timeout). Secrets (passwords in URLs) never appear in `repr`.
+timeout). Secrets (passwords in URLs, `EX_SECRET_KEY`) never appear in `repr`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,14 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65_535)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 LogLevel = Annotated[str, msgspec.Meta(pattern="(?i)^(debug|info|warning|error|critical)$")]
+AuthWindow = Annotated[float, msgspec.Meta(gt=0, le=60)]
+# A rate limit in the `limits` library's notation: "30/second", "600/minute", "5000/hour".
+RateLimit = Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,8}/(second|minute|hour)$")]
+# Derived into the key that encrypts API secrets; 32 characters at least, e.g. the output
+# of `openssl rand -hex 32`.
+SecretKey = Annotated[str, msgspec.Meta(min_length=32)]
+
+SECRET_FIELDS = frozenset({"secret_key"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,9 +52,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projection_batch: Count = 8_000  # most journal messages per projection transaction
     ws_queue: Count = 256  # messages queued per WebSocket client before it is dropped
     ws_heartbeat: Seconds = 20.0  # WebSocket ping interval (seconds)
+    auth: Literal["off", "on"] = "off"  # signed requests and rate limits (SPEC 8)
+    secret_key: SecretKey | None = None  # encrypts API secrets at rest; needed with auth on
+    auth_window: AuthWindow = 5.0  # seconds a signed timestamp may differ from our clock
+    rate_private: RateLimit = "30/second"  # per key, on routes that need one
+    rate_public: RateLimit = "20/second"  # per client address, on public routes
+    rate_auth_failures: RateLimit = "10/minute"  # failed authentications per client address
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={_hide_secret(getattr(self, name))!r}"
+        fields = ", ".join(f"{name}={_hide_secret(name, getattr(self, name))!r}"
                            for name in self.__struct_fields__)
         return f"Settings({fields})"
 
@@ -62,7 +77,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"bad {PREFIX} setting: {named}") from None
 
 
-def _hide_secret(value: object) -> object:
+def check_protected_mode(settings: Settings) -> None:
+    """Refuse to serve what SPEC 8 forbids: without auth, only loopback may reach the
+    services (anyone who can connect may act on any order); with auth, secrets cannot
+    be stored without `EX_SECRET_KEY`. Raises ValueError naming the variable."""
+    if settings.auth == "off" and not _is_loopback(settings.host):
+        raise ValueError(f"{PREFIX}HOST={settings.host} is not a loopback address while "
+                         f"{PREFIX}AUTH=off: set {PREFIX}AUTH=on to listen on it")
+    if settings.auth == "on" and settings.secret_key is None:
+        raise ValueError(f"{PREFIX}AUTH=on needs {PREFIX}SECRET_KEY (32 characters at least)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name (or "" for every interface): it may resolve anywhere
+        return False
+
+
+def _hide_secret(name: str, value: object) -> object:
+    if name in SECRET_FIELDS and value is not None:
+        return "***"
     if isinstance(value, str):
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value)
     return value

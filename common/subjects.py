@@ -41,3 +41,6 @@ def batch_id(symbol: str, seq: int) -> str:
 def symbol_of(subject: str) -> str:
     """The instrument of any per-symbol subject above."""
     return subject.rsplit(".", 1)[1]
+
+
+KEYS_BUCKET = "EXCHANGE_KEYS"  # KV: API key records by key id, watched by every service

@@ -1,0 +1,139 @@
+"""Who may call what: authentication, roles and rate limits for a service's routes.
+
+With `EX_AUTH=on`, every request to a route that is not public must be signed
+(`common.signing`); the request then carries the caller's `Identity`, the route's role
+rule is enforced (403 PERMISSION_DENIED), and the key's rate limit is counted. Public
+routes, and requests that carry no credentials at all, are counted per client address.
+Failed authentications (a bad key, signature or timestamp, a replay) are counted per
+address too, with a stricter limit: once it is spent, that address gets 429 without its
+signatures being looked at. Every answer, handled or refused, carries the RateLimit-*
+headers of the limit it counted against. A refused request never reaches its handler.
+
+With `EX_AUTH=off`, the original system's behaviour: nothing is checked, counted or
+added, and no request carries an Identity.
+
+Role rule: a handler marked `@requires("admin")` (or another role) needs at least that
+role; an unmarked one needs `viewer` to read (GET, HEAD) and `trader` for anything else.
+Roles rank viewer < trader < admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from common.config import Settings
+from common.http import ApiError, Handler, error_response
+from common.keys import ROLES, Identity, Role
+from common.ratelimit import Limiter, Quota
+from common.signing import Verifier
+
+IDENTITY = web.RequestKey("identity", Identity)
+QUOTA = web.RequestKey("quota", Quota)
+# `common.http.add_probes`' routes: open to all and never counted, so that health checks
+# and metric scrapes cannot be locked out by the public limit.
+PROBES = frozenset({"/health/", "/ready/", "/metrics"})
+
+ACCESS_KEY = "EX-ACCESS-KEY"
+ACCESS_TIMESTAMP = "EX-ACCESS-TIMESTAMP"
+ACCESS_SIGN = "EX-ACCESS-SIGN"
+_READS = frozenset({"GET", "HEAD"})
+_REQUIRED_ROLE = "__required_role__"
+
+H = TypeVar("H", bound=Handler)
+
+
+def requires(role: Role) -> Callable[[H], H]:
+    """Mark a handler as needing at least `role` (see the module's role rule)."""
+    def mark(handler: H) -> H:
+        setattr(handler, _REQUIRED_ROLE, role)
+        return handler
+    return mark
+
+
+def identity(request: web.Request) -> Identity | None:
+    """The caller's identity; None with auth off and on public routes."""
+    return request.get(IDENTITY)
+
+
+def protect(app: web.Application, settings: Settings, verifier: Verifier, limiter: Limiter,
+            public: Collection[str]) -> None:
+    """Put access control in front of every route of `app` but the probes and those whose
+    path (as registered, e.g. "/orderbook/") is in `public`; nothing with auth off."""
+    if settings.auth == "off":
+        return
+    app.middlewares.append(access_middleware(verifier, limiter, public))
+    app.on_response_prepare.append(_add_quota_headers)
+
+
+def access_middleware(verifier: Verifier, limiter: Limiter,
+                      public: Collection[str]) -> Middleware:
+    public_paths = frozenset(path.rstrip("/") for path in public)
+    probes = frozenset(path.rstrip("/") for path in PROBES)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        address = request.remote or "unknown"
+        route = request.match_info.route
+        path = None if route.resource is None else route.resource.canonical.rstrip("/")
+        if path in probes:
+            return await handler(request)
+        if path is None or path in public_paths:  # None: no route, the answer is 404/405
+            return await _limited(request, handler, await limiter.hit_address(address))
+        failures = await limiter.auth_failures_left(address)
+        if not failures.allowed:
+            request[QUOTA] = failures
+            return _rate_limited("too many failed authentications from this address")
+        try:
+            caller = verifier.verify(
+                request.headers.get(ACCESS_KEY), request.headers.get(ACCESS_TIMESTAMP),
+                request.headers.get(ACCESS_SIGN), request.method, request.raw_path,
+                await _body(request))
+        except ApiError as error:
+            if error.code == "AUTH_REQUIRED":  # no credentials: counted as public traffic
+                quota = request[QUOTA] = await limiter.hit_address(address)
+                if not quota.allowed:
+                    return _rate_limited("too many requests")
+            elif error.status == 401:
+                request[QUOTA] = await limiter.hit_auth_failure(address)
+            return error_response(error)
+        request[IDENTITY] = caller
+        needed = getattr(route.handler, _REQUIRED_ROLE, None) or (
+            "viewer" if request.method in _READS else "trader")
+        if ROLES.index(caller.role) < ROLES.index(needed):
+            request[QUOTA] = await limiter.hit_key(caller.key_id)
+            return error_response(ApiError(403, "PERMISSION_DENIED",
+                                           f"this needs a key with the {needed} role"))
+        return await _limited(request, handler, await limiter.hit_key(caller.key_id))
+
+    return middleware
+
+
+async def _limited(request: web.Request, handler: Handler,
+                   quota: Quota) -> web.StreamResponse:
+    request[QUOTA] = quota
+    if not quota.allowed:
+        return _rate_limited("too many requests")
+    return await handler(request)
+
+
+def _rate_limited(message: str) -> web.Response:
+    """429; its Retry-After comes with the quota's headers."""
+    return error_response(ApiError(429, "RATE_LIMITED", message))
+
+
+async def _body(request: web.Request) -> bytes:
+    """The body, read once here and kept by aiohttp for the handler."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
+
+
+async def _add_quota_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    quota = request.get(QUOTA)
+    if quota is not None:
+        response.headers.update(quota.headers())
