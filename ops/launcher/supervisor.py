@@ -1,4 +1,4 @@
-"""Supervision of the three services as `python -m <svc>` processes (ops/launcher.py).
+"""Supervision of the three services as `python -m <svc>` processes.
 
 It knows a service only by its module name and its `/ready/` endpoint, so it works
 whatever the service does inside. Why it behaves as it does:
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
@@ -38,9 +37,10 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
-from ops.stack import HOST
+from ops.launcher.terminal import render, say, shown, write
+from ops.stack import HOST, log_tail
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 READY_POLL = 0.25  # seconds between two rounds of /ready/ probes
 BACKOFF_FIRST = 0.5  # seconds before the first restart of a service that exited
@@ -53,31 +53,6 @@ LOG_LINE_LIMIT = 1 << 20  # longest service output line relayed (bytes)
 # Ctrl-C, `kill`, and the terminal closing (SIGHUP would otherwise end the launcher on
 # the spot and leave its children running, since they have process groups of their own).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def say(text: str, name: str = "run") -> None:
-    """One terminal line (or several) prefixed with who says it, UTC time for our own."""
-    if name == "run":
-        text = f"{datetime.now(UTC):%H:%M:%S} {text}"
-    write("".join(f"{name:<10} | {line}\n" for line in text.splitlines() or [""]))
-
-
-def write(text: str) -> None:
-    """Write to the terminal, or to nothing once nobody reads it (`./ops/run | head`, a
-    closed terminal): a failed write must never stop the launcher halfway through
-    stopping the servers."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def shown(path: Path) -> str:
-    """A path relative to the current folder when it is inside it: shorter to read."""
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(Path.cwd()))
-    return str(path)
 
 
 @dataclass
@@ -104,32 +79,6 @@ def _exit_reason(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-def _render(line: str) -> str:
-    """A service's JSON log line made short for the terminal; any other text unchanged.
-    The log file keeps the JSON."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(record, dict) or "event" not in record:
-        return line
-    stamp = str(record.pop("timestamp", ""))[11:19]
-    level = str(record.pop("level", ""))
-    event = record.pop("event")
-    exception = record.pop("exception", None)
-    extras = " ".join(f"{key}={value}" for key, value in record.items())
-    text = f"{stamp} {level:<7} {event} {extras}".rstrip()
-    return f"{text}\n{exception}" if exception else text
-
-
-def _log_tail(path: Path, lines: int = LOG_TAIL) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log yet)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class Supervisor:
@@ -178,7 +127,7 @@ class Supervisor:
                     why = (f"exited {svc.crashes} times while starting" if looping
                            else f"is not ready after {ready_timeout:g} s")
                     say(f"{svc.module} {why}; the end of {shown(svc.log_path)}:\n"
-                        + _log_tail(svc.log_path))
+                        + log_tail(svc.log_path, LOG_TAIL))
                 return 1
             await asyncio.sleep(0.05)
         say(f"all services ready, {time.monotonic() - self.began:.1f} s after start")
@@ -262,7 +211,7 @@ class Supervisor:
                 return
             log.write(raw)
             log.flush()
-            say(_render(raw.decode(errors="replace").rstrip("\n")), svc.module)
+            say(render(raw.decode(errors="replace").rstrip("\n")), svc.module)
 
     async def _terminate(self, svc: Service, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM (graceful for aiohttp's run_app), then SIGKILL after STOP_GRACE."""

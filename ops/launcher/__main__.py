@@ -1,7 +1,7 @@
 """`python -m ops.launcher`, run by ./ops/run: the whole exchange on one machine.
 
 Starts real NATS (JetStream), PostgreSQL and Redis from the PyPI wheels (ops.stack) with
-their data under `.run/`, then hands the three services to ops.supervisor until Ctrl-C,
+their data under `.run/`, then hands the three services to the supervisor until Ctrl-C,
 SIGTERM or SIGHUP. Why it behaves as it does:
 
 - Shutdown goes in dependency order: the services first, while the servers they drain
@@ -34,6 +34,14 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from common.config import Settings, load_settings
+from ops.launcher.supervisor import (
+    REPO,
+    STOP_SIGNALS,
+    Service,
+    Supervisor,
+    dies_with_launcher,
+)
+from ops.launcher.terminal import say, shown
 from ops.stack import (
     HOST,
     EmbeddedServer,
@@ -42,15 +50,6 @@ from ops.stack import (
     RedisServer,
     ServerStartError,
     free_port,
-)
-from ops.supervisor import (
-    REPO,
-    STOP_SIGNALS,
-    Service,
-    Supervisor,
-    dies_with_launcher,
-    say,
-    shown,
 )
 
 ENV_HELP = """\
