@@ -1,77 +1,51 @@
-"""Supervision of the three services as `python -m <svc>` processes.
+"""Supervision of the launcher's children: the embedded servers, then the three services.
 
-It knows a service only by its module name and its `/ready/` endpoint, so it works
-whatever the service does inside. Why it behaves as it does:
+It knows a child only by how to start it and how to tell it is ready (ops.launcher.children),
+so servers and services are kept running the same way. Why it behaves as it does:
 
-- A service that exits for any reason (even `kill -9`) is restarted after a backoff that
+- A child that exits for any reason (even `kill -9`) is restarted after a backoff that
   doubles from 0.5 s up to 30 s and starts again from 0.5 s once it stayed up a minute.
-  Losing nothing across the restart is the service's own job (journal replay, durable
-  consumer); the supervisor only has to bring it back quickly and not spin on a crash
-  loop. Before everything is first ready, a few quick exits in a row mean "it will not
-  start": the launcher gives up with the end of the service's log.
-- Stopping is SIGTERM (aiohttp's run_app shuts down gracefully on it), then SIGKILL after
-  a grace period, while the output is still relayed so the last lines reach the log.
-- Each service runs in its own process group: the terminal sends Ctrl-C to the whole
-  foreground group, and the launcher, not the terminal, decides the order of shutdown.
-- Every child (service or embedded server) is told by Linux to stop when the launcher
-  dies, however it dies (`kill -9` included): nothing outlives it to hold ports, data
-  folders or PostgreSQL's lock (`dies_with_launcher`).
-- Output goes as is to `<run dir>/logs/<svc>.log` (JSON lines, since the services' stderr
-  is not a terminal) and, rendered short, to the terminal prefixed by the service name.
+  A server comes back on the same port with the same data folder; losing nothing across
+  a restart is the child's own job (JetStream's store, PostgreSQL's WAL, the services'
+  journal replay and durable consumer); the supervisor only has to bring it back quickly,
+  reap the old process and not spin on a crash loop. Before a group is first ready, a
+  few quick exits in a row mean "it will not start": the launcher gives up with the end
+  of that child's log.
+- The servers are started and ready before the services start, and stopped after them,
+  so that the services drain to servers that are still up.
+- Stopping is the child's stop signal (SIGTERM; SIGINT, "fast", for PostgreSQL), then
+  SIGKILL after a grace period, while a service's output is still relayed so the last
+  lines reach its log.
+- A service's output goes as is to `<run dir>/logs/<svc>.log` and, rendered short, to the
+  terminal prefixed by the service name; a server writes its own log in its data folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import os
 import signal
-import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import aiohttp
 
+from ops.launcher.children import Child, Service
 from ops.launcher.terminal import render, say, shown, write
 from ops.stack import HOST, log_tail
 
-REPO = Path(__file__).resolve().parents[2]
-PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
-READY_POLL = 0.25  # seconds between two rounds of /ready/ probes
-BACKOFF_FIRST = 0.5  # seconds before the first restart of a service that exited
+READY_POLL = 0.25  # seconds between two rounds of readiness probes
+BACKOFF_FIRST = 0.5  # seconds before the first restart of a child that exited
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # seconds of uptime after which an exit counts as a first failure again
 STARTUP_CRASHES = 3  # exits before the first ready that mean "will not start", not "flaky"
-STOP_GRACE = 10.0  # seconds a service gets to exit after SIGTERM before SIGKILL
-LOG_TAIL = 30  # log lines shown when a service fails to start
-LOG_LINE_LIMIT = 1 << 20  # longest service output line relayed (bytes)
+STOP_GRACE = 10.0  # seconds a child gets to exit after its stop signal before SIGKILL
+LOG_TAIL = 30  # log lines shown when a child fails to start
 # Ctrl-C, `kill`, and the terminal closing (SIGHUP would otherwise end the launcher on
 # the spot and leave its children running, since they have process groups of their own).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass
-class Service:
-    """One supervised `python -m <module>` and what the launcher knows of its state."""
-
-    module: str
-    port_var: str
-    host: str
-    port: int
-    log_path: Path
-    ready: bool = False
-    ever_ready: bool = False
-    crashes: int = 0  # exits in a row, each after less than STABLE_AFTER of uptime
-    down_since: float | None = None  # monotonic time it last exited or stopped being ready
-
-    @property
-    def ready_url(self) -> str:
-        return f"http://{self.host}:{self.port}/ready/"
 
 
 def _exit_reason(code: int) -> str:
@@ -82,30 +56,44 @@ def _exit_reason(code: int) -> str:
 
 
 class Supervisor:
-    """Runs the services until a signal: restarts those that exit, watches readiness."""
+    """Runs the servers and the services until a signal: restarts those that exit,
+    watches readiness."""
 
-    def __init__(self, services: list[Service], env: Mapping[str, str], began: float) -> None:
-        self.services = services
+    def __init__(self, env: Mapping[str, str], began: float) -> None:
         self.env = dict(env)
         self.began = began  # monotonic time the launcher started: startup times count from it
         self._stop = asyncio.Event()
 
-    async def run(self, ready_timeout: float) -> int:
-        """0 after a signal, 1 if the services did not all become ready."""
+    async def run(self, servers: Sequence[Child], services: Sequence[Service],
+                  ready_timeout: float) -> int:
+        """0 after a signal, 1 if the children did not all become ready."""
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._supervise(svc)) for svc in self.services]
-            tasks.append(group.create_task(self._watch_readiness()))
-            code = await self._start_up(ready_timeout)
+        async with self.supervising(servers, "servers", ready_timeout) as code:
             if code == 0 and not self._stop.is_set():
-                self._banner()
-                await self._stop.wait()
-            say("stopping the services")
-            for task in tasks:
-                task.cancel()
+                async with self.supervising(services, "services", ready_timeout) as code:
+                    if code == 0 and not self._stop.is_set():
+                        self._banner(services)
+                        await self._stop.wait()
+                    say("stopping the services")
+            if servers:
+                say("stopping the servers")
         return code
+
+    @contextlib.asynccontextmanager
+    async def supervising(self, children: Sequence[Child], group_name: str,
+                          ready_timeout: float) -> AsyncIterator[int]:
+        """Keep `children` running while the block runs, and stop them when it ends. It
+        starts once they are all ready (0) or one will not be (1, its log tail shown)."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._supervise(child)) for child in children]
+            tasks.append(group.create_task(self._watch_readiness(children)))
+            try:
+                yield await self._start_up(children, group_name, ready_timeout)
+            finally:
+                for task in tasks:
+                    task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stop.is_set():
@@ -114,32 +102,33 @@ class Supervisor:
         say(f"{sig.name}: stopping")
         self._stop.set()
 
-    async def _start_up(self, ready_timeout: float) -> int:
-        """Wait until every service is ready; 1 (with its log tail) if one is not."""
+    async def _start_up(self, children: Sequence[Child], group_name: str,
+                        ready_timeout: float) -> int:
+        """Wait until every child is ready; 1 (with its log tail) if one is not."""
         deadline = self.began + ready_timeout
-        while not all(svc.ready for svc in self.services):
+        while not all(child.ready for child in children):
             if self._stop.is_set():
                 return 0
-            looping = [svc for svc in self.services if svc.crashes >= STARTUP_CRASHES]
-            late = [svc for svc in self.services if not svc.ready]
+            looping = [child for child in children if child.crashes >= STARTUP_CRASHES]
+            late = [child for child in children if not child.ready]
             if looping or time.monotonic() > deadline:
-                for svc in looping or late:
-                    why = (f"exited {svc.crashes} times while starting" if looping
+                for child in looping or late:
+                    why = (f"exited {child.crashes} times while starting" if looping
                            else f"is not ready after {ready_timeout:g} s")
-                    say(f"{svc.module} {why}; the end of {shown(svc.log_path)}:\n"
-                        + log_tail(svc.log_path, LOG_TAIL))
+                    say(f"{child.name} {why}; the end of {shown(child.log_path)}:\n"
+                        + log_tail(child.log_path, LOG_TAIL))
                 return 1
             await asyncio.sleep(0.05)
-        say(f"all services ready, {time.monotonic() - self.began:.1f} s after start")
+        say(f"all {group_name} ready, {time.monotonic() - self.began:.1f} s after start")
         return 0
 
-    def _banner(self) -> None:
+    def _banner(self, services: Sequence[Service]) -> None:
         def url(svc: Service, scheme: str, path: str) -> str:
             host = "localhost" if svc.host == HOST else svc.host
             return f"{scheme}://{host}:{svc.port}{path}"
 
         # Unprefixed, so that the URLs and the curl line copy cleanly.
-        orders, trades, stream = self.services
+        orders, trades, stream = services
         log_dir = shown(orders.log_path.parent)
         write("\n".join([
             "",
@@ -158,117 +147,93 @@ class Supervisor:
             "",
         ]))
 
-    async def _supervise(self, svc: Service) -> None:
-        """Keep one service running until cancelled; being cancelled stops it."""
+    async def _supervise(self, child: Child) -> None:
+        """Keep one child running until cancelled; being cancelled stops it."""
         while True:
             began = time.monotonic()
-            code = await self._run_once(svc)
-            svc.ready = False
-            svc.down_since = time.monotonic()
-            svc.crashes = 1 if svc.down_since - began >= STABLE_AFTER else svc.crashes + 1
-            delay = min(BACKOFF_FIRST * 2 ** (svc.crashes - 1), BACKOFF_MAX)
-            say(f"{svc.module} exited ({_exit_reason(code)}); restarting in {delay:g} s")
+            code = await self._run_once(child)
+            child.pid, child.ready = None, False
+            child.down_since = time.monotonic()
+            child.crashes = 1 if child.down_since - began >= STABLE_AFTER else child.crashes + 1
+            delay = min(BACKOFF_FIRST * 2 ** (child.crashes - 1), BACKOFF_MAX)
+            say(f"{child.name} exited ({_exit_reason(code)}); restarting in {delay:g} s")
             await asyncio.sleep(delay)
 
-    async def _run_once(self, svc: Service) -> int:
-        """Run the service once, relaying its output, and return its exit code."""
-        svc.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with svc.log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", svc.module,
-                cwd=REPO,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                limit=LOG_LINE_LIMIT,
-                process_group=0,  # see the module docstring: Ctrl-C is ours alone
-                **dies_with_launcher(signal.SIGTERM),
-            )  # fmt: skip
-            marker = f"---- {svc.module} started (pid {proc.pid}) at {datetime.now(UTC)}\n"
+    async def _run_once(self, child: Child) -> int:
+        """Run the child once, relaying its output if it has a pipe, and return its exit
+        code once it has exited and been reaped."""
+        child.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with child.log_path.open("ab") as log:
+            proc = await child.spawn(self.env, log)
+            child.pid = proc.pid
+            marker = f"---- {child.name} started (pid {proc.pid}) at {datetime.now(UTC)}\n"
             log.write(marker.encode())
-            say(f"{svc.module} started (pid {proc.pid}) on port {svc.port}")
+            log.flush()
+            say(f"{child.name} started (pid {proc.pid}) {child.where()}")
             try:
-                await self._relay(svc, proc, log)
+                await self._relay(child, proc, log)
                 return await proc.wait()
             except asyncio.CancelledError:
                 # Stop it, and keep relaying so its last words reach the log.
-                await asyncio.gather(self._terminate(svc, proc), self._relay(svc, proc, log))
+                await asyncio.gather(self._terminate(child, proc),
+                                     self._relay(child, proc, log))
                 raise
 
-    async def _relay(
-        self, svc: Service, proc: asyncio.subprocess.Process, log: BinaryIO
-    ) -> None:
-        """Copy the service's output to its log file as is and to the terminal rendered,
-        until the service closes it."""
-        assert proc.stdout is not None
+    async def _relay(self, child: Child, proc: asyncio.subprocess.Process,
+                     log: BinaryIO) -> None:
+        """Copy a service's output to its log file as is and to the terminal rendered,
+        until the service closes it (at once for a server: it writes its log itself)."""
+        if proc.stdout is None:
+            return
         while True:
             try:
                 raw = await proc.stdout.readline()
-            except ValueError:  # longer than LOG_LINE_LIMIT: the reader dropped it
+            except ValueError:  # longer than the reader's limit: it dropped the line
                 raw = b"(an output line too long to relay was dropped)\n"
             if not raw:
                 return
             log.write(raw)
             log.flush()
-            say(render(raw.decode(errors="replace").rstrip("\n")), svc.module)
+            say(render(raw.decode(errors="replace").rstrip("\n")), child.name)
 
-    async def _terminate(self, svc: Service, proc: asyncio.subprocess.Process) -> None:
-        """SIGTERM (graceful for aiohttp's run_app), then SIGKILL after STOP_GRACE."""
+    async def _terminate(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        """The child's stop signal, then SIGKILL after STOP_GRACE."""
         if proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
+            proc.send_signal(child.stop_signal)
         try:
             await asyncio.wait_for(proc.wait(), STOP_GRACE)
         except TimeoutError:
-            say(f"{svc.module} did not stop within {STOP_GRACE:g} s; killing it")
+            say(f"{child.name} did not stop within {STOP_GRACE:g} s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-        say(f"{svc.module} stopped ({_exit_reason(proc.returncode or 0)})")
+        say(f"{child.name} stopped ({_exit_reason(proc.returncode or 0)})")
 
-    async def _watch_readiness(self) -> None:
-        """Probe every /ready/ and report changes, e.g. a restarted service coming back."""
+    async def _watch_readiness(self, children: Sequence[Child]) -> None:
+        """Probe readiness and report changes, e.g. a restarted child coming back."""
         timeout = aiohttp.ClientTimeout(total=1.0)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
-                states = await asyncio.gather(*(_probe(http, s.ready_url) for s in self.services))
+                probed = [child for child in children
+                          if child.pid is not None
+                          and (child.probe_while_ready or not child.ready)]
+                pids = [child.pid for child in probed]
+                states = await asyncio.gather(*(child.probe(http) for child in probed))
                 now = time.monotonic()
-                for svc, ready in zip(self.services, states, strict=True):
-                    if ready and not svc.ready:
-                        if not svc.ever_ready:
-                            say(f"{svc.module} ready after {now - self.began:.1f} s")
-                        elif svc.down_since is not None:
-                            say(f"{svc.module} ready again, {now - svc.down_since:.1f} s "
+                for child, pid, ready in zip(probed, pids, states, strict=True):
+                    if child.pid != pid:  # it exited while being probed: the answer is stale
+                        continue
+                    if ready and not child.ready:
+                        if not child.ever_ready:
+                            say(f"{child.name} ready after {now - self.began:.1f} s")
+                        elif child.down_since is not None:
+                            say(f"{child.name} ready again, {now - child.down_since:.1f} s "
                                 "after it went down")
-                        svc.ever_ready, svc.down_since = True, None
-                    elif svc.ready and not ready:
-                        say(f"{svc.module} is no longer ready")
-                        svc.down_since = now
-                    svc.ready = ready
+                        child.ever_ready, child.down_since = True, None
+                    elif child.ready and not ready:
+                        say(f"{child.name} is no longer ready")
+                        child.down_since = now
+                    child.ready = ready
                 await asyncio.sleep(READY_POLL)
-
-
-async def _probe(http: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with http.get(url) as response:
-            return response.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-
-
-def dies_with_launcher(signal_number: int) -> dict[str, Any]:
-    """Popen arguments that make Linux send the child `signal_number` when the launcher
-    dies (PR_SET_PDEATHSIG, set between fork and exec); none elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return {}
-    libc = ctypes.CDLL(None, use_errno=True)
-    launcher = os.getpid()
-
-    def arrange() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, int(signal_number))
-        if os.getppid() != launcher:  # it died before the request was in place
-            os.kill(os.getpid(), signal_number)
-
-    return {"preexec_fn": arrange}

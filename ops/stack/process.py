@@ -61,22 +61,25 @@ class EmbeddedServer:
         self.log_path = self.data_dir / f"{self.name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
-    # -- what subclasses provide ------------------------------------------------
+    # -- what subclasses provide (public: the launcher runs servers under its supervisor) --
     @property
     def address(self) -> str:
         """What a client connects to (a URL or DSN)."""
         raise NotImplementedError
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
+        """The server's command line; the same at every start."""
         raise NotImplementedError
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
+        """True once the server answers (blocks for a fraction of a second at most)."""
         raise NotImplementedError
 
-    def _prepare(self) -> None:
-        """One-off setup before the first start (e.g. initdb)."""
+    def prepare(self) -> None:
+        """Setup before every start, a no-op once done (e.g. initdb)."""
 
-    def _popen_extra(self) -> dict[str, Any]:
+    def popen_extra(self) -> dict[str, Any]:
+        """Further subprocess.Popen arguments (e.g. the user PostgreSQL runs as)."""
         return {}
 
     # -- lifecycle ----------------------------------------------------------------
@@ -93,16 +96,16 @@ class EmbeddedServer:
         if self.running:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare()
+        self.prepare()
         with self.log_path.open("ab") as log:
             log.write(f"---- starting {self.name} on {HOST}:{self.port}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                self._command(),
+                self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                **self._popen_extra(),
+                **self.popen_extra(),
             )
         self._wait_ready()
         return self
@@ -115,7 +118,7 @@ class EmbeddedServer:
             if code is not None:
                 self._proc = None
                 self._fail(f"exited with code {code} while starting")
-            if self._is_ready():
+            if self.is_ready():
                 return
             time.sleep(0.02)
         self.kill()

@@ -88,7 +88,7 @@ class NatsServer(EmbeddedServer):
     def address(self) -> str:
         return self.url
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         return [
             str(nats_server_binary()),
             "-a", HOST,
@@ -98,7 +98,7 @@ class NatsServer(EmbeddedServer):
             "-sd", str(self.data_dir / "store"),
         ]  # fmt: skip
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         url = f"http://{HOST}:{self.monitor_port}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=0.5) as resp:
@@ -120,7 +120,7 @@ class RedisServer(EmbeddedServer):
     def address(self) -> str:
         return self.url
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         return [
             str(redis_server_binary()),
             "--bind", HOST,
@@ -132,7 +132,7 @@ class RedisServer(EmbeddedServer):
             "--unixsocket", "",
         ]  # fmt: skip
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         return _tcp_exchange(self.port, b"PING\r\n").startswith(b"+PONG")
 
 
@@ -181,13 +181,13 @@ class PostgresServer(EmbeddedServer):
                 f"running as root and user {POSTGRES_FALLBACK_USER!r} does not exist"
             ) from None
 
-    def _popen_extra(self) -> dict[str, Any]:
+    def popen_extra(self) -> dict[str, Any]:
         account = self._os_user()
         if account is None:
             return {}
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         account = self._os_user()
         if account is not None:  # checked on every start: pytest re-tightens its temp root
             _let_others_traverse(self.data_dir)
@@ -218,7 +218,7 @@ class PostgresServer(EmbeddedServer):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
-                **self._popen_extra(),
+                **self.popen_extra(),
             )
         if result.returncode != 0:
             self._fail(f"initdb failed with code {result.returncode}")
@@ -226,7 +226,7 @@ class PostgresServer(EmbeddedServer):
             self.pgdata.rmdir()
         staging.rename(self.pgdata)
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         settings = {
             "listen_addresses": HOST,
             "port": str(self.port),
@@ -238,7 +238,7 @@ class PostgresServer(EmbeddedServer):
             command += ["-c", f"{key}={value}"]
         return command
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         result = subprocess.run(
             [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port),
              "-U", self.user],  # as another, missing role the server would log a FATAL
