@@ -1,11 +1,12 @@
--- wrk script for ops/bench_api.py: POST /orders/ with a different body on every request.
+-- wrk script for the order API benchmark (ops/bench/api/wrk.py): POST /orders/ with a
+-- different body on every request.
 --
 -- Sides alternate buy/sell, prices are random in 99.90..100.10 (so buys and sells cross
 -- and trades happen), quantities random in 1..10. Every response whose status is not 2xx
 -- is counted; done() prints one line "BENCH_JSON {...}" with the totals and the latency
--- percentiles (microseconds), which bench_api.py parses. Usable on its own too:
+-- percentiles (microseconds), which wrk.py parses. Usable on its own too:
 --
---   wrk -t1 -c64 -d5s -s ops/wrk_orders.lua http://127.0.0.1:8000/orders/
+--   wrk -t1 -c64 -d5s -s ops/bench/api/wrk_orders.lua http://127.0.0.1:8000/orders/
 
 local threads = {}
 

@@ -18,16 +18,14 @@ and the whole machine. On 2 cores the sum bounds the throughput: 20,000 trades/s
 it under 100 us.
 
     python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
-    .venv/bin/python -m ops.bench_projection --workload /tmp/w_1m_s1.jsonl --trades 200000
+    .venv/bin/python -m ops.bench.projection --workload /tmp/w_1m_s1.jsonl --trades 200000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import multiprocessing
 import statistics
 import tempfile
 import time
@@ -40,53 +38,20 @@ import nats
 import uvloop
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
 
 from common import subjects
 from common.config import Settings
 from common.instruments import Instrument
-from common.journal import ensure_stream
-from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecuted, encoder
+from common.messages import OrderAccepted, OrderRejected, TradeExecuted
 from common.service import settle_heap
-from ops import cpu
-from ops.bench_engine import parse
-from ops.stack import NatsServer, PostgresServer, given_or_started
-from svc_orders.matching import Exchange
+from ops.bench import cpu
+from ops.bench.harness import given_or_started
+from ops.bench.journaling import fresh_stream, journal, journal_payloads, publisher
+from ops.stack import NatsServer, PostgresServer
 from svc_trades.migrations import migrate
 from svc_trades.projector import Projector
 
-PUBLISH_WINDOW = 5_000  # acknowledgements outstanding while publishing
 SAMPLE_EVERY = 0.1  # seconds between lag samples
-
-
-def journal(workload: Path, trades: int) -> tuple[list[EventBatch], dict[str, Instrument]]:
-    """The journaled batches of the workload's first commands that make `trades` trades."""
-    commands, instruments = parse(workload)
-    exchange = Exchange(instruments)
-    batches: list[EventBatch] = []
-    made = 0
-    for command in commands:
-        batch = exchange.submit(command)
-        if batch.seq:
-            batches.append(batch)
-            made += sum(type(event) is TradeExecuted for event in batch.events)
-            if made >= trades:
-                break
-    return batches, instruments
-
-
-async def publish(js: JetStreamContext, payloads: list[tuple[str, bytes, str]]) -> float:
-    """Publish as svc_orders journals (pipelined, de-duplicated); returns seconds taken."""
-    started = time.perf_counter()
-    pending: list[asyncio.Future[PubAck]] = []
-    for subject, data, msg_id in payloads:
-        pending.append(await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id}))
-        if len(pending) >= PUBLISH_WINDOW:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
-    return time.perf_counter() - started
 
 
 async def fresh_database(admin_dsn: str, name: str) -> str:
@@ -149,36 +114,6 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str,
     finally:
         await nc.close()
     return result
-
-
-def journal_payloads(batches: list[EventBatch]) -> list[tuple[str, bytes, str]]:
-    """(subject, msgpack, Nats-Msg-Id) of each batch, as svc_orders journals it."""
-    return [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
-            for b in batches]
-
-
-async def fresh_stream(js: JetStreamContext) -> None:
-    with contextlib.suppress(NotFoundError):
-        await js.delete_stream(subjects.STREAM)
-    await ensure_stream(js)
-
-
-def publish_from_here(nats_url: str, payloads: list[tuple[str, bytes, str]]) -> None:
-    async def go() -> None:
-        nc = await nats.connect(nats_url)
-        await publish(nc.jetstream(publish_async_max_pending=2 * PUBLISH_WINDOW), payloads)
-        await nc.close()
-    asyncio.run(go())
-
-
-async def publisher(nats_url: str, payloads: list[tuple[str, bytes, str]]) -> None:
-    """Publish from another process, as svc_orders would: it does not share our core."""
-    process = multiprocessing.get_context("spawn").Process(
-        target=publish_from_here, args=(nats_url, payloads))
-    process.start()
-    await asyncio.get_running_loop().run_in_executor(None, process.join)
-    if process.exitcode != 0:
-        raise SystemExit(f"the publisher failed with exit code {process.exitcode}")
 
 
 async def drain_run(args: argparse.Namespace, admin_dsn: str, nc: Nats,

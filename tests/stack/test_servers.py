@@ -1,13 +1,12 @@
 """The embedded servers are real and answer their own protocols."""
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import nats
 import redis.asyncio as redis
 
-from ops.stack import NatsServer, PostgresServer, RedisServer, given_or_started
+from ops.stack import NatsServer, PostgresServer, RedisServer
 from tests.helpers import eventually
 
 
@@ -68,17 +67,3 @@ async def test_nats_restart_keeps_jetstream_data(tmp_path: Path) -> None:
             assert msg.data == b"before outage"
         finally:
             await nc.close()
-
-
-def test_given_or_started_starts_a_server_only_when_no_address_is_given(
-        tmp_path: Path) -> None:
-    with ExitStack() as stack:
-        assert given_or_started(stack, "nats://elsewhere:4222",
-                                lambda: NatsServer(tmp_path / "unused")) == (
-            "nats://elsewhere:4222", None)
-        assert not (tmp_path / "unused").exists()
-        url, pid = given_or_started(stack, None, lambda: NatsServer(tmp_path / "nats"))
-        assert url.startswith("nats://127.0.0.1:")
-        assert pid is not None
-        assert Path(f"/proc/{pid}").exists()
-    assert not Path(f"/proc/{pid}").exists()  # stopped (and reaped) with the stack

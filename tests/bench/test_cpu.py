@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from ops import cpu
+from ops.bench import cpu
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 

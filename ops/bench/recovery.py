@@ -8,7 +8,7 @@ as at every start of svc_orders. Prints one JSON line: batches, seconds, batches
 resting orders and live orders after recovery.
 
     python ../shared/bench/workload.py --n 1000000 --seed 1 --out /tmp/w_1m_s1.jsonl
-    .venv/bin/python -m ops.bench_recovery --workload /tmp/w_1m_s1.jsonl --trades 100000
+    .venv/bin/python -m ops.bench.recovery --workload /tmp/w_1m_s1.jsonl --trades 100000
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import uvloop
 from nats.js.errors import NotFoundError
 
 from common import subjects
-from ops.bench_projection import fresh_stream, journal, journal_payloads, publisher
+from ops.bench.journaling import fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer
 from svc_orders import snapshots
 from svc_orders.journaling import Journal

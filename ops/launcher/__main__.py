@@ -1,8 +1,9 @@
 """`python -m ops.launcher`, run by ./ops/run: the whole exchange on one machine.
 
-Starts real NATS (JetStream), PostgreSQL and Redis from the PyPI wheels (ops.stack) with
-their data under `.run/`, then hands the three services to ops.supervisor until Ctrl-C,
-SIGTERM or SIGHUP. Why it behaves as it does:
+Runs real NATS (JetStream), PostgreSQL and Redis from the PyPI wheels (ops.stack) with
+their data under `.run/`, then the three services, all kept running by the supervisor
+(a server or service that dies is restarted) until Ctrl-C, SIGTERM or SIGHUP. Why it
+behaves as it does:
 
 - Shutdown goes in dependency order: the services first, while the servers they drain
   to are still up, then the servers. Every child has its own process group so that the
@@ -34,6 +35,9 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from common.config import Settings, load_settings
+from ops.launcher.children import REPO, Server, Service
+from ops.launcher.supervisor import STOP_SIGNALS, Supervisor
+from ops.launcher.terminal import say, shown
 from ops.stack import (
     HOST,
     EmbeddedServer,
@@ -42,15 +46,6 @@ from ops.stack import (
     RedisServer,
     ServerStartError,
     free_port,
-)
-from ops.supervisor import (
-    REPO,
-    STOP_SIGNALS,
-    Service,
-    Supervisor,
-    dies_with_launcher,
-    say,
-    shown,
 )
 
 ENV_HELP = """\
@@ -72,27 +67,6 @@ class LaunchError(Exception):
 
 
 # -- embedded servers -------------------------------------------------------------------
-
-
-class _OwnGroup(EmbeddedServer):
-    """A server in its own process group, out of reach of the terminal's Ctrl-C, so that
-    it stops only when the launcher stops it (after the services) or dies."""
-
-    def _popen_extra(self) -> dict[str, object]:
-        return {**super()._popen_extra(), "process_group": 0,
-                **dies_with_launcher(self.stop_signal)}
-
-
-class _Nats(_OwnGroup, NatsServer):
-    pass
-
-
-class _Postgres(_OwnGroup, PostgresServer):
-    pass
-
-
-class _Redis(_OwnGroup, RedisServer):
-    pass
 
 
 def _port_is_free(port: int, host: str = HOST) -> bool:
@@ -128,41 +102,26 @@ def _redact(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-def _start_servers(stack: ExitStack, env: Mapping[str, str], run_dir: Path) -> dict[str, str]:
-    """Start the embedded servers that no EX_ URL replaces; return their EX_ URLs.
-
-    Each server's stop is on `stack` before it starts, so an interrupted start cleans up.
-    """
+def _servers(env: Mapping[str, str], run_dir: Path) -> tuple[list[Server], dict[str, str]]:
+    """The embedded servers that no EX_ URL replaces, and their EX_ URLs."""
     servers: list[tuple[str, EmbeddedServer, str]] = []  # (variable, server, its URL)
     if "EX_NATS_URL" not in env:
-        nats = _Nats(run_dir / "nats", _server_port(env, "EX_NATS_PORT", 4222, "nats"),
-                     monitor_port=_server_port(env, "EX_NATS_MONITOR_PORT", 8222,
-                                               "the nats monitor"))
+        nats = NatsServer(run_dir / "nats", _server_port(env, "EX_NATS_PORT", 4222, "nats"),
+                          monitor_port=_server_port(env, "EX_NATS_MONITOR_PORT", 8222,
+                                                    "the nats monitor"))
         servers.append(("EX_NATS_URL", nats, nats.url))
     if "EX_PG_DSN" not in env:
-        postgres = _Postgres(run_dir / "postgres",
-                             _server_port(env, "EX_PG_PORT", 5432, "postgres"))
+        postgres = PostgresServer(run_dir / "postgres",
+                                  _server_port(env, "EX_PG_PORT", 5432, "postgres"))
         servers.append(("EX_PG_DSN", postgres, postgres.dsn))
     if "EX_REDIS_URL" not in env:
-        redis = _Redis(run_dir / "redis", _server_port(env, "EX_REDIS_PORT", 6379, "redis"))
+        redis = RedisServer(run_dir / "redis",
+                            _server_port(env, "EX_REDIS_PORT", 6379, "redis"))
         servers.append(("EX_REDIS_URL", redis, redis.url))
-
     for var in ("EX_NATS_URL", "EX_PG_DSN", "EX_REDIS_URL"):
         if var in env:
             say(f"using the external server in {var}={_redact(env[var])}")
-    for _, server, _ in servers:
-        stack.callback(_stop_server, server)
-        say(f"starting {server.name} on {HOST}:{server.port}, data in {shown(server.data_dir)}")
-        began = time.monotonic()
-        server.start()
-        say(f"{server.name} ready in {time.monotonic() - began:.1f} s")
-    return {var: url for var, _, url in servers}
-
-
-def _stop_server(server: EmbeddedServer) -> None:
-    if server.running:
-        say(f"stopping {server.name}")
-    server.stop()
+    return [Server(server) for _, server, _ in servers], {var: url for var, _, url in servers}
 
 
 @contextlib.contextmanager
@@ -198,23 +157,26 @@ def _services(settings: Settings, log_dir: Path) -> list[Service]:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """A stop signal before the event loop runs: unwind as Ctrl-C does by default, so
-    that the servers started so far get stopped."""
+    """A stop signal before the supervisor runs: unwind as Ctrl-C does by default, so
+    that the lock is released and the launcher says it stopped."""
     raise KeyboardInterrupt
 
 
-def _be_patient(signum: int, frame: FrameType | None) -> None:
-    """While the servers stop, a second Ctrl-C must not leave them running. (os.write:
-    print() is not safe inside a signal handler.)"""
-    with contextlib.suppress(OSError):
-        os.write(sys.stdout.fileno(), b"run        | still stopping the servers, please wait\n")
+def _supervise(supervisor: Supervisor, servers: list[Server], services: list[Service],
+               ready_timeout: float) -> int:
+    """Run the supervisor; a server that cannot be started at all (a missing binary, a
+    failed initdb) ends it with that server's error, not a group of task errors."""
+    try:
+        return asyncio.run(supervisor.run(servers, services, ready_timeout))
+    except* ServerStartError as errors:
+        raise errors.exceptions[0] from None
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="./ops/run",
         description="Run NATS, PostgreSQL, Redis and the three exchange services on this\n"
-        "machine, and keep the services running until Ctrl-C.",
+        "machine, and keep them running (restarted if one dies) until Ctrl-C.",
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -243,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise LaunchError(f"port {svc.port} for {svc.module} is in use; stop what "
                                   f"uses it or set {svc.port_var} to another port")
         stack.callback(say, "stopped")  # runs last
-        env |= _start_servers(stack, env, run_dir)
+        servers, urls = _servers(env, run_dir)
+        env |= urls
         env["PYTHONUNBUFFERED"] = "1"
         say(f"service logs: {shown(run_dir / 'logs')}/<service>.log, and below")
-        return asyncio.run(Supervisor(services, env, began).run(args.ready_timeout))
+        return _supervise(Supervisor(env, began), servers, services, args.ready_timeout)
     except KeyboardInterrupt:
         say("interrupted: stopping")
         return 0
@@ -254,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"./ops/run: {error}", file=sys.stderr, flush=True)
         return 1
     finally:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, _be_patient)
         stack.close()
 
 

@@ -8,7 +8,7 @@ processes connect N clients that read as fast as they can; this process then pub
 publish time in `execution_timestamp`. Prints one JSON line per client count: delivery
 rate, latency from publish to client receipt (p50/p99/max), and dropped clients.
 
-    .venv/bin/python -m ops.bench_ws --clients 100 1000 --rate 50 --seconds 10
+    .venv/bin/python -m ops.bench.ws --clients 100 1000 --rate 50 --seconds 10
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,8 @@ from common import cache, subjects
 from common.config import load_settings
 from common.instruments import DEFAULT_SYMBOL
 from common.views import TradesMessage, TradeView, json_encoder, timestamp, trade_id
+from ops.bench import cpu
+from ops.bench.harness import percentile, service_process
 from ops.stack import HOST, NatsServer, RedisServer, free_port
 
 CONNECT_CONCURRENCY = 50  # connections opened at once per worker (the listen backlog)
@@ -87,29 +88,9 @@ def stack(connect: bool) -> Iterator[tuple[str, str, str, int | None]]:
         port = free_port()
         env = {**os.environ, "EX_NATS_URL": nats_server.url, "EX_REDIS_URL": redis_server.url,
                "EX_HOST": HOST, "EX_STREAM_PORT": str(port), "EX_LOG_FORMAT": "json"}
-        with (Path(folder) / "stream.log").open("wb") as log:
-            service = subprocess.Popen([sys.executable, "-m", "svc_stream"], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://{HOST}:{port}"
-            _wait_ready(base, service)
-            yield nats_server.url, redis_server.url, base, service.pid
-        finally:
-            service.terminate()
-            service.wait(15)
-
-
-def _wait_ready(base: str, service: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise SystemExit(f"svc_stream exited with code {service.returncode}")
-        with (contextlib.suppress(OSError),
-              urllib.request.urlopen(f"{base}/ready/", timeout=1) as response):
-            if response.status == 200:
-                return
-        time.sleep(0.05)
-    raise SystemExit("svc_stream did not become ready")
+        with service_process("svc_stream", [sys.executable, "-m", "svc_stream"], env, port,
+                             Path(folder) / "stream.log") as service:
+            yield nats_server.url, redis_server.url, f"http://{HOST}:{port}", service.pid
 
 
 def _metric(base: str, name: str) -> float:
@@ -118,13 +99,6 @@ def _metric(base: str, name: str) -> float:
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- client worker processes ------------------------------------------------------------
@@ -300,10 +274,6 @@ async def _publish(nats_url: str, first: int, count: int, rate: float) -> float:
     return began
 
 
-def _percentile(ordered: list[float], fraction: float) -> float:
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
-
-
 async def run(clients: int, args: argparse.Namespace, nats_url: str, redis_url: str,
               base: str, pid: int | None) -> dict[str, object]:
     context = multiprocessing.get_context("spawn")
@@ -326,10 +296,10 @@ async def run(clients: int, args: argparse.Namespace, nats_url: str, redis_url: 
             await asyncio.to_thread(ready.get, True, 120)
         connect_s = time.monotonic() - connecting
         dropped_before = _metric(base, "stream_clients_dropped_total")
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = cpu.process_seconds(pid)
         began = await _publish(nats_url, first, count, args.rate)
         published_s = time.time() - began
-        cpu = _cpu_seconds(pid) - cpu_before
+        server_cpu = cpu.process_seconds(pid) - cpu_before
         asyncio.get_running_loop().call_later(GRACE, stop.set)
         outcome = [msgspec.msgpack.decode(await asyncio.to_thread(results.get, True, 120),
                                           type=WorkerResult) for _ in workers]
@@ -349,13 +319,14 @@ async def run(clients: int, args: argparse.Namespace, nats_url: str, redis_url: 
         "expected": count * clients, "delivered": received,
         "delivery_ratio": round(received / (count * clients), 6),
         "deliveries_per_s": round(received / span) if span > 0 else 0,
-        "latency_ms": {"p50": _percentile(latencies, 0.50), "p99": _percentile(latencies, 0.99),
+        "latency_ms": {"p50": round(percentile(latencies, 0.50), 2),
+                       "p99": round(percentile(latencies, 0.99), 2),
                        "max": round(latencies[-1], 2)} if latencies else None,
         "dropped_clients": sum(result.dropped for result in outcome),
         "dropped_by_server": int(_metric(base, "stream_clients_dropped_total")
                                  - dropped_before),
         "other_closed": sum(result.closed for result in outcome),
-        "server_cpu_share": round(cpu / published_s, 2) if pid is not None else None,
+        "server_cpu_share": round(server_cpu / published_s, 2) if pid is not None else None,
     }
 
 

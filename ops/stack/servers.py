@@ -1,10 +1,4 @@
-"""Real NATS, PostgreSQL and Redis servers run from their PyPI wheels.
-
-The embedded stack behind ``./ops/run`` and the test fixtures: each server gets a
-free port on 127.0.0.1 and its own data folder, start() returns only once the
-server answers, and stop() shuts it down cleanly. No pytest imports here, so the
-launcher can reuse it.
-"""
+"""NATS (JetStream), Redis and PostgreSQL from their PyPI wheels, as EmbeddedServers."""
 
 from __future__ import annotations
 
@@ -15,39 +9,17 @@ import signal
 import socket
 import subprocess
 import sysconfig
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any
 
-HOST = "127.0.0.1"
+from ops.stack.process import HOST, EmbeddedServer, ServerStartError, free_port
+
 # postgres refuses to run as root; when we are root it runs as this user instead.
 POSTGRES_FALLBACK_USER = "nobody"
-
-
-class ServerStartError(RuntimeError):
-    """A server did not come up; the message carries the tail of its log."""
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago and that this process
-    has not handed out before: the kernel may give a just-released port to the next
-    call, and two servers (or a server's client and monitor ports) would then collide."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port: int = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def _package_dir(package: str) -> Path:
@@ -80,128 +52,6 @@ def postgres_bin_dir() -> Path:
     bin_dir = _package_dir("pgserver") / "pginstall" / "bin"
     _existing(bin_dir / "postgres")
     return bin_dir
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class EmbeddedServer:
-    """One server process: subclasses say how to run it and how to tell it is ready."""
-
-    name = "server"
-    stop_signal = signal.SIGTERM
-
-    def __init__(self, data_dir: Path, port: int | None = None, start_timeout: float = 30.0):
-        self.data_dir = Path(data_dir).resolve()
-        # The port is fixed at construction so a restart comes back on the same address.
-        self.port = port if port is not None else free_port()
-        self.start_timeout = start_timeout
-        self.log_path = self.data_dir / f"{self.name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    # -- what subclasses provide ------------------------------------------------
-    @property
-    def address(self) -> str:
-        """What a client connects to (a URL or DSN)."""
-        raise NotImplementedError
-
-    def _command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _is_ready(self) -> bool:
-        raise NotImplementedError
-
-    def _prepare(self) -> None:
-        """One-off setup before the first start (e.g. initdb)."""
-
-    def _popen_extra(self) -> dict[str, Any]:
-        return {}
-
-    # -- lifecycle ----------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc else None
-
-    def start(self) -> Self:
-        """Start the process and block until it answers; raise ServerStartError if not."""
-        if self.running:
-            return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare()
-        with self.log_path.open("ab") as log:
-            log.write(f"---- starting {self.name} on {HOST}:{self.port}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                **self._popen_extra(),
-            )
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                self._proc = None
-                self._fail(f"exited with code {code} while starting")
-            if self._is_ready():
-                return
-            time.sleep(0.02)
-        self.kill()
-        self._fail(f"did not answer within {self.start_timeout:.0f}s")
-
-    def _fail(self, what: str) -> NoReturn:
-        raise ServerStartError(
-            f"{self.name} on {HOST}:{self.port} {what}; log {self.log_path}:\n"
-            + _log_tail(self.log_path)
-        )
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Graceful shutdown; escalate to SIGKILL if it does not exit in time."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(self.stop_signal)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def kill(self) -> None:
-        """SIGKILL, for simulating a crash; the data folder is left as the crash left it."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {HOST}:{self.port} running={self.running}>"
 
 
 def _tcp_exchange(port: int, request: bytes, timeout: float = 0.5) -> bytes:
@@ -238,7 +88,7 @@ class NatsServer(EmbeddedServer):
     def address(self) -> str:
         return self.url
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         return [
             str(nats_server_binary()),
             "-a", HOST,
@@ -248,7 +98,7 @@ class NatsServer(EmbeddedServer):
             "-sd", str(self.data_dir / "store"),
         ]  # fmt: skip
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         url = f"http://{HOST}:{self.monitor_port}/healthz"
         try:
             with urllib.request.urlopen(url, timeout=0.5) as resp:
@@ -270,7 +120,7 @@ class RedisServer(EmbeddedServer):
     def address(self) -> str:
         return self.url
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         return [
             str(redis_server_binary()),
             "--bind", HOST,
@@ -282,7 +132,7 @@ class RedisServer(EmbeddedServer):
             "--unixsocket", "",
         ]  # fmt: skip
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         return _tcp_exchange(self.port, b"PING\r\n").startswith(b"+PONG")
 
 
@@ -331,13 +181,13 @@ class PostgresServer(EmbeddedServer):
                 f"running as root and user {POSTGRES_FALLBACK_USER!r} does not exist"
             ) from None
 
-    def _popen_extra(self) -> dict[str, Any]:
+    def popen_extra(self) -> dict[str, Any]:
         account = self._os_user()
         if account is None:
             return {}
         return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         account = self._os_user()
         if account is not None:  # checked on every start: pytest re-tightens its temp root
             _let_others_traverse(self.data_dir)
@@ -368,7 +218,7 @@ class PostgresServer(EmbeddedServer):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
-                **self._popen_extra(),
+                **self.popen_extra(),
             )
         if result.returncode != 0:
             self._fail(f"initdb failed with code {result.returncode}")
@@ -376,7 +226,7 @@ class PostgresServer(EmbeddedServer):
             self.pgdata.rmdir()
         staging.rename(self.pgdata)
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         settings = {
             "listen_addresses": HOST,
             "port": str(self.port),
@@ -388,7 +238,7 @@ class PostgresServer(EmbeddedServer):
             command += ["-c", f"{key}={value}"]
         return command
 
-    def _is_ready(self) -> bool:
+    def is_ready(self) -> bool:
         result = subprocess.run(
             [str(postgres_bin_dir() / "pg_isready"), "-q", "-h", HOST, "-p", str(self.port),
              "-U", self.user],  # as another, missing role the server would log a FATAL
@@ -398,16 +248,6 @@ class PostgresServer(EmbeddedServer):
             check=False,
         )
         return result.returncode == 0
-
-
-def given_or_started(stack: ExitStack, given: str | None,
-                     server: Callable[[], EmbeddedServer]) -> tuple[str, int | None]:
-    """The address `given`, or that of a `server()` started now and stopped with `stack`,
-    with its pid (None for a given one): how the benchmarks pick their backing servers."""
-    if given is not None:
-        return given, None
-    started = stack.enter_context(server())
-    return started.address, started.pid
 
 
 def _let_others_traverse(path: Path) -> None:

@@ -1,0 +1,156 @@
+"""Order API benchmark: POST /orders/ throughput and latency against a trivial aiohttp ceiling.
+
+Starts, all on 127.0.0.1 in a temporary folder: a real nats-server (JetStream) and
+redis-server from ops.stack (or uses the ones named by EX_NATS_URL / EX_REDIS_URL when
+those are set: the bench's orders are then journaled into that stream, so never while
+another svc_orders writes to it), `python -m
+svc_orders` on a free port (EX_LOG_FORMAT=json, log in the temporary folder) and, as the
+ceiling, a trivial aiohttp app on uvloop (`python -m ops.bench.api.ceiling PORT`)
+that reads the POST body and answers a small JSON body. For each concurrency it drives
+the ceiling and then the order API for a fixed time with crossing orders (sides
+alternate buy/sell, random prices 99.90-100.10, random quantities 1-10, so trades
+happen) and prints one JSON line: per target requests/s, latency p50/p99/max in ms,
+errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
+the server, NATS, Redis, the load generator and the whole machine, then the ratio
+order_api/ceiling. A "machine" figure well above the sum of the others means something
+else competed for the cores during that run: its figures are not trustworthy.
+
+The load generator is `wrk` with wrk_orders.lua when `wrk` is on PATH (Debian package
+`wrk`), otherwise several Python client processes (aiohttp on uvloop, the connections
+split across them); the output says which ("generator"). The first measurement of each
+target is preceded by an unreported warm-up. On a small machine wrk, the service and NATS
+share the cores: use one wrk thread (the default, --wrk-threads 1) and compare the
+generator's CPU with the server's.
+
+    .venv/bin/python -m ops.bench.api                      # c=1,16,64; 5 s each
+    .venv/bin/python -m ops.bench.api --seconds 10 --concurrency 64 --generator python
+    .venv/bin/python -m ops.bench.api --profile /tmp/orders.txt   # py-spy, see --help
+
+Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+from ops.bench.api.figures import Figures, Line, measure
+from ops.bench.api.load import Generator, smoke_test
+from ops.bench.api.profiler import py_spy
+from ops.bench.harness import given_or_started, service_process
+from ops.stack import HOST, NatsServer, RedisServer, free_port, log_tail
+
+ORDERS_PATH = "/orders/"
+PAUSE = 0.5  # seconds between runs, for the journal's last acknowledgements to settle
+
+
+@contextlib.contextmanager
+def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None]]]:
+    """NATS URL, Redis URL and the pids of the servers we started: EX_ variables or private."""
+    with contextlib.ExitStack() as stack:
+        pids: dict[str, int | None] = {}
+        nats_url, pids["nats"] = given_or_started(stack, os.environ.get("EX_NATS_URL"),
+                                                  lambda: NatsServer(folder / "nats"))
+        redis_url, pids["redis"] = given_or_started(stack, os.environ.get("EX_REDIS_URL"),
+                                                    lambda: RedisServer(folder / "redis"))
+        yield nats_url, redis_url, pids
+
+
+def benchmark(args: argparse.Namespace, generator: Generator) -> None:
+    with (tempfile.TemporaryDirectory(prefix="bench_api-") as tmp,
+          backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
+        folder = Path(tmp)
+        load = {"wrk_threads": args.wrk_threads, "processes": args.processes}
+        orders_port, ceiling_port = free_port(), free_port()
+        env = {**os.environ, "EX_NATS_URL": nats_url, "EX_REDIS_URL": redis_url,
+               "EX_HOST": HOST, "EX_ORDERS_PORT": str(orders_port), "EX_LOG_FORMAT": "json"}
+        with (service_process("svc_orders", [sys.executable, "-m", "svc_orders"], env,
+                             orders_port, folder / "svc_orders.log") as service,
+              service_process("ceiling", [sys.executable, "-m", "ops.bench.api.ceiling",
+                                          str(ceiling_port)], env,
+                             ceiling_port, folder / "ceiling.log") as ceiling):
+            targets: dict[str, tuple[str, dict[str, int | None]]] = {
+                "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
+                            {"server": ceiling.pid}),
+                "order_api": (f"http://{HOST}:{orders_port}{ORDERS_PATH}",
+                              {"server": service.pid, **backing_pids}),
+            }
+            for url, _ in targets.values():
+                smoke_test(url)
+            if args.warmup:
+                for url, _ in targets.values():
+                    measure(generator, url, max(args.concurrency), args.warmup, {}, **load)
+                    time.sleep(PAUSE)
+            for concurrency in args.concurrency:
+                profiled = args.profile is not None and concurrency == args.concurrency[-1]
+                figures: dict[str, Figures] = {}
+                for name, (url, pids) in targets.items():
+                    with py_spy(args.profile if profiled and name == "order_api" else None,
+                                service.pid):
+                        figures[name] = measure(generator, url, concurrency, args.seconds, pids,
+                                                **load)
+                    time.sleep(PAUSE)
+                line = Line(
+                    concurrency=concurrency, generator=generator,
+                    wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
+                                 else None),
+                    python_processes=(min(args.processes, concurrency)
+                                      if generator == "python" else None),
+                    seconds=args.seconds, ceiling=figures["ceiling"],
+                    order_api=figures["order_api"],
+                    ratio=round(figures["order_api"].requests_per_s
+                                / max(1, figures["ceiling"].requests_per_s), 3),
+                    profiled="order_api run sampled by py-spy (slower)" if profiled else None)
+                print(msgspec.json.encode(line).decode(), flush=True)
+            if service.poll() is not None:
+                raise SystemExit("svc_orders died during the run:\n"
+                                 + log_tail(folder / "svc_orders.log", 30))
+
+
+def _terminate(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds the with-blocks, which stop the processes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64],
+                        help="connections kept busy (one request in flight each)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="unreported seconds per target before the first run (0: none)")
+    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto",
+                        help="auto: wrk if it is on PATH, else Python client processes")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=min(4, max(2, os.cpu_count() or 2)),
+                        help="Python client processes (the Python generator)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy raw (folded) profile of svc_orders during its run at "
+                             "the highest concurrency; sampling slows that run")
+    args = parser.parse_args()
+    if args.seconds < 1 or min(args.concurrency) < 1 or args.wrk_threads < 1:
+        parser.error("--seconds, --concurrency and --wrk-threads must be at least 1")
+    args.concurrency = sorted(set(args.concurrency))
+    generator: Generator = ("wrk" if args.generator == "wrk" or
+                            (args.generator == "auto" and shutil.which("wrk")) else "python")
+    if generator == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not on PATH (apt-get install wrk)")
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        benchmark(args, generator)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

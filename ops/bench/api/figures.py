@@ -1,0 +1,62 @@
+"""One run's figures: requests/s, latency, errors and where the CPU went."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ops.bench import cpu
+from ops.bench.api.clients import run_python
+from ops.bench.api.load import Generator
+from ops.bench.api.wrk import run_wrk
+
+
+class Figures(msgspec.Struct, kw_only=True):
+    """One target's figures in the output line."""
+
+    target: str
+    requests_per_s: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    errors: int  # non_2xx + socket_errors
+    non_2xx: int
+    socket_errors: int
+    cpu_cores: dict[str, float]  # CPU seconds per second of the run, per process
+
+
+class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The output for one concurrency."""
+
+    concurrency: int
+    generator: Generator
+    wrk_threads: int | None = None
+    python_processes: int | None = None
+    seconds: int
+    ceiling: Figures
+    order_api: Figures
+    ratio: float  # order_api / ceiling requests per second
+    profiled: str | None = None
+
+
+def measure(generator: Generator, url: str, concurrency: int, seconds: int,
+            pids: dict[str, int | None], *, wrk_threads: int, processes: int) -> Figures:
+    """One run's figures, with the CPU (in cores) of `pids` and of the load generator."""
+    before = {name: cpu.process_seconds(pid) for name, pid in pids.items()}
+    generator_before = cpu.waited_children_seconds()
+    machine_before = cpu.machine_busy_seconds()
+    result = (run_wrk(url, concurrency, seconds, wrk_threads) if generator == "wrk"
+              else run_python(url, concurrency, seconds, processes))
+    cores = {name: round((cpu.process_seconds(pid) - before[name]) / result.seconds, 2)
+             for name, pid in pids.items() if pid is not None}
+    cores["generator"] = round((cpu.waited_children_seconds() - generator_before)
+                               / result.seconds, 2)
+    # Everything, other processes on the machine included: well above the sum of the
+    # others means something else competed for the cores during this run.
+    cores["machine"] = round((cpu.machine_busy_seconds() - machine_before) / result.seconds, 2)
+    return Figures(
+        target=url, requests_per_s=round(result.requests / result.seconds),
+        p50_ms=round(result.p50_ms, 2), p99_ms=round(result.p99_ms, 2),
+        max_ms=round(result.max_ms, 2), requests=result.requests,
+        errors=result.non_2xx + result.socket_errors, non_2xx=result.non_2xx,
+        socket_errors=result.socket_errors, cpu_cores=cores)

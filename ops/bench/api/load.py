@@ -1,0 +1,47 @@
+"""The load both generators send, and what one timed run of either measured."""
+
+from __future__ import annotations
+
+import random
+import urllib.error
+import urllib.request
+from typing import Literal
+
+import msgspec
+
+REQUEST_TIMEOUT = 5.0  # seconds before a request counts as a socket error (both generators)
+RUN_GRACE = 30.0  # seconds a run may overrun its duration before it is killed
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+Generator = Literal["wrk", "python"]
+
+
+class Result(msgspec.Struct, kw_only=True):
+    """One timed run against one target."""
+
+    requests: int  # answered requests (any status)
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int  # connect/read/write errors and timeouts
+
+def order_body(rng: random.Random, number: int) -> bytes:
+    """The n-th order of a client: sides alternate, prices and quantities are random
+    (as wrk_orders.lua makes them)."""
+    cents = 9990 + rng.randint(0, 20)
+    side = "sell" if number % 2 else "buy"
+    return (f'{{"side":"{side}","quantity":{rng.randint(1, 10)},'
+            f'"price":"{cents // 100}.{cents % 100:02d}"}}').encode()
+
+
+def smoke_test(url: str) -> None:
+    """One order through `url`: it must answer 2xx, or the measurements would be noise."""
+    request = urllib.request.Request(url, data=order_body(random.Random(), 0),
+                                     headers=JSON_HEADERS, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise SystemExit(f"POST {url} answered {error.code}: {error.read()[:500]!r}") from None

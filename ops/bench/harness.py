@@ -1,0 +1,70 @@
+"""What the benchmarks share: their backing servers, the service under test as a
+process, and percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+
+from ops.stack import HOST, EmbeddedServer, log_tail
+
+READY_TIMEOUT = 60.0  # seconds for a service to answer /ready/
+STOP_TIMEOUT = 15.0  # seconds a process gets to exit after SIGTERM before SIGKILL
+
+
+def given_or_started(stack: ExitStack, given: str | None,
+                     server: Callable[[], EmbeddedServer]) -> tuple[str, int | None]:
+    """The address `given`, or that of a `server()` started now and stopped with `stack`,
+    with its pid (None for a given one): a benchmark measures the servers it started and
+    leaves alone those it was pointed at."""
+    if given is not None:
+        return given, None
+    started = stack.enter_context(server())
+    return started.address, started.pid
+
+
+@contextlib.contextmanager
+def service_process(name: str, command: list[str], env: Mapping[str, str], port: int,
+                    log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` until the block ends; yield once GET /ready/ on `port` answers 200."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(name, f"http://{HOST}:{port}/ready/", process, log_path)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with code {process.returncode}; log {log}:\n"
+                             + log_tail(log, 30))
+        with (contextlib.suppress(OSError),
+              urllib.request.urlopen(url, timeout=1) as response):
+            if response.status == 200:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"{name} did not become ready in {READY_TIMEOUT:.0f}s; log {log}:\n"
+                     + log_tail(log, 30))
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the sorted sample lies (0 for no sample)."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
