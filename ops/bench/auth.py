@@ -4,7 +4,7 @@ Times `Verifier.verify` for a good signature, a wrong one and an unknown key (th
 must cost the same: no answer may tell whether a key exists), and one rate-limit count on
 a real Redis and on the in-memory fallback. Prints one JSON line of microseconds.
 
-    .venv/bin/python -m ops.bench_auth [--n 20000]
+    .venv/bin/python -m ops.bench.auth [--n 20000]
 """
 
 from __future__ import annotations
