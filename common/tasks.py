@@ -34,19 +34,27 @@ async def supervise(name: str, run: Callable[[], Coroutine[Any, Any, None]], *,
         round_ = loop.create_task(run(), name=name)
         try:
             await round_
-            log.error("background task ended, restarting", task=name, pause=pause)
+            how = "ended"
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the service is stopping: `round_` was cancelled with us
-            log.error("background task cancelled itself, restarting", task=name, pause=pause)
+            how = "was cancelled"
         except Exception:
-            log.exception("background task failed, restarting", task=name, pause=pause)
+            how = "failed"
+            if not _stopping():
+                log.exception("background task failed", task=name)
+        if _stopping():  # cancelled with us, whatever the round made of it
+            raise asyncio.CancelledError
+        log.error("background task restarting", task=name, how=how, pause=pause)
         RESTARTS.labels(name).inc()
         if loop.time() - started > pauses[1]:
             pause = pauses[0]
         await asyncio.sleep(pause)
         pause = min(pause * 2, pauses[1])
+
+
+def _stopping() -> bool:
+    """Whether the current task was asked to stop (a cancellation is pending on it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[None]],

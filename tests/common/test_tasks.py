@@ -78,3 +78,25 @@ async def test_cancelling_the_supervisor_cancels_its_round() -> None:
     assert cancelled.is_set()
     assert supervisor.cancelled()
     assert _restarts("test-stop") == before
+
+
+async def test_a_round_that_swallows_its_cancellation_still_stops() -> None:
+    """Libraries have swallowed a cancellation (asyncio.wait_for on 3.11 among them): the
+    supervisor must stop anyway, not take the round's normal end for a failure."""
+    started = asyncio.Event()
+
+    async def run() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return  # swallowed
+
+    supervisor = asyncio.get_running_loop().create_task(
+        supervise("test-swallow", run, pauses=PAUSES))
+    await asyncio.wait_for(started.wait(), 5)
+    before = _restarts("test-swallow")
+    supervisor.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(supervisor, 1)
+    assert _restarts("test-swallow") == before
