@@ -1,4 +1,4 @@
-"""Redis key names. Redis holds caches only: losing it loses no data (SPEC 6)."""
+"""Redis key names. Redis holds caches only: losing it loses no data."""
 
 from __future__ import annotations
 

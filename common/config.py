@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projection_batch: Count = 8_000  # most journal messages per projection transaction
     ws_queue: Count = 256  # messages queued per WebSocket client before it is dropped
     ws_heartbeat: Seconds = 20.0  # WebSocket ping interval (seconds)
-    auth: Literal["off", "on"] = "off"  # signed requests and rate limits (SPEC 8)
+    auth: Literal["off", "on"] = "off"  # signed requests and rate limits
     secret_key: SecretKey | None = None  # encrypts API secrets at rest; needed with auth on
     auth_window: AuthWindow = 5.0  # seconds a signed timestamp may differ from our clock
     rate_private: RateLimit = "30/second"  # per key, on routes that need one
@@ -78,7 +78,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def check_protected_mode(settings: Settings) -> None:
-    """Refuse to serve what SPEC 8 forbids: without auth, only loopback may reach the
+    """Refuse to serve what the contract forbids: without auth, only loopback may reach the
     services (anyone who can connect may act on any order); with auth, secrets cannot
     be stored without `EX_SECRET_KEY`. Raises ValueError naming the variable."""
     if settings.auth == "off" and not _is_loopback(settings.host):

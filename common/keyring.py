@@ -1,7 +1,7 @@
 """Every live API key, in memory, kept current by watching the keys bucket.
 
 Verifying a request must cost no database or network round trip, and a revocation must
-reach every service within a second (SPEC 8). So each service loads the bucket at start
+reach every service within a second. So each service loads the bucket at start
 and follows its changes (a JetStream ordered consumer that nats-py's `watchall` sets up):
 an update lands here milliseconds after `revoke_key` stored it. Secrets are opened once,
 when their record arrives, never per request.

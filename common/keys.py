@@ -1,6 +1,6 @@
 """API keys: who holds them, what they may do, and their one store of record.
 
-A key belongs to one user and has one role (SPEC 8). Its record lives in the JetStream
+A key belongs to one user and has one role. Its record lives in the JetStream
 key-value bucket `EXCHANGE_KEYS`, under the key id, as JSON; the secret in it is sealed
 with Fernet under a key derived from `EX_SECRET_KEY`, so neither the bucket nor a backup
 of it reveals a secret. The bucket is the store of record: every service watches it (see
@@ -149,7 +149,7 @@ async def create_key(kv: KeyValue, box: SecretBox, role: Role,
 
 async def first_admin_key(kv: KeyValue, box: SecretBox) -> IssuedKey | None:
     """A new admin key when the bucket holds no live one, else None: what `./ops/run`
-    creates and prints once on its first start with auth on (SPEC 8)."""
+    creates and prints once on its first start with auth on."""
     try:
         key_ids = await kv.keys()
     except NoKeysError:

@@ -1,4 +1,4 @@
-"""Rate limits per key, per client address, and on failed authentications (SPEC 8).
+"""Rate limits per key, per client address, and on failed authentications.
 
 Counters live in Redis through the `limits` library (sliding window counters, redis-py's
 asyncio client), so the instances of a service share them. `limits` has no fallback of

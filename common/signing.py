@@ -1,4 +1,4 @@
-"""Verifying a signed request (SPEC 8), for HTTP requests and the WebSocket `auth` message.
+"""Verifying a signed request, for HTTP requests and the WebSocket `auth` message.
 
 The client sends its key id, a timestamp (milliseconds since the epoch) and the lowercase
 hex HMAC-SHA256, under its secret, of timestamp + METHOD + path with query string (as

@@ -1,4 +1,4 @@
-"""The JSON shapes users see (SPEC 3 and 4), built from integer state at the edge.
+"""The JSON shapes users see, built from integer state at the edge.
 
 Decimal values leave as strings on the instrument's grid; timestamps as RFC 3339 UTC with
 microseconds. One encoder for every service, so REST, WebSocket and NATS market data

@@ -1,4 +1,4 @@
-"""Create or revoke an API key from a shell (SPEC 8), e.g. the first admin key.
+"""Create or revoke an API key from a shell, e.g. the first admin key.
 
     python -m ops.keys create --role admin [--user UUID]
     python -m ops.keys first-admin    # an admin key only if none is live yet

@@ -1,4 +1,4 @@
-"""Admin routes that create and revoke API keys (SPEC 8): `POST /admin/keys/` and
+"""Admin routes that create and revoke API keys: `POST /admin/keys/` and
 `DELETE /admin/keys/{key_id}/`, admin role only.
 
 The keys bucket is the store of record (see `common.keys`); these handlers write it and

@@ -1,4 +1,4 @@
-"""A signing client as a user writes it from SPEC 8, kept apart from the server's code so
+"""A signing client as a user writes it from the contract, kept apart from the server's code so
 that the tests check the server against the contract rather than against itself."""
 
 from __future__ import annotations

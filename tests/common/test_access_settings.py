@@ -1,4 +1,4 @@
-"""The access settings (SPEC 8): protected mode, range checks, a hidden secret key."""
+"""The access settings: protected mode, range checks, a hidden secret key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Verifying signed requests (SPEC 8): the matrix of good and refused signatures."""
+"""Verifying signed requests: the matrix of good and refused signatures."""
 
 from __future__ import annotations
 
