@@ -46,7 +46,10 @@ class Abandoned(asyncio.Protocol):
         self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
-        self.upgraded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.upgraded: asyncio.Future[bool] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.received = bytearray()  # what it read: the answer, then only if it resumes
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -55,6 +58,7 @@ class Abandoned(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
+        self.received += data
         if not self.upgraded.done():
             self.upgraded.set_result(data.startswith(b"HTTP/1.1 101"))
             assert self.transport is not None
@@ -63,6 +67,14 @@ class Abandoned(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.upgraded.done():
             self.upgraded.set_result(False)
+        self.lost.set_result(None)
+
+    async def read_to_end(self) -> bytes:
+        """Read again, until the server ends the connection: all it ever sent."""
+        assert self.transport is not None
+        self.transport.resume_reading()
+        await self.lost
+        return bytes(self.received)
 
 
 def abandon(url: str, count: int, opened: Queue[int], drop: Event) -> None:

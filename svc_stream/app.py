@@ -17,6 +17,7 @@ from common.http import add_probes, add_routes, error_middleware
 from common.instruments import load_instruments
 from common.shutdown import close_nats
 from svc_stream import endpoints
+from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
 from svc_stream.relay import Relay
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     app[endpoints.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
     app[endpoints.SESSIONS] = set()
     app[endpoints.CAPACITY] = endpoints.Capacity(settings.ws_max_clients)
+    app[endpoints.FLUSHER] = Flusher()
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         async def reconnected() -> None:

@@ -16,7 +16,7 @@ from common.config import Settings
 from common.http import ApiError, query_int
 from common.instruments import DEFAULT_SYMBOL
 from svc_stream import metrics
-from svc_stream.client import CLOSE_TIMEOUT, Client
+from svc_stream.client import CLOSE_TIMEOUT, Client, Flusher
 from svc_stream.market_cache import MarketCache
 from svc_stream.protocol import MAX_DEPTH, Subscribe
 from svc_stream.relay import Relay
@@ -55,6 +55,7 @@ class Capacity:
 
 
 CAPACITY = web.AppKey("capacity", Capacity)
+FLUSHER = web.AppKey("flusher", Flusher)
 
 
 async def trades(request: web.Request) -> web.WebSocketResponse:
@@ -99,7 +100,7 @@ async def _upgrade(request: web.Request, initial: Subscribe | None) -> web.WebSo
     stream = await ws.prepare(request)
     if request.transport is None:  # the peer left during the handshake
         return ws
-    client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue)
+    client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue, app[FLUSHER])
     session = Session(client, app[RELAY], app[MARKET_CACHE], app[SYMBOLS])
     app[SESSIONS].add(session)
     try:
