@@ -7,6 +7,7 @@ from aiohttp import ClientSession, WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestServer
 
 from common.config import Settings
+from svc_stream import protocol
 from svc_stream.app import create_app
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import receive
@@ -33,6 +34,36 @@ async def test_ping_and_bad_frames_keep_the_connection(stream: Client, path: str
     await ws.send_bytes(b'{"type": "ping"}')
     assert await receive(ws) == {"type": "pong"}
     assert not ws.closed
+
+
+DEEP = 1000  # levels of nesting, well inside the frame size limit
+
+
+@pytest.mark.parametrize("frame", [
+    "[" * DEEP + "]" * DEEP,
+    '{"type": "ping", "x": ' + "[" * DEEP + "]" * DEEP + "}",
+    '{"x": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + ', "type": "subscribe"}',
+])
+async def test_deeply_nested_frames_answer_an_error_and_keep_the_connection(
+        stream: Client, frame: str) -> None:
+    ws = await stream.ws_connect("/ws/")
+    await ws.send_str(frame)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    await ws.send_json({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}
+
+
+async def test_a_failing_session_closes_with_1011_not_an_http_answer(
+        stream: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(frame: str | bytes) -> protocol.Request:
+        raise RuntimeError("a bug")
+
+    ws = await stream.ws_connect("/ws/")
+    monkeypatch.setattr(protocol, "decode", broken)
+    await ws.send_json({"type": "ping"})
+    message = await ws.receive(timeout=5)
+    assert (message.type, message.data) == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
 
 
 @pytest.mark.parametrize(("query", "parameter"), [
