@@ -164,11 +164,18 @@ class Client:
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def stop(self) -> None:
-        """Stop writing and wait for a closing handshake begun by `close`, if any."""
+        """Stop writing and wait for a closing handshake begun by `close`, if any.
+
+        A connection that ends with bytes its peer has not taken (a failed heartbeat
+        closes the socket, which waits for them) is aborted after CLOSE_TIMEOUT: a peer
+        that never reads would otherwise hold the socket and its buffers forever.
+        """
         self._writer.cancel()
         await asyncio.wait([self._writer])
         if self._closer is not None:
             await self._closer
+        if self.transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     async def _close(self, code: WSCloseCode, reason: str) -> None:
         # ws.close() first flushes what the socket holds; a peer that never reads would

@@ -8,6 +8,7 @@ from nats.aio.client import Client as Nats
 from prometheus_client import REGISTRY
 
 from ops.bench_ws_abandoned import Abandoned
+from svc_stream.client import CLOSE_TIMEOUT
 from tests.helpers import eventually
 from tests.stream.conftest import MakeStream
 from tests.stream.market import book, publish_book, publish_trades, receive, trade
@@ -106,3 +107,22 @@ async def test_a_client_that_never_reads_is_cut_off_and_told_why(
     await eventually(lambda: metric("stream_clients") == 1)
     await reader.send_json({"type": "ping"})
     assert await receive(reader) == {"type": "pong"}
+
+
+async def test_a_client_that_never_reads_nor_pongs_lets_go_of_its_socket(
+        make_stream: MakeStream, nc: Nats, symbols: list[str]) -> None:
+    """The heartbeat gives up on it; the bytes it never took do not keep its socket open."""
+    stream = await make_stream(ws_heartbeat=0.5, ws_queue=10_000)
+    symbol, path = symbols[0], f"/ws/trades/?symbol={symbols[0]}"
+    host, port = stream.host, stream.port
+    assert port is not None
+    _, abandoned = await asyncio.get_running_loop().create_connection(
+        lambda: Abandoned(f"{host}:{port}", path), host, port)
+    assert await abandoned.upgraded
+    for seq in range(1, 200):  # megabytes: more than the socket buffers hold
+        await publish_trades(nc, symbol, seq, [trade(symbol, seq, 50 * seq + i)
+                                               for i in range(50)])
+    assert stream.server.runner is not None
+    server = stream.server.runner.server
+    assert server is not None
+    await eventually(lambda: not server.connections, timeout=CLOSE_TIMEOUT + FLOOD_SECONDS)
