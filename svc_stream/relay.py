@@ -3,9 +3,9 @@
 One subscription per subject for the whole service (`md.trades.*`, `md.book.*`), however
 many clients watch. A message is parsed and checked once, framed once, and its bytes go
 to every client as they are; only a book shown at a smaller depth than published is
-re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket (a
-client that keeps up gets a non-blocking write, any other one a place in its queue; see
-`client`), so fan-out time does not depend on client speed.
+re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket (it
+appends to each client's queue, written at the end of the loop iteration; see `client`),
+so fan-out time does not depend on client speed.
 """
 
 from __future__ import annotations
