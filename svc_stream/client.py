@@ -39,6 +39,7 @@ CLOSE_TIMEOUT = 5.0  # seconds a closing handshake may take before the socket is
 # grow it to 4 MB for a peer that does not read, and 2,000 of those press on every other
 # socket of the machine; 64 KiB still carries 600 KB/s at 100 ms round trip.
 SEND_BUFFER = 64 * 1024
+FLUSH_SLICE = 200  # clients written per event-loop callback (see `Flusher`)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -62,10 +63,15 @@ class Slot(Protocol):
 
 
 class Flusher:
-    """Writes the queues of the clients that got frames, once per event-loop iteration."""
+    """Writes the queues of the clients that got frames, once per event-loop iteration.
+
+    At most `FLUSH_SLICE` clients per callback: with thousands of clients a pass takes
+    tens of milliseconds, and a connecting client's steps run between the slices rather
+    than after the whole pass.
+    """
 
     def __init__(self) -> None:
-        self._due: list[Client] = []
+        self._due: list[Client] = []  # a flush is scheduled while this is not empty
 
     def add(self, client: Client) -> None:
         if not self._due:
@@ -73,7 +79,9 @@ class Flusher:
         self._due.append(client)
 
     def _flush(self) -> None:
-        due, self._due = self._due, []
+        due, self._due = self._due[:FLUSH_SLICE], self._due[FLUSH_SLICE:]
+        if self._due:
+            asyncio.get_running_loop().call_soon(self._flush)
         metrics.MESSAGES_OUT.inc(sum(client.flush() for client in due))
 
 
