@@ -180,6 +180,11 @@ class Client:
         """
         self._writer.cancel()
         await asyncio.wait([self._writer])
+        if self._closer is None and not self.ws.closed:
+            # The peer left without a closing handshake (a reset, say). Closing our side
+            # too stops aiohttp's heartbeat timer, which would otherwise keep the whole
+            # connection in memory for up to one more heartbeat period.
+            self.close(WSCloseCode.GOING_AWAY, "connection lost")
         if self._closer is not None:
             await self._closer
         if self.transport.get_write_buffer_size():

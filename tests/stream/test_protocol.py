@@ -1,14 +1,19 @@
 """Ping, bad frames, bad queries, dead peers and shutdown, on every endpoint."""
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from aiohttp import ClientSession, WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestServer
 
 from common.config import Settings
-from svc_stream import protocol
+from ops.bench_ws_abandoned import Abandoned
+from svc_stream import endpoints, protocol
 from svc_stream.app import create_app
+from svc_stream.session import Session
+from tests.helpers import eventually
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import receive
 
@@ -109,3 +114,22 @@ async def test_shutdown_closes_clients_with_going_away(settings: Settings) -> No
             await closing
     finally:
         await server.close()
+
+
+async def test_a_peer_that_resets_is_forgotten_at_once(make_stream: MakeStream) -> None:
+    """Not one heartbeat period later: aiohttp's heartbeat timer would hold it in memory."""
+    stream = await make_stream(ws_heartbeat=60.0)
+    host, port = stream.host, stream.port
+    assert port is not None
+    transport, peer = await asyncio.get_running_loop().create_connection(
+        lambda: Abandoned(f"{host}:{port}", "/ws/"), host, port)
+    assert await peer.upgraded
+    await eventually(lambda: stream.app[endpoints.SESSIONS])
+    sessions: set[Session] = stream.app[endpoints.SESSIONS]
+    server_side = weakref.ref(next(iter(sessions)).client.ws)
+    transport.abort()
+
+    def released() -> bool:
+        gc.collect()
+        return server_side() is None
+    await eventually(released)
