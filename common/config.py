@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projection_batch: Count = 8_000  # most journal messages per projection transaction
     ws_queue: Count = 256  # messages queued per WebSocket client before it is dropped
     ws_heartbeat: Seconds = 20.0  # WebSocket ping interval (seconds)
+    ws_max_clients: Count = 5_000  # WebSocket connections; more are refused with 503
     auth: Literal["off", "on"] = "off"  # signed requests and rate limits
     secret_key: SecretKey | None = None  # encrypts API secrets at rest; needed with auth on
     auth_window: AuthWindow = 5.0  # seconds a signed timestamp may differ from our clock

@@ -1,4 +1,4 @@
-"""svc_stream's application: one cleanup context per resource, endpoints in `views`."""
+"""svc_stream's application: one cleanup context per resource, endpoints in `endpoints`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import nats
 from aiohttp import WSCloseCode, web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.shutdown import close_nats
-from svc_stream import views
+from svc_stream import endpoints
+from svc_stream.client import Flusher
+from svc_stream.market_cache import MarketCache
 from svc_stream.relay import Relay
-from svc_stream.snapshots import Snapshots
 
 NATS = web.AppKey("nats", Nats)
 REDIS = web.AppKey("redis", Redis)
@@ -26,15 +29,17 @@ REDIS_TIMEOUT = 0.5  # seconds: a snapshot waits this long for Redis before goin
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
-    app[views.SETTINGS] = settings
-    app[views.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
-    app[views.SESSIONS] = set()
+    app[endpoints.SETTINGS] = settings
+    app[endpoints.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
+    app[endpoints.SESSIONS] = set()
+    app[endpoints.CAPACITY] = endpoints.Capacity(settings.ws_max_clients)
+    app[endpoints.FLUSHER] = Flusher()
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         async def reconnected() -> None:
-            relay = app.get(views.RELAY)
+            relay = app.get(endpoints.RELAY)
             if relay is not None:
-                await relay.catch_up(app[views.SNAPSHOTS])
+                await relay.catch_up(app[endpoints.MARKET_CACHE])
 
         app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
                                        name="svc_stream", reconnected_cb=reconnected)
@@ -42,29 +47,32 @@ def create_app(settings: Settings) -> web.Application:
         await close_nats(app[NATS])
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        # No retries: redis-py's default backs off for seconds, and a snapshot should go
+        # out empty after REDIS_TIMEOUT, not hold its feed's buffer that long.
         app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,
-                                    socket_connect_timeout=REDIS_TIMEOUT)
-        app[views.SNAPSHOTS] = Snapshots(app[REDIS])
+                                    socket_connect_timeout=REDIS_TIMEOUT,
+                                    retry=Retry(NoBackoff(), 0))
+        app[endpoints.MARKET_CACHE] = MarketCache(app[REDIS])
         yield
         await app[REDIS].aclose()
 
     async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         relay = Relay(app[NATS])
         await relay.start()
-        app[views.RELAY] = relay
+        app[endpoints.RELAY] = relay
         yield
         await relay.stop()
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx])
     app.on_shutdown.append(_close_clients)
     add_routes(app, [
-        ("GET", "/ws/trades/", views.trades),
-        ("GET", "/ws/orderbook/", views.orderbook),
-        ("GET", "/ws/", views.multiplex),
+        ("GET", "/ws/trades/", endpoints.trades),
+        ("GET", "/ws/orderbook/", endpoints.orderbook),
+        ("GET", "/ws/", endpoints.multiplex),
     ])
 
     def ready() -> bool:
-        relay = app.get(views.RELAY)
+        relay = app.get(endpoints.RELAY)
         return relay is not None and relay.ready
 
     add_probes(app, ready)
@@ -73,7 +81,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _close_clients(app: web.Application) -> None:
     """Shutdown: tell every client we are going away, before handlers are cancelled."""
-    clients = [session.client for session in app[views.SESSIONS]]
+    clients = [session.client for session in app[endpoints.SESSIONS]]
     for client in clients:
         client.close(WSCloseCode.GOING_AWAY, "server shutting down")
     await asyncio.gather(*(client.stop() for client in clients))

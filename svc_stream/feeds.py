@@ -118,7 +118,7 @@ class BookSubscription(Subscription):
         self.seq = seq
         if self.pending is None:
             self.pending = frame
-            self.client.send_slot(self)  # may take it at once if the client keeps up
+            self.client.send_slot(self)  # read when the client's queue is written
         else:
             self.pending = frame
             metrics.CONFLATED.inc()

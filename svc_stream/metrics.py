@@ -20,3 +20,8 @@ BAD_PAYLOADS = Counter("stream_bad_payloads_total",
                        ["channel"])
 CATCH_UPS = Counter("stream_catch_ups_total",
                     "Catch-ups of the trade feeds from Redis after a NATS reconnect")
+CACHE_READS = Counter("stream_cache_reads_total",
+                      "Redis reads for snapshots and catch-ups (concurrent readers share one)",
+                      ["channel"])
+REFUSED = Counter("stream_clients_refused_total",
+                  "WebSocket upgrades refused with 503 because EX_WS_MAX_CLIENTS were connected")

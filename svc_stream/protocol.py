@@ -1,7 +1,8 @@
 """What clients may send on a feed connection, and the control messages they get back.
 
 Requests are tagged msgspec Structs decoded by one Decoder built at import time, so a
-malformed frame costs one failed decode and an `error` reply, never the connection.
+malformed frame (however deep or large: frames are bounded by `endpoints.MAX_FRAME`)
+costs one failed decode and an `error` reply, never the connection.
 Market data itself is not here: it leaves as the bytes NATS delivered (see `relay`).
 """
 
@@ -89,6 +90,8 @@ def decode(frame: str | bytes) -> Request:
         raise BadRequest(f"invalid message: {error}") from None
     except msgspec.DecodeError as error:
         raise BadRequest(f"malformed JSON: {error}") from None
+    except RecursionError:  # msgspec's bound on nesting, whatever the fields
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def error(message: str) -> bytes:

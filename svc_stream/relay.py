@@ -1,11 +1,11 @@
 """The service's only NATS subscriptions, fanned out in memory to client subscriptions.
 
 One subscription per subject for the whole service (`md.trades.*`, `md.book.*`), however
-many clients watch. A message is parsed once for its seq, framed once, and its bytes go
+many clients watch. A message is parsed and checked once, framed once, and its bytes go
 to every client as they are; only a book shown at a smaller depth than published is
-re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket (a
-client that keeps up gets a non-blocking write, any other one a place in its queue; see
-`client`), so fan-out time does not depend on client speed.
+re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket (it
+appends to each client's queue, written at the end of the loop iteration; see `client`),
+so fan-out time does not depend on client speed.
 """
 
 from __future__ import annotations
@@ -24,19 +24,46 @@ from common.views import BookMessage, TradesMessage, TradeView, json_encoder
 from svc_stream import metrics
 from svc_stream.client import text_frame
 from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription, cut
-from svc_stream.snapshots import Snapshots
+from svc_stream.market_cache import MarketCache
 
 log = structlog.get_logger(__name__)
 
 
-class _Head(msgspec.Struct):
-    """The one field the relay needs from a trades message (the rest is skipped)."""
-
-    seq: int
-
-
-_head = msgspec.json.Decoder(_Head)
+_trades = msgspec.json.Decoder(TradesMessage)
 _book = msgspec.json.Decoder(BookMessage)
+
+
+class BadPayload(ValueError):
+    """A market-data message that is not what svc_orders publishes: dropped and counted."""
+
+
+def trades_seq(symbol: str, payload: bytes) -> int:
+    """The seq of a trades update for `symbol`, checked whole before anyone sees it.
+
+    A subscription forwards only seqs past the last it sent, so one message with a wild
+    seq would silence a feed; what svc_orders publishes is an update of one command's
+    trades, each with the command's seq and the subject's symbol.
+    """
+    try:
+        message = _trades.decode(payload)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise BadPayload(str(error)) from None
+    if message.type != "update" or message.symbol != symbol or not message.trades:
+        raise BadPayload("not a trades update of this symbol, or no trades")
+    if any(trade.seq != message.seq or trade.symbol != symbol for trade in message.trades):
+        raise BadPayload("a trade's seq or symbol differs from the message's")
+    return message.seq
+
+
+def book_message(symbol: str, payload: bytes) -> BookMessage:
+    """A book update for `symbol`, checked as `trades_seq` checks trades."""
+    try:
+        book = _book.decode(payload)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise BadPayload(str(error)) from None
+    if book.symbol != symbol:
+        raise BadPayload("the book of another symbol")
+    return book
 
 
 class Relay:
@@ -90,12 +117,13 @@ class Relay:
 
     async def _on_trades(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("trades").inc()
-        subs = self.trades.get(subjects.symbol_of(msg.subject))
+        symbol = subjects.symbol_of(msg.subject)
+        subs = self.trades.get(symbol)
         if not subs:
             return
         try:
-            seq = _head.decode(msg.data).seq
-        except msgspec.DecodeError as error:
+            seq = trades_seq(symbol, msg.data)
+        except BadPayload as error:
             self._bad("trades", msg, error)
             return
         frame = text_frame(msg.data)
@@ -104,12 +132,13 @@ class Relay:
 
     async def _on_book(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("orderbook").inc()
-        depths = self.books.get(subjects.symbol_of(msg.subject))
+        symbol = subjects.symbol_of(msg.subject)
+        depths = self.books.get(symbol)
         if not depths:
             return
         try:
-            book = _book.decode(msg.data)
-        except msgspec.DecodeError as error:
+            book = book_message(symbol, msg.data)
+        except BadPayload as error:
             self._bad("orderbook", msg, error)
             return
         for depth, subs in depths.items():
@@ -120,7 +149,7 @@ class Relay:
             for sub in subs:
                 sub.deliver(book.seq, frame)
 
-    async def catch_up(self, snapshots: Snapshots) -> None:
+    async def catch_up(self, market_cache: MarketCache) -> None:
         """After a NATS reconnect: the trades published meanwhile never reached us, but
         svc_orders cached them in Redis before publishing. Every live trade subscription
         buffers again, gets the cached trades past its seq as one update, then its buffer.
@@ -130,7 +159,7 @@ class Relay:
             live = [sub for sub in subs if sub.pause()]
             if live:
                 paused[symbol] = live
-        recent = await asyncio.gather(*(snapshots.recent_trades(symbol) for symbol in paused))
+        recent = await asyncio.gather(*(market_cache.recent_trades(symbol) for symbol in paused))
         for (symbol, waiting), trades in zip(paused.items(), recent, strict=True):
             updates: dict[int, tuple[int, bytes | None]] = {}  # by the seq a client has
             for sub in waiting:
@@ -142,7 +171,7 @@ class Relay:
                  subscriptions=sum(len(waiting) for waiting in paused.values()))
 
     @staticmethod
-    def _bad(channel: str, msg: Msg, error: msgspec.DecodeError) -> None:
+    def _bad(channel: str, msg: Msg, error: BadPayload) -> None:
         metrics.BAD_PAYLOADS.labels(channel).inc()
         log.warning("unexpected market-data payload", subject=msg.subject, error=str(error))
 

@@ -14,14 +14,14 @@ import time
 from collections.abc import Collection
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from svc_stream import protocol
 from svc_stream.client import Client, text_frame
 from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription
+from svc_stream.market_cache import MarketCache
 from svc_stream.protocol import Channel, Ping, Subscribe, Unsubscribe
 from svc_stream.relay import Relay
-from svc_stream.snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -29,9 +29,9 @@ PONG = text_frame(protocol.PONG)
 
 
 class Session:
-    def __init__(self, client: Client, relay: Relay, snapshots: Snapshots,
+    def __init__(self, client: Client, relay: Relay, market_cache: MarketCache,
                  symbols: Collection[str]) -> None:
-        self.client, self.relay, self.snapshots = client, relay, snapshots
+        self.client, self.relay, self.market_cache = client, relay, market_cache
         self.symbols = symbols  # the instruments one may subscribe to
         self.subs: dict[tuple[Channel, str], Subscription] = {}
 
@@ -99,8 +99,8 @@ class Session:
 
     async def _snapshot(self, sub: Subscription) -> tuple[int, bytes]:
         if isinstance(sub, BookSubscription):
-            return await self.snapshots.book(sub.symbol, sub.depth)
-        return await self.snapshots.trades(sub.symbol)
+            return await self.market_cache.book_snapshot(sub.symbol, sub.depth)
+        return await self.market_cache.trades_snapshot(sub.symbol)
 
 
 async def serve(request: web.Request, ws: web.WebSocketResponse, session: Session,
@@ -109,6 +109,11 @@ async def serve(request: web.Request, ws: web.WebSocketResponse, session: Sessio
     started = time.monotonic()
     try:
         await session.run(ws, initial)
+    except Exception:
+        # Past the upgrade an HTTP error answer would be written into the WebSocket
+        # stream: a failure closes the connection with 1011 instead, and is logged.
+        log.exception("websocket session failed", path=request.path)
+        session.client.close(WSCloseCode.INTERNAL_ERROR, "internal error")
     finally:
         session.close()
         await session.client.stop()

@@ -93,7 +93,7 @@ def stack(connect: bool) -> Iterator[tuple[str, str, str, int | None]]:
             yield nats_server.url, redis_server.url, f"http://{HOST}:{port}", service.pid
 
 
-def _metric(base: str, name: str) -> float:
+def metric(base: str, name: str) -> float:
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
         for line in response.read().decode().splitlines():
             if line.startswith(name + " "):
@@ -259,7 +259,7 @@ def _message(seq: int) -> bytes:
                                              trades=[trade]))
 
 
-async def _publish(nats_url: str, first: int, count: int, rate: float) -> float:
+async def publish(nats_url: str, first: int, count: int, rate: float) -> float:
     """Publish `count` updates at `rate` per second; return when publishing began."""
     nc = await nats.connect(nats_url)
     loop = asyncio.get_running_loop()
@@ -295,9 +295,9 @@ async def run(clients: int, args: argparse.Namespace, nats_url: str, redis_url: 
         for _ in workers:
             await asyncio.to_thread(ready.get, True, 120)
         connect_s = time.monotonic() - connecting
-        dropped_before = _metric(base, "stream_clients_dropped_total")
+        dropped_before = metric(base, "stream_clients_dropped_total")
         cpu_before = cpu.process_seconds(pid)
-        began = await _publish(nats_url, first, count, args.rate)
+        began = await publish(nats_url, first, count, args.rate)
         published_s = time.time() - began
         server_cpu = cpu.process_seconds(pid) - cpu_before
         asyncio.get_running_loop().call_later(GRACE, stop.set)
@@ -323,14 +323,14 @@ async def run(clients: int, args: argparse.Namespace, nats_url: str, redis_url: 
                        "p99": round(percentile(latencies, 0.99), 2),
                        "max": round(latencies[-1], 2)} if latencies else None,
         "dropped_clients": sum(result.dropped for result in outcome),
-        "dropped_by_server": int(_metric(base, "stream_clients_dropped_total")
+        "dropped_by_server": int(metric(base, "stream_clients_dropped_total")
                                  - dropped_before),
         "other_closed": sum(result.closed for result in outcome),
         "server_cpu_share": round(server_cpu / published_s, 2) if pid is not None else None,
     }
 
 
-def _raise_file_limit() -> None:
+def raise_file_limit() -> None:
     """1,000 clients need more descriptors than a default soft limit of 1,024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
@@ -346,7 +346,7 @@ def main() -> None:
     parser.add_argument("--connect", action="store_true",
                         help="use the running stack named by the EX_ variables")
     args = parser.parse_args()
-    _raise_file_limit()
+    raise_file_limit()
     with stack(args.connect) as (nats_url, redis_url, base, pid):
         for clients in args.clients:
             figures = asyncio.run(run(clients, args, nats_url, redis_url, base, pid))

@@ -4,12 +4,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats
+import pytest
 from aiohttp import ClientWebSocketResponse
 from nats.aio.client import Client as Nats
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from common import cache
+from common import cache, subjects
 from common.views import json_encoder
 from ops.stack import NatsServer
 from tests.helpers import eventually
@@ -199,3 +202,30 @@ async def test_trades_missed_during_a_nats_outage_arrive_after_the_reconnect(
         await trade_command(publisher, redis, symbol, 5, [trade(symbol, 5, 4)])
         update = await receive(ws)
     assert (update["seq"], [t["trade_no"] for t in update["trades"]]) == (5, [4])
+
+
+@pytest.mark.parametrize("forged", [
+    {"seq": 10**12},
+    {"type": "update", "channel": "trades", "symbol": "OTHER", "seq": 10**12, "trades": []},
+    {"type": "update", "channel": "trades", "seq": 10**12, "trades": []},
+    {"type": "update", "channel": "trades", "seq": 10**12, "trades": [{"seq": 1}]},
+    {"type": "update", "channel": "trades", "seq": 10**12, "trades": "trade"},
+])
+async def test_a_malformed_trades_message_is_dropped_and_the_feed_goes_on(
+        stream: Client, nc: Nats, symbols: list[str], forged: dict[str, object]) -> None:
+    """A message unlike what svc_orders publishes never reaches a feed: its seq would
+    otherwise hide every real update until the client reconnects."""
+    symbol = symbols[0]
+    ws = await stream.ws_connect(f"/ws/trades/?symbol={symbol}")
+    await receive(ws)
+    message = {"symbol": symbol, **forged}
+    if isinstance(message.get("trades"), list) and message["trades"]:
+        message["trades"] = [{**msgspec.to_builtins(trade(symbol, 1, 1)), "seq": 1}]
+    bad = REGISTRY.get_sample_value("stream_bad_payloads_total", {"channel": "trades"}) or 0.0
+
+    await nc.publish(subjects.trades(symbol), json_encoder.encode(message))
+    await publish_trades(nc, symbol, 2, [trade(symbol, 2, 1)])
+    update = await receive(ws)
+    assert (update["seq"], update["trades"][0]["trade_no"]) == (2, 1)
+    assert REGISTRY.get_sample_value("stream_bad_payloads_total",
+                                     {"channel": "trades"}) == bad + 1

@@ -1,13 +1,19 @@
 """Ping, bad frames, bad queries, dead peers and shutdown, on every endpoint."""
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from aiohttp import ClientSession, WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestServer
 
 from common.config import Settings
+from ops.bench.ws_abandoned import Abandoned
+from svc_stream import endpoints, protocol
 from svc_stream.app import create_app
+from svc_stream.session import Session
+from tests.helpers import eventually
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import receive
 
@@ -33,6 +39,36 @@ async def test_ping_and_bad_frames_keep_the_connection(stream: Client, path: str
     await ws.send_bytes(b'{"type": "ping"}')
     assert await receive(ws) == {"type": "pong"}
     assert not ws.closed
+
+
+DEEP = 1000  # levels of nesting, well inside the frame size limit
+
+
+@pytest.mark.parametrize("frame", [
+    "[" * DEEP + "]" * DEEP,
+    '{"type": "ping", "x": ' + "[" * DEEP + "]" * DEEP + "}",
+    '{"x": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + ', "type": "subscribe"}',
+])
+async def test_deeply_nested_frames_answer_an_error_and_keep_the_connection(
+        stream: Client, frame: str) -> None:
+    ws = await stream.ws_connect("/ws/")
+    await ws.send_str(frame)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    await ws.send_json({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}
+
+
+async def test_a_failing_session_closes_with_1011_not_an_http_answer(
+        stream: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(frame: str | bytes) -> protocol.Request:
+        raise RuntimeError("a bug")
+
+    ws = await stream.ws_connect("/ws/")
+    monkeypatch.setattr(protocol, "decode", broken)
+    await ws.send_json({"type": "ping"})
+    message = await ws.receive(timeout=5)
+    assert (message.type, message.data) == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
 
 
 @pytest.mark.parametrize(("query", "parameter"), [
@@ -78,3 +114,22 @@ async def test_shutdown_closes_clients_with_going_away(settings: Settings) -> No
             await closing
     finally:
         await server.close()
+
+
+async def test_a_peer_that_resets_is_forgotten_at_once(make_stream: MakeStream) -> None:
+    """Not one heartbeat period later: aiohttp's heartbeat timer would hold it in memory."""
+    stream = await make_stream(ws_heartbeat=60.0)
+    host, port = stream.host, stream.port
+    assert port is not None
+    transport, peer = await asyncio.get_running_loop().create_connection(
+        lambda: Abandoned(f"{host}:{port}", "/ws/"), host, port)
+    assert await peer.upgraded
+    await eventually(lambda: stream.app[endpoints.SESSIONS])
+    sessions: set[Session] = stream.app[endpoints.SESSIONS]
+    server_side = weakref.ref(next(iter(sessions)).client.ws)
+    transport.abort()
+
+    def released() -> bool:
+        gc.collect()
+        return server_side() is None
+    await eventually(released)

@@ -7,11 +7,14 @@ from aiohttp import WSCloseCode, WSMsgType
 from nats.aio.client import Client as Nats
 from prometheus_client import REGISTRY
 
+from ops.bench.ws_abandoned import Abandoned
+from svc_stream.client import CLOSE_TIMEOUT
 from tests.helpers import eventually
 from tests.stream.conftest import MakeStream
 from tests.stream.market import book, publish_book, publish_trades, receive, trade
 
 FLOOD_SECONDS = 10.0  # ample: a few MB of socket buffers fill in well under a second
+CLOSE_FRAME = bytes([0x88])  # FIN and the close opcode (RFC 6455 5.5.1)
 
 
 def metric(name: str) -> float:
@@ -73,3 +76,53 @@ async def test_books_conflate_for_a_slow_reader_and_end_on_the_newest(
     assert seqs[-1] == seq  # never left behind on an old book
     assert len(seqs) < seq  # the slow reader got fewer, not all of them
     assert not ws.closed  # conflation alone never drops a client
+
+
+async def test_a_client_that_never_reads_is_cut_off_and_told_why(
+        make_stream: MakeStream, nc: Nats, symbols: list[str]) -> None:
+    stream = await make_stream(ws_queue=8)
+    symbol, path = symbols[0], f"/ws/trades/?symbol={symbols[0]}"
+    host, port = stream.host, stream.port
+    assert port is not None
+    _, abandoned = await asyncio.get_running_loop().create_connection(
+        lambda: Abandoned(f"{host}:{port}", path), host, port)
+    assert await abandoned.upgraded  # and from now on it reads nothing
+    reader = await stream.ws_connect(path)
+    assert (await receive(reader))["type"] == "snapshot"
+
+    dropped, seq = metric("stream_clients_dropped_total"), 0
+    deadline = time.monotonic() + FLOOD_SECONDS
+    while metric("stream_clients_dropped_total") == dropped:
+        assert time.monotonic() < deadline, "the abandoned client was never dropped"
+        seq += 1
+        await publish_trades(nc, symbol, seq, [trade(symbol, seq, 50 * seq + i)
+                                               for i in range(50)])
+        assert (await receive(reader))["seq"] == seq  # the other one keeps its pace
+    assert metric("stream_clients") == 2  # closing: it may still read the reason
+
+    received = await abandoned.read_to_end()
+    close = received[received.rindex(CLOSE_FRAME):]  # the last frame: length, code, reason
+    assert close[2:4] == WSCloseCode.TRY_AGAIN_LATER.to_bytes(2, "big")
+    assert close[4:].startswith(b"too slow")
+    await eventually(lambda: metric("stream_clients") == 1)
+    await reader.send_json({"type": "ping"})
+    assert await receive(reader) == {"type": "pong"}
+
+
+async def test_a_client_that_never_reads_nor_pongs_lets_go_of_its_socket(
+        make_stream: MakeStream, nc: Nats, symbols: list[str]) -> None:
+    """The heartbeat gives up on it; the bytes it never took do not keep its socket open."""
+    stream = await make_stream(ws_heartbeat=0.5, ws_queue=10_000)
+    symbol, path = symbols[0], f"/ws/trades/?symbol={symbols[0]}"
+    host, port = stream.host, stream.port
+    assert port is not None
+    _, abandoned = await asyncio.get_running_loop().create_connection(
+        lambda: Abandoned(f"{host}:{port}", path), host, port)
+    assert await abandoned.upgraded
+    for seq in range(1, 200):  # megabytes: more than the socket buffers hold
+        await publish_trades(nc, symbol, seq, [trade(symbol, seq, 50 * seq + i)
+                                               for i in range(50)])
+    assert stream.server.runner is not None
+    server = stream.server.runner.server
+    assert server is not None
+    await eventually(lambda: not server.connections, timeout=CLOSE_TIMEOUT + FLOOD_SECONDS)

@@ -1,8 +1,14 @@
-"""The three WebSocket endpoints (SPEC 4); a bad query is a 400 before any upgrade."""
+"""The three WebSocket endpoints (the contract's feeds on :8002).
+
+Whatever can be refused is refused before the upgrade, as an HTTP error in the contract's
+shape: a bad query (400), or a connection over `EX_WS_MAX_CLIENTS` (503
+`TOO_MANY_CLIENTS`). After the upgrade, problems are WebSocket messages or close codes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -10,19 +16,46 @@ from common.config import Settings
 from common.http import ApiError, query_int
 from common.instruments import DEFAULT_SYMBOL
 from svc_stream import metrics
-from svc_stream.client import CLOSE_TIMEOUT, Client
+from svc_stream.client import CLOSE_TIMEOUT, Client, Flusher
+from svc_stream.market_cache import MarketCache
 from svc_stream.protocol import MAX_DEPTH, Subscribe
 from svc_stream.relay import Relay
 from svc_stream.session import Session, serve
-from svc_stream.snapshots import Snapshots
 
 SETTINGS = web.AppKey("settings", Settings)
 SYMBOLS: web.AppKey[Collection[str]] = web.AppKey("symbols")
 RELAY = web.AppKey("relay", Relay)
-SNAPSHOTS = web.AppKey("snapshots", Snapshots)
+MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
 
 MAX_FRAME = 16 * 1024  # bytes in one client frame: the largest request fits
+
+
+class Capacity:
+    """Connections counted from before their upgrade, so a burst cannot overshoot."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one connection, or raise the 503 that refuses it."""
+        if self.open >= self.limit:
+            metrics.REFUSED.inc()
+            raise ApiError(503, "TOO_MANY_CLIENTS",
+                           f"this server already has {self.limit} WebSocket clients; "
+                           "try again later", {"max_clients": self.limit})
+        self.open += 1
+        metrics.CLIENTS.inc()
+        try:
+            yield
+        finally:
+            self.open -= 1
+            metrics.CLIENTS.dec()
+
+
+CAPACITY = web.AppKey("capacity", Capacity)
+FLUSHER = web.AppKey("flusher", Flusher)
 
 
 async def trades(request: web.Request) -> web.WebSocketResponse:
@@ -52,6 +85,11 @@ def _symbol(request: web.Request) -> str:
 
 
 async def _connect(request: web.Request, initial: Subscribe | None) -> web.WebSocketResponse:
+    with request.app[CAPACITY].admit():
+        return await _upgrade(request, initial)
+
+
+async def _upgrade(request: web.Request, initial: Subscribe | None) -> web.WebSocketResponse:
     app = request.app
     # No permessage-deflate: it would compress every message once per client, and the
     # relay's point is to send the same bytes to all of them.
@@ -62,13 +100,11 @@ async def _connect(request: web.Request, initial: Subscribe | None) -> web.WebSo
     stream = await ws.prepare(request)
     if request.transport is None:  # the peer left during the handshake
         return ws
-    client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue)
-    session = Session(client, app[RELAY], app[SNAPSHOTS], app[SYMBOLS])
+    client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue, app[FLUSHER])
+    session = Session(client, app[RELAY], app[MARKET_CACHE], app[SYMBOLS])
     app[SESSIONS].add(session)
-    metrics.CLIENTS.inc()
     try:
         await serve(request, ws, session, initial)
     finally:
         app[SESSIONS].discard(session)
-        metrics.CLIENTS.dec()
     return ws
