@@ -148,7 +148,7 @@ class Sequencer:
     async def _snapshot(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled."""
         try:
-            state_engine, state_store = self.engine.snapshot(), self.store.snapshot()
+            state_engine, state_store = self.engine.capture(), self.store.snapshot()
             last = self.journal.last_ack
             stream_seq = self.journal.last_stream_seq
             if last is not None:
