@@ -96,8 +96,7 @@ class Book:
     def cancel(self, order: Order, timestamp: int) -> EventBatch:
         """Cancel a resting order's whole remainder."""
         self.seq = seq = self.seq + 1
-        self.sides[order.is_buy].remove(order)  # `unrest`, inlined for the frequent case
-        del self.orders[order.order_id]
+        self.unrest(order)
         event = self._cancel_rest(order, _USER, seq, timestamp)
         return EventBatch(symbol=self.symbol, seq=seq, events=[event])
 
@@ -193,8 +192,7 @@ class Book:
             return
         placed = taker.placed
         if placed.type is _LIMIT and placed.time_in_force in _RESTING_TIFS:
-            self.sides[taker.is_buy].add(taker)  # `rest`, inlined for the most frequent case
-            self.orders[taker.order_id] = taker
+            self.rest(taker)
         else:
             reason = _NO_LIQUIDITY if placed.type is _MARKET else _IOC
             events.append(self._cancel_rest(taker, reason, seq, ts))
