@@ -1,11 +1,13 @@
 """One price of one side of a book: its orders in time priority and their total.
 
-The queue is a dict ``order_id -> Order``, which keeps insertion order: appending, removing
-any order and reading the front are O(1), so a cancelled or filled order leaves the level
-at once and the level holds exactly its live orders. `total` is the sum of their
-`remaining`: every change to a queued order goes through a method here, except a taker's
-walk over the front (`Book._match`, the hot path), which trades the orders it meets and
-then settles the level with one `consume`.
+The queue is a dict ``order_id -> Order``, which keeps insertion order: appending and
+removing any order are O(1), so a cancelled or filled order leaves the level at once and
+the level holds exactly its live orders. Reading the front skips the empty slots removed
+orders leave in the dict's table until its next resize (never more than it can hold).
+
+`total` is the sum of the orders' `remaining`. Every change to a queued order goes
+through a method here, except a taker's walk over the front (`Book._match`, the hot
+path), which trades the orders it meets and then settles the level with one `consume`.
 """
 
 from __future__ import annotations
