@@ -17,8 +17,8 @@ smaller quantity is amended in place and keeps priority.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterator
+from heapq import heappop
 
 from common.instruments import Instrument
 from common.messages import (
@@ -89,21 +89,45 @@ class Book:
             return EventBatch(symbol=self.symbol, seq=seq, events=[
                 OrderRejected(seq=seq, order=command, reason=reason)])
         events: list[Event] = [OrderAccepted(seq=seq, order=command)]
-        self._enter(Order(command, command.order_id, command.side is _BUY, price,
-                          command.quantity, command.quantity), events, seq, command.timestamp)
+        quantity = command.quantity
+        is_buy = command.side is _BUY
+        taker = Order(command, command.order_id, is_buy, price, quantity, quantity)
+        makers = self.sides[not is_buy]
+        heap = makers.heap
+        if (price is None or (heap and heap[0] <= price * makers.sign)
+                or command.time_in_force not in _RESTING_TIFS):
+            self._enter(taker, events, seq, command.timestamp)
+        else:  # `rest` inlined: a limit order that cannot trade, the most frequent case
+            ladder = self.sides[is_buy]
+            level = ladder.levels.get(price)
+            if level is None:
+                ladder.open(taker)
+            else:
+                level.append(taker)
+            self.orders[taker.order_id] = taker
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
     def cancel(self, order: Order, timestamp: int) -> EventBatch:
         """Cancel a resting order's whole remainder."""
         self.seq = seq = self.seq + 1
-        self.unrest(order)
-        event = self._cancel_rest(order, _USER, seq, timestamp)
-        return EventBatch(symbol=self.symbol, seq=seq, events=[event])
+        price = order.price  # `unrest` inlined
+        assert price is not None, order
+        levels = self.sides[order.is_buy].levels
+        if levels[price].remove(order):
+            del levels[price]
+        del self.orders[order.order_id]
+        return EventBatch(symbol=self.symbol, seq=seq, events=[OrderCancelled(
+            seq=seq, timestamp=timestamp, order_id=order.order_id, quantity=order.cancel(),
+            reason=_USER)])
 
     def modify(self, order: Order, command: ModifyOrder) -> EventBatch:
         """Amend a resting order's price and/or total quantity (see the module docstring)."""
         price, quantity, ts = command.price, command.quantity, command.timestamp
-        error = self._modify_error(order, price, quantity)
+        if (quantity is None and price is not None and price in self.prices
+                and not order.placed.post_only):
+            error = None  # the fast path: a new price on the grid passes `_modify_error`
+        else:
+            error = self._modify_error(order, price, quantity)
         if error is not None:
             reason, message = error
             return EventBatch(symbol=self.symbol, seq=0, events=[CommandRejected(
@@ -144,23 +168,39 @@ class Book:
 
     def rest(self, order: Order) -> None:
         """Queue a live limit order at the back of its level and index it."""
-        self.sides[order.is_buy].add(order)
+        price = order.price
+        assert price is not None, order
+        ladder = self.sides[order.is_buy]
+        level = ladder.levels.get(price)
+        if level is None:
+            ladder.open(order)
+        else:
+            level.append(order)
         self.orders[order.order_id] = order
 
     def unrest(self, order: Order) -> None:
         """Take a resting order out of its level and the index (its counters untouched)."""
-        self.sides[order.is_buy].remove(order)
+        price = order.price
+        assert price is not None, order
+        levels = self.sides[order.is_buy].levels
+        if levels[price].remove(order):
+            del levels[price]
         del self.orders[order.order_id]
 
     def fill(self, order: Order, quantity: int) -> None:
         """Trade `quantity` of a resting order; a filled order leaves the book."""
-        self.sides[order.is_buy].fill(order, quantity)
+        price = order.price
+        assert price is not None, order
+        levels = self.sides[order.is_buy].levels
+        if levels[price].fill(order, quantity):
+            del levels[price]
         if not order.remaining:
             del self.orders[order.order_id]
 
     def resize(self, order: Order, quantity: int) -> None:
         """Give a resting order a new total quantity in place (it keeps its priority)."""
-        self.sides[order.is_buy].resize(order, quantity)
+        assert order.price is not None, order
+        self.sides[order.is_buy].levels[order.price].resize(order, quantity)
 
     def resume(self, seq: int, trade_no: int) -> None:
         """Continue numbering after the last command `seq` and the last trade `trade_no`."""
@@ -184,12 +224,12 @@ class Book:
         """Match `taker` if it crosses, then rest or cancel what is left of it."""
         makers = self.sides[not taker.is_buy]
         heap = makers.heap
-        limit_key = _NO_LIMIT if taker.price is None else taker.price * makers.sign
-        if heap and heap[0] <= limit_key and not self._match(
-                taker, makers, limit_key, events, seq, ts):
-            return
-        if not taker.remaining:
-            return
+        if heap:  # the top key may be stale: `_match` drops it and finds nothing
+            limit_key = _NO_LIMIT if taker.price is None else taker.price * makers.sign
+            if heap[0] <= limit_key and (
+                    not self._match(taker, makers, limit_key, events, seq, ts)
+                    or not taker.remaining):
+                return
         placed = taker.placed
         if placed.type is _LIMIT and placed.time_in_force in _RESTING_TIFS:
             self.rest(taker)
@@ -202,8 +242,9 @@ class Book:
         """Trade `taker` against `makers` up to `limit_key`; False if STP cancelled it.
 
         Hot path: locals only, one dict lookup per level, one event per fill. Each level
-        is walked from the front once and settled with one `Ladder.consume`: the makers
-        filled or cancelled by self-trade prevention are a prefix of its queue.
+        is walked from the front once: the makers filled or cancelled by self-trade
+        prevention are a prefix of its queue. A level the walk takes whole is dropped with
+        the heap's top key; the last level, taken in part, is settled with `Level.consume`.
         """
         levels, heap, sign = makers.levels, makers.heap, makers.sign
         placed = taker.placed
@@ -211,63 +252,70 @@ class Book:
         stp_user = taker_user if stp is not _NO_STP else None
         orders, symbol, taker_id = self.orders, self.symbol, taker.order_id
         taker_buys, aggressor = taker.is_buy, placed.side
+        append = events.append
         remaining = taker.remaining
         trade_no = self.trade_no
         stopped = False  # self-trade prevention cancelled the taker
-        while remaining and heap:
+        while heap:
             key = heap[0]
             if key > limit_key:
                 break
             price = key * sign
             level = levels.get(price)
             if level is None:  # a stale key: the level was emptied
-                heapq.heappop(heap)
+                heappop(heap)
                 continue
             gone = taken = 0  # makers that left the front, quantity taken from the level
-            for maker in level.orders.values():
-                if stp_user is not None and maker.placed.user_id == stp_user:
+            queue = level.values()
+            for maker in queue:
+                maker_user = maker.placed.user_id
+                if stp_user is not None and maker_user == stp_user:
                     if stp is not _CANCEL_NEWEST:
                         gone += 1
                         taken += maker.remaining
                         del orders[maker.order_id]
-                        events.append(self._cancel_rest(maker, _SELF_TRADE, seq, ts))
+                        append(self._cancel_rest(maker, _SELF_TRADE, seq, ts))
                         if stp is _CANCEL_OLDEST:
                             continue
                     stopped = True
                     break
+                maker_id = maker.order_id
                 quantity = maker.remaining
+                trade_no += 1
                 if quantity > remaining:
                     quantity = remaining
-                trade_no += 1
-                if taker_buys:
-                    events.append(TradeExecuted(
-                        seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
-                        quantity=quantity, buy_order_id=taker_id, sell_order_id=maker.order_id,
-                        aggressor_side=aggressor, buyer_user_id=taker_user,
-                        seller_user_id=maker.placed.user_id))
+                    maker.remaining -= quantity
                 else:
-                    events.append(TradeExecuted(
-                        seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
-                        quantity=quantity, buy_order_id=maker.order_id, sell_order_id=taker_id,
-                        aggressor_side=aggressor, buyer_user_id=maker.placed.user_id,
-                        seller_user_id=taker_user))
+                    gone += 1
+                    del orders[maker_id]
+                    maker.remaining = 0
                 maker.traded += quantity
-                maker.remaining -= quantity
                 taken += quantity
                 remaining -= quantity
-                if not maker.remaining:
-                    gone += 1
-                    del orders[maker.order_id]
+                if taker_buys:
+                    append(TradeExecuted(
+                        seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
+                        quantity=quantity, buy_order_id=taker_id, sell_order_id=maker_id,
+                        aggressor_side=aggressor, buyer_user_id=taker_user,
+                        seller_user_id=maker_user))
+                else:
+                    append(TradeExecuted(
+                        seq=seq, timestamp=ts, symbol=symbol, trade_no=trade_no, price=price,
+                        quantity=quantity, buy_order_id=maker_id, sell_order_id=taker_id,
+                        aggressor_side=aggressor, buyer_user_id=maker_user,
+                        seller_user_id=taker_user))
                 if not remaining:
                     break
-            makers.consume(price, gone, taken)
-            if stopped:
+            if gone == len(queue) or level.consume(gone, taken):
+                del levels[price]
+                heappop(heap)
+            if stopped or not remaining:
                 break
         self.trade_no = trade_no
         taker.traded += taker.remaining - remaining
         taker.remaining = remaining
         if stopped:
-            events.append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
+            append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
         return not stopped
 
     # ---- checks --------------------------------------------------------------------
@@ -326,7 +374,7 @@ class Book:
         for price in makers.prices():
             if price * makers.sign > limit_key:
                 break
-            for maker in makers.levels[price]:
+            for maker in makers.levels[price].values():
                 if stp_user is not None and maker.placed.user_id == stp_user:
                     if command.stp is not Stp.CANCEL_OLDEST:
                         return total
@@ -364,10 +412,11 @@ class Book:
             ladder = self.sides[buy]
             keyed = {key * ladder.sign for key in ladder.heap}
             for price, level in ladder.levels.items():
-                assert level.orders, f"empty level {price}"
+                assert level, f"empty level {price}"
                 assert price in keyed, f"level {price} missing from the heap"
-                assert level.total == sum(o.remaining for o in level), f"level {price} total"
-                for order_id, order in level.orders.items():
+                total = sum(order.remaining for order in level.values())
+                assert level.total == total, f"level {price} total"
+                for order_id, order in level.items():
                     assert order_id == order.order_id, order
                     assert order.is_buy is buy, order
                     assert order.price == price, order
