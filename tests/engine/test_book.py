@@ -4,6 +4,7 @@ full checks."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,12 +14,16 @@ from common.messages import (
     CancelOrder,
     CommandRejected,
     ModifyOrder,
+    OrderAccepted,
+    OrderCancelled,
+    OrderModified,
     OrderRejected,
     OrderType,
     PlaceOrder,
     Side,
     Stp,
     TimeInForce,
+    TradeExecuted,
 )
 from svc_orders.matching import Exchange
 from svc_orders.matching.book import Book
@@ -184,3 +189,18 @@ def test_modify_refuses_exactly_what_the_full_check_refuses(
     refused = first.reason if isinstance(first, CommandRejected) else None
     assert refused == (None if expected is None else expected[0])
     ex.check()
+
+
+@pytest.mark.parametrize(("event", "fields"), [
+    (OrderAccepted, ("seq", "order")),
+    (TradeExecuted, ("seq", "timestamp", "symbol", "trade_no", "price", "quantity",
+                     "buy_order_id", "sell_order_id", "aggressor_side", "buyer_user_id",
+                     "seller_user_id")),
+    (OrderCancelled, ("seq", "timestamp", "order_id", "quantity", "reason")),
+    (OrderModified, ("seq", "timestamp", "order_id", "price", "quantity", "requeued")),
+])
+def test_events_keep_the_field_order_the_book_builds_them_in(
+    event: type[msgspec.Struct], fields: tuple[str, ...],
+) -> None:
+    """The book passes these fields by position: a reordered field must fail here."""
+    assert event.__struct_fields__ == fields
