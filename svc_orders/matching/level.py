@@ -59,6 +59,7 @@ class Level(dict[str, Order]):
         first `count` orders left (filled, or cancelled by self-trade prevention); True
         if the level is now empty."""
         self.total -= quantity
-        for _ in range(count):
+        while count:  # most often 0 or 1
             del self[next(iter(self))]
+            count -= 1
         return not self
