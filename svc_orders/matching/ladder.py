@@ -10,8 +10,9 @@ The heap holds ``sign * price`` keys (``sign`` is -1 for bids so the best bid is
 smallest key) and may keep keys of deleted levels: they are dropped when they reach the
 top, and the heap is rebuilt when stale keys outnumber live levels.
 
-Costs: best price O(1) amortised; add O(1), or O(log L) for a new level; remove O(1);
-the top n levels O(L log n), each with its total and order count in O(1).
+Costs: best price O(1) amortised; a new level O(log L) (an order joining or leaving an
+existing level is O(1), in `Level`); the top n levels O(L log n), each with its total
+and order count in O(1).
 """
 
 from __future__ import annotations
