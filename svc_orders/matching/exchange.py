@@ -8,8 +8,7 @@ only a broken invariant raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from common.instruments import Instrument
 from common.messages import (
@@ -39,10 +38,6 @@ class Exchange:
         self.books = {symbol: Book(instrument, self.orders)
                       for symbol, instrument in self.instruments.items()}
         self._placers = {symbol: book.place for symbol, book in self.books.items()}
-        self._handlers: dict[type[Any], Callable[[Any], EventBatch]] = {
-            PlaceOrder: self._place, CancelOrder: self._cancel,
-            ModifyOrder: self._modify, ExpireOrders: self._expire,
-        }
 
     def submit(self, command: Command) -> EventBatch:
         """Process one command atomically and return its events."""
@@ -50,9 +45,23 @@ class Exchange:
             place = self._placers.get(command.symbol)
             if place is not None and command.order_id not in self.orders:
                 return place(command)
-        return self._handlers[type(command)](command)
+            return self._place(command)
+        if type(command) is CancelOrder:
+            order = self.orders.get(command.order_id)
+            if order is None:
+                return _not_live(command.order_id, command.timestamp)
+            return self.books[order.placed.symbol].cancel(order, command.timestamp)
+        if type(command) is ModifyOrder:
+            order = self.orders.get(command.order_id)
+            if order is None:
+                return _not_live(command.order_id, command.timestamp)
+            return self.books[order.placed.symbol].modify(order, command)
+        if type(command) is ExpireOrders:
+            return self._expire(command)
+        raise TypeError(f"not a command: {command!r}")
 
     def _place(self, command: PlaceOrder) -> EventBatch:
+        """A new order `submit` could not hand to its book at once: say why, or do so."""
         book = self.books.get(command.symbol)
         if book is None:
             return _nothing(command.symbol, command.timestamp, command.order_id,
@@ -61,18 +70,6 @@ class Exchange:
             return _nothing(command.symbol, command.timestamp, command.order_id,
                             RejectReason.DUPLICATE_ORDER_ID, "an order with this id is live")
         return book.place(command)
-
-    def _cancel(self, command: CancelOrder) -> EventBatch:
-        order = self.orders.get(command.order_id)
-        if order is None:
-            return _not_live(command.order_id, command.timestamp)
-        return self.books[order.placed.symbol].cancel(order, command.timestamp)
-
-    def _modify(self, command: ModifyOrder) -> EventBatch:
-        order = self.orders.get(command.order_id)
-        if order is None:
-            return _not_live(command.order_id, command.timestamp)
-        return self.books[order.placed.symbol].modify(order, command)
 
     def _expire(self, command: ExpireOrders) -> EventBatch:
         book = self.books.get(command.symbol)
@@ -120,7 +117,7 @@ class Exchange:
     def levels(self, symbol: str, side: Side) -> list[QueueView]:
         """Every level of one side, best first, with (order_id, remaining) in queue order."""
         ladder = self.books[symbol].sides[side is Side.BUY]
-        return [(price, [(o.order_id, o.remaining) for o in ladder.levels[price]])
+        return [(price, [(o.order_id, o.remaining) for o in ladder.levels[price].values()])
                 for price in ladder.prices()]
 
     def check(self) -> None:

@@ -1,15 +1,18 @@
 """One side of a book: its price levels, and the best price from a lazy heap.
 
-Levels live in a dict ``price -> Level`` (see `level`); a level is deleted the moment
-its last order leaves, so the ladder holds exactly the prices with live orders. A
-requeued order (modify) is entered again as a new `Order` object, never twice as one.
+Levels live in a dict ``price -> Level`` (see `level`). `open` makes a level and keys
+it in the heap; the book changes orders through the level's methods and deletes a level
+the moment one reports it empty, so the ladder holds exactly the prices with live
+orders. A requeued order (modify) is entered again as a new `Order` object, never twice
+as one.
 
 The heap holds ``sign * price`` keys (``sign`` is -1 for bids so the best bid is the
 smallest key) and may keep keys of deleted levels: they are dropped when they reach the
 top, and the heap is rebuilt when stale keys outnumber live levels.
 
-Costs: best price O(1) amortised; add O(1), or O(log L) for a new level; remove O(1);
-the top n levels O(L log n), each with its total and order count in O(1).
+Costs: best price O(1) amortised; a new level O(log L) (an order joining or leaving an
+existing level is O(1), in `Level`); the top n levels O(L log n), each with its total
+and order count in O(1).
 """
 
 from __future__ import annotations
@@ -41,50 +44,17 @@ class Ladder:
             heapq.heappop(heap)
         return None
 
-    def add(self, order: Order) -> None:
-        """Queue a live `order` at the back of its price level."""
+    def open(self, order: Order) -> None:
+        """A new level at `order`'s price (none there yet) holding `order`."""
         price = order.price
         assert price is not None, order
-        level = self.levels.get(price)
-        if level is not None:
-            level.append(order)
-            return
+        assert price not in self.levels, order
         self.levels[price] = Level(order)
         if len(self.heap) > 2 * len(self.levels) + _COMPACT_SLACK:
             self.heap = [p * self.sign for p in self.levels]
             heapq.heapify(self.heap)
         else:
             heapq.heappush(self.heap, price * self.sign)
-
-    def remove(self, order: Order) -> None:
-        """Take a queued order out of its level (its `remaining` untouched)."""
-        price = order.price
-        assert price is not None, order
-        level = self.levels[price]
-        level.remove(order)
-        if not level.orders:
-            del self.levels[price]
-
-    def fill(self, order: Order, quantity: int) -> None:
-        """Trade `quantity` of a queued order; a filled order leaves its level."""
-        price = order.price
-        assert price is not None, order
-        level = self.levels[price]
-        level.fill(order, quantity)
-        if not level.orders:
-            del self.levels[price]
-
-    def resize(self, order: Order, quantity: int) -> None:
-        """Give a queued order a new total quantity, keeping its place."""
-        assert order.price is not None, order
-        self.levels[order.price].resize(order, quantity)
-
-    def consume(self, price: int, count: int, quantity: int) -> None:
-        """Settle a taker's walk over the front of the level at `price` (`Level.consume`)."""
-        level = self.levels[price]
-        level.consume(count, quantity)
-        if not level.orders:
-            del self.levels[price]
 
     def prices(self) -> list[int]:
         """Every price with orders, best first."""
@@ -97,7 +67,7 @@ class Ladder:
     def orders(self) -> Iterator[Order]:
         """Every queued order in priority order: best price first, oldest first."""
         for price in self.prices():
-            yield from self.levels[price]
+            yield from self.levels[price].values()
 
     def order_count(self) -> int:
         return sum(len(level) for level in self.levels.values())

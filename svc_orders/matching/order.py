@@ -33,10 +33,9 @@ class Order(msgspec.Struct, array_like=True, gc=False, eq=False):
 
     def requeued(self, price: int | None, quantity: int) -> Order:
         """A fresh queue entry for this order at a new price and/or total quantity."""
-        entry = Order(self.placed, self.order_id, self.is_buy, price, quantity, 0, self.traded,
-                      self.cancelled)
-        entry.resize(quantity)
-        return entry
+        traded, cancelled = self.traded, self.cancelled
+        return Order(self.placed, self.order_id, self.is_buy, price, quantity,
+                     quantity - traded - cancelled, traded, cancelled)
 
     def resize(self, quantity: int) -> None:
         """Make `quantity` the new total: what is neither traded nor cancelled remains."""
