@@ -89,9 +89,11 @@ class Sequencer:
         """Newest service snapshot + the journal after it; then the chain restarts."""
         started = time.perf_counter()
         snapshot = await snapshots.load(self.bucket)
+        loaded = time.perf_counter()
         engine = (Exchange.restore(snapshot.engine, self.instruments) if snapshot
                   else Exchange(self.instruments))
         store = OrderStore.restore(snapshot.store) if snapshot else OrderStore()
+        restored = time.perf_counter()
         end = await journaling.stream_last_seq(self.js)
         replayed = 0
         async for _, batch in journaling.read(self.js, (snapshot.stream_seq + 1
@@ -109,6 +111,9 @@ class Sequencer:
         metrics.RECOVERIES.inc()
         log.info("recovered", snapshot_seq=snapshot.stream_seq if snapshot else 0,
                  replayed=replayed, stream_seq=end, resting=len(engine.orders),
+                 load_seconds=round(loaded - started, 3),
+                 restore_seconds=round(restored - loaded, 3),
+                 replay_seconds=round(time.perf_counter() - restored, 3),
                  seconds=round(time.perf_counter() - started, 3))
 
     # ---- commands ------------------------------------------------------------------
