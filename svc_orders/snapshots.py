@@ -7,6 +7,8 @@ sequence of the last of them, and recovery replays from the next one.
 
 from __future__ import annotations
 
+import io
+
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
@@ -35,11 +37,12 @@ async def bucket(js: JetStreamContext) -> ObjectStore:
 
 
 async def load(objects: ObjectStore) -> ServiceSnapshot | None:
+    buffer = io.BytesIO()
     try:
-        result = await objects.get(OBJECT_NAME)
+        await objects.get(OBJECT_NAME, writeinto=buffer)
     except ObjectNotFoundError:
         return None
-    return _decoder.decode(result.data or b"")
+    return _decoder.decode(buffer.getbuffer())
 
 
 async def save(objects: ObjectStore, snapshot: ServiceSnapshot) -> None:
