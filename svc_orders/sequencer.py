@@ -88,7 +88,7 @@ class Sequencer:
     async def recover(self) -> None:
         """Newest service snapshot + the journal after it; then the chain restarts."""
         started = time.perf_counter()
-        snapshot = await snapshots.load(self.bucket)
+        snapshot = await snapshots.load(self.journal.nats, self.bucket)
         loaded = time.perf_counter()
         engine = (Exchange.restore(snapshot.engine, self.instruments) if snapshot
                   else Exchange(self.instruments))
@@ -96,8 +96,8 @@ class Sequencer:
         restored = time.perf_counter()
         end = await journaling.stream_last_seq(self.js)
         replayed = 0
-        async for _, batch in journaling.read(self.js, (snapshot.stream_seq + 1
-                                                        if snapshot else 1), end):
+        first = snapshot.stream_seq + 1 if snapshot else 1
+        async for _, batch in journaling.read(self.journal.nats, first, end):
             if batch.seq <= engine.seq(batch.symbol):
                 continue  # a duplicate of a batch the state already holds
             engine.apply(batch)

@@ -7,17 +7,27 @@ sequence of the last of them, and recovery replays from the next one.
 
 from __future__ import annotations
 
-import io
+import base64
+import contextlib
+import hashlib
 
 import msgspec
+from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import (
+    OBJ_CHUNKS_PRE_TEMPLATE,
+    OBJ_DIGEST_TEMPLATE,
+    OBJ_STREAM_TEMPLATE,
+    ObjectStore,
+)
 
 from common import subjects
+from svc_orders import streamrange
 from svc_orders.store import StoreState
 
 OBJECT_NAME = "engine"
+CHUNKS_AHEAD = 64  # chunks (128 KiB each) read ahead of the one being kept
 
 
 class ServiceSnapshot(msgspec.Struct, frozen=True):
@@ -36,13 +46,30 @@ async def bucket(js: JetStreamContext) -> ObjectStore:
         return await js.create_object_store(subjects.SNAPSHOT_BUCKET)
 
 
-async def load(objects: ObjectStore) -> ServiceSnapshot | None:
-    buffer = io.BytesIO()
+async def load(nats: Nats, objects: ObjectStore) -> ServiceSnapshot | None:
+    """The newest snapshot (None if none was written), its chunks read by `streamrange`
+    and checked against the object's size and digest as nats-py's own `get` does."""
     try:
-        await objects.get(OBJECT_NAME, writeinto=buffer)
+        info = await objects.get_info(OBJECT_NAME)
     except ObjectNotFoundError:
         return None
-    return _decoder.decode(buffer.getbuffer())
+    bucket = subjects.SNAPSHOT_BUCKET
+    chunks: list[bytes] = []
+    async with contextlib.aclosing(streamrange.messages(
+            nats, OBJ_STREAM_TEMPLATE.format(bucket=bucket),
+            OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid), 1,
+            CHUNKS_AHEAD)) as messages:
+        async for delivered, chunk in messages:
+            chunks.append(chunk)
+            if not delivered.pending:
+                break
+    data = b"".join(chunks)
+    digest = OBJ_DIGEST_TEMPLATE.format(
+        digest=base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode())
+    if len(data) != info.size or digest != info.digest:
+        raise ValueError(f"snapshot {info.nuid}: {len(data)} bytes, digest {digest}; "
+                         f"the object store lists {info.size} bytes, {info.digest}")
+    return _decoder.decode(data)
 
 
 async def save(objects: ObjectStore, snapshot: ServiceSnapshot) -> None:
