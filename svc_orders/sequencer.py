@@ -234,16 +234,17 @@ class Sequencer:
 
     async def _snapshot(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled."""
+        last, base = self.journal.last_ack, self.journal.last_stream_seq
+        engine, store = self.engine, self.store
+
+        async def journaled() -> int:  # the stream sequence of the last batch captured
+            return base if last is None else await last
+
         try:
-            engine, store = self.engine.capture(), self.store.state()
-            last = self.journal.last_ack
-            stream_seq = self.journal.last_stream_seq
-            if last is not None:
-                stream_seq = await last
-            await snapshots.save(self.bucket, snapshots.ServiceSnapshot(
-                stream_seq=stream_seq, engine=engine, store=store))
+            stream_seq = await snapshots.save(
+                self.bucket, lambda: (engine.capture(), store.state()), journaled())
             self._since_snapshot = 0
             metrics.SNAPSHOTS.inc()
-            log.info("snapshot written", stream_seq=stream_seq, bytes=len(engine))
+            log.info("snapshot written", stream_seq=stream_seq)
         except Exception as error:
             log.warning("snapshot failed", error=repr(error))

@@ -7,9 +7,16 @@ sequence of the last of them, and recovery replays from the next one.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
+import os
+import tempfile
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import msgspec
 from nats.aio.client import Client as Nats
@@ -72,5 +79,53 @@ async def load(nats: Nats, objects: ObjectStore) -> ServiceSnapshot | None:
     return _decoder.decode(data)
 
 
-async def save(objects: ObjectStore, snapshot: ServiceSnapshot) -> None:
-    await objects.put(OBJECT_NAME, msgspec.msgpack.encode(snapshot))
+Capture = Callable[[], tuple[bytes, StoreState]]
+
+
+async def save(objects: ObjectStore, capture: Capture, stream_seq: Awaitable[int]) -> int:
+    """Write the state `capture()` sees now, as of the journal's `stream_seq`, and return
+    that sequence once the snapshot is stored.
+
+    Like Redis, the capture runs in a forked child: it sees the memory as it was at the
+    fork, however far matching goes on meanwhile, so the event loop pauses only for the
+    fork. The child captures, waits for `stream_seq` (sent once the journal has
+    acknowledged everything captured), and writes the snapshot to a temporary file that
+    this process then uploads. If `stream_seq` fails the child writes nothing.
+    """
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryFile(prefix="exchange-snapshot-") as file:
+        seq_read, seq_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _write_in_child(capture, seq_read, seq_write, file.fileno())
+        os.close(seq_read)
+        try:
+            seq = await stream_seq
+            os.write(seq_write, str(seq).encode())  # a few bytes: never blocks
+        finally:
+            os.close(seq_write)
+            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"the snapshot child exited with status {status}")
+        file.seek(0)  # the child wrote through the same open file
+        await objects.put(OBJECT_NAME, file)
+    return seq
+
+
+def _write_in_child(capture: Capture, seq_read: int, seq_write: int, fd: int) -> NoReturn:
+    """The forked child: never returns into the service's code."""
+    code = 1
+    try:
+        gc.disable()  # a collection would touch (and so copy) every page
+        os.close(seq_write)
+        engine, store = capture()
+        with open(seq_read, "rb") as pipe:
+            seq = pipe.read()
+        if seq:
+            with open(fd, "wb", closefd=False) as out:
+                out.write(msgspec.msgpack.encode(ServiceSnapshot(int(seq), engine, store)))
+            code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
