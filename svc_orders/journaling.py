@@ -16,6 +16,7 @@ has waited longer than the timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -25,15 +26,13 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from common import subjects
 from common.messages import EventBatch, batch_decoder, encoder
 from common.tasks import stop_tasks
-from svc_orders import metrics
+from svc_orders import metrics, streamrange
 
 REPLAY_BUFFER = 10_000  # journal messages read ahead of the replay
-REPLAY_IDLE = 5.0  # seconds without a message before a replay gives up
 WATCH_INTERVAL = 0.05  # seconds between checks of the oldest outstanding append
 
 
@@ -160,33 +159,21 @@ async def stream_last_seq(js: JetStreamContext) -> int:
     return int(info.state.last_seq)
 
 
-async def read(js: JetStreamContext, start: int, end: int, buffer: int = REPLAY_BUFFER,
+async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
                ) -> AsyncIterator[tuple[int, EventBatch]]:
     """Yield (stream sequence, batch) for every journaled batch from `start` to `end`.
 
-    An ordered push consumer: JetStream streams the range under flow control to one
-    callback, with none of a pull `fetch`'s per-message task and timer (which halved
-    recovery speed on the standard workload). At most `buffer` messages wait here;
-    beyond that the callback waits, which holds back flow control and so the server.
+    One push consumer streams the range (`streamrange`), with none of a pull `fetch`'s
+    per-message task and timer; at most `buffer` messages wait here.
     """
     if start > end:
         return
-    arrived: asyncio.Queue[Msg] = asyncio.Queue(buffer)
-    reader = await js.subscribe(subjects.EVENTS_WILDCARD, stream=subjects.STREAM,
-                                cb=arrived.put, ordered_consumer=True,
-                                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                config=ConsumerConfig(opt_start_seq=start))
-    try:
-        seq = start - 1
-        while seq < end:
-            if arrived.empty():
-                async with asyncio.timeout(REPLAY_IDLE):
-                    msg = await arrived.get()
-            else:
-                msg = arrived.get_nowait()
-            seq = msg.metadata.sequence.stream
+    async with contextlib.aclosing(streamrange.messages(
+            nats, subjects.STREAM, subjects.EVENTS_WILDCARD, start, buffer)) as messages:
+        async for delivered, data in messages:
+            seq = delivered.stream_seq
             if seq > end:  # appended after the range was fixed: not this replay's
-                break
-            yield seq, batch_decoder.decode(msg.data)
-    finally:
-        await reader.unsubscribe()
+                return
+            yield seq, batch_decoder.decode(data)
+            if seq == end:
+                return

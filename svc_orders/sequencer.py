@@ -88,14 +88,16 @@ class Sequencer:
     async def recover(self) -> None:
         """Newest service snapshot + the journal after it; then the chain restarts."""
         started = time.perf_counter()
-        snapshot = await snapshots.load(self.bucket)
+        snapshot = await snapshots.load(self.journal.nats, self.bucket)
+        loaded = time.perf_counter()
         engine = (Exchange.restore(snapshot.engine, self.instruments) if snapshot
                   else Exchange(self.instruments))
         store = OrderStore.restore(snapshot.store) if snapshot else OrderStore()
+        restored = time.perf_counter()
         end = await journaling.stream_last_seq(self.js)
         replayed = 0
-        async for _, batch in journaling.read(self.js, (snapshot.stream_seq + 1
-                                                        if snapshot else 1), end):
+        first = snapshot.stream_seq + 1 if snapshot else 1
+        async for _, batch in journaling.read(self.journal.nats, first, end):
             if batch.seq <= engine.seq(batch.symbol):
                 continue  # a duplicate of a batch the state already holds
             engine.apply(batch)
@@ -109,6 +111,9 @@ class Sequencer:
         metrics.RECOVERIES.inc()
         log.info("recovered", snapshot_seq=snapshot.stream_seq if snapshot else 0,
                  replayed=replayed, stream_seq=end, resting=len(engine.orders),
+                 load_seconds=round(loaded - started, 3),
+                 restore_seconds=round(restored - loaded, 3),
+                 replay_seconds=round(time.perf_counter() - restored, 3),
                  seconds=round(time.perf_counter() - started, 3))
 
     # ---- commands ------------------------------------------------------------------
@@ -229,16 +234,17 @@ class Sequencer:
 
     async def _snapshot(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled."""
+        last, base = self.journal.last_ack, self.journal.last_stream_seq
+        engine, store = self.engine, self.store
+
+        async def journaled() -> int:  # the stream sequence of the last batch captured
+            return base if last is None else await last
+
         try:
-            engine, store = self.engine.capture(), self.store.state()
-            last = self.journal.last_ack
-            stream_seq = self.journal.last_stream_seq
-            if last is not None:
-                stream_seq = await last
-            await snapshots.save(self.bucket, snapshots.ServiceSnapshot(
-                stream_seq=stream_seq, engine=engine, store=store))
+            stream_seq = await snapshots.save(
+                self.bucket, lambda: (engine.capture(), store.state()), journaled())
             self._since_snapshot = 0
             metrics.SNAPSHOTS.inc()
-            log.info("snapshot written", stream_seq=stream_seq, bytes=len(engine))
+            log.info("snapshot written", stream_seq=stream_seq)
         except Exception as error:
             log.warning("snapshot failed", error=repr(error))

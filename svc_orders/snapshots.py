@@ -7,15 +7,34 @@ sequence of the last of them, and recovery replays from the next one.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import gc
+import hashlib
+import os
+import tempfile
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
 import msgspec
+from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import (
+    OBJ_CHUNKS_PRE_TEMPLATE,
+    OBJ_DIGEST_TEMPLATE,
+    OBJ_STREAM_TEMPLATE,
+    ObjectStore,
+)
 
 from common import subjects
+from svc_orders import streamrange
 from svc_orders.store import StoreState
 
 OBJECT_NAME = "engine"
+CHUNKS_AHEAD = 64  # chunks (128 KiB each) read ahead of the one being kept
 
 
 class ServiceSnapshot(msgspec.Struct, frozen=True):
@@ -34,13 +53,79 @@ async def bucket(js: JetStreamContext) -> ObjectStore:
         return await js.create_object_store(subjects.SNAPSHOT_BUCKET)
 
 
-async def load(objects: ObjectStore) -> ServiceSnapshot | None:
+async def load(nats: Nats, objects: ObjectStore) -> ServiceSnapshot | None:
+    """The newest snapshot (None if none was written), its chunks read by `streamrange`
+    and checked against the object's size and digest as nats-py's own `get` does."""
     try:
-        result = await objects.get(OBJECT_NAME)
+        info = await objects.get_info(OBJECT_NAME)
     except ObjectNotFoundError:
         return None
-    return _decoder.decode(result.data or b"")
+    bucket = subjects.SNAPSHOT_BUCKET
+    chunks: list[bytes] = []
+    async with contextlib.aclosing(streamrange.messages(
+            nats, OBJ_STREAM_TEMPLATE.format(bucket=bucket),
+            OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=bucket, obj=info.nuid), 1,
+            CHUNKS_AHEAD)) as messages:
+        async for delivered, chunk in messages:
+            chunks.append(chunk)
+            if not delivered.pending:
+                break
+    data = b"".join(chunks)
+    digest = OBJ_DIGEST_TEMPLATE.format(
+        digest=base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode())
+    if len(data) != info.size or digest != info.digest:
+        raise ValueError(f"snapshot {info.nuid}: {len(data)} bytes, digest {digest}; "
+                         f"the object store lists {info.size} bytes, {info.digest}")
+    return _decoder.decode(data)
 
 
-async def save(objects: ObjectStore, snapshot: ServiceSnapshot) -> None:
-    await objects.put(OBJECT_NAME, msgspec.msgpack.encode(snapshot))
+Capture = Callable[[], tuple[bytes, StoreState]]
+
+
+async def save(objects: ObjectStore, capture: Capture, stream_seq: Awaitable[int]) -> int:
+    """Write the state `capture()` sees now, as of the journal's `stream_seq`, and return
+    that sequence once the snapshot is stored.
+
+    Like Redis, the capture runs in a forked child: it sees the memory as it was at the
+    fork, however far matching goes on meanwhile, so the event loop pauses only for the
+    fork. The child captures, waits for `stream_seq` (sent once the journal has
+    acknowledged everything captured), and writes the snapshot to a temporary file that
+    this process then uploads. If `stream_seq` fails the child writes nothing.
+    """
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryFile(prefix="exchange-snapshot-") as file:
+        seq_read, seq_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            _write_in_child(capture, seq_read, seq_write, file.fileno())
+        os.close(seq_read)
+        try:
+            seq = await stream_seq
+            os.write(seq_write, str(seq).encode())  # a few bytes: never blocks
+        finally:
+            os.close(seq_write)
+            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"the snapshot child exited with status {status}")
+        file.seek(0)  # the child wrote through the same open file
+        await objects.put(OBJECT_NAME, file)
+    return seq
+
+
+def _write_in_child(capture: Capture, seq_read: int, seq_write: int, fd: int) -> NoReturn:
+    """The forked child: never returns into the service's code."""
+    code = 1
+    try:
+        gc.disable()  # a collection would touch (and so copy) every page
+        os.close(seq_write)
+        engine, store = capture()
+        with open(seq_read, "rb") as pipe:
+            seq = pipe.read()
+        if seq:
+            with open(fd, "wb", closefd=False) as out:
+                out.write(msgspec.msgpack.encode(ServiceSnapshot(int(seq), engine, store)))
+            code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)

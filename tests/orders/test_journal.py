@@ -24,9 +24,9 @@ async def test_read_yields_the_range_in_order_with_a_small_read_ahead(
         await js.publish(subjects.events("DEFAULT"), encoder.encode(batch(seq)))
 
     read = [(stream_seq, item.seq)
-            async for stream_seq, item in journaling.read(js, 7, 250, buffer=5)]
+            async for stream_seq, item in journaling.read(connection, 7, 250, buffer=5)]
     assert read == [(seq, seq) for seq in range(7, 251)]
-    assert [item async for item in journaling.read(js, 301, 300)] == []
+    assert [item async for item in journaling.read(connection, 301, 300)] == []
     await connection.close()
 
 
