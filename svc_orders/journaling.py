@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from common import subjects
 from common.messages import EventBatch, batch_decoder, encoder
@@ -39,6 +40,15 @@ WATCH_INTERVAL = 0.05  # seconds between checks of the oldest outstanding append
 
 class JournalError(Exception):
     """JetStream refused an append, or did not acknowledge it in time."""
+
+
+class UnreadableJournal(Exception):
+    """A journal message recovery cannot replay: not an `EventBatch`, or a batch that
+    does not follow the state before it. Recovery stops there (README, Durability)."""
+
+    def __init__(self, stream_seq: int, reason: str) -> None:
+        super().__init__(f"journal message {stream_seq} cannot be replayed: {reason}")
+        self.stream_seq, self.reason = stream_seq, reason
 
 
 class _AckError(msgspec.Struct):
@@ -168,7 +178,14 @@ async def read(js: JetStreamContext, start: int, end: int, buffer: int = REPLAY_
     callback, with none of a pull `fetch`'s per-message task and timer (which halved
     recovery speed on the standard workload). At most `buffer` messages wait here;
     beyond that the callback waits, which holds back flow control and so the server.
+    Messages removed from the stream (e.g. an unreadable one, by an operator) are never
+    delivered, so the range ends at the last message still there.
     """
+    try:
+        last = await js.get_last_msg(subjects.STREAM, subjects.EVENTS_WILDCARD)
+    except NotFoundError:  # no message at all
+        return
+    end = min(end, last.seq or 0)
     if start > end:
         return
     arrived: asyncio.Queue[Msg] = asyncio.Queue(buffer)
@@ -187,6 +204,10 @@ async def read(js: JetStreamContext, start: int, end: int, buffer: int = REPLAY_
             seq = msg.metadata.sequence.stream
             if seq > end:  # appended after the range was fixed: not this replay's
                 break
-            yield seq, batch_decoder.decode(msg.data)
+            try:
+                batch = batch_decoder.decode(msg.data)
+            except msgspec.DecodeError as error:  # the reason names no part of the payload
+                raise UnreadableJournal(seq, str(error)) from None
+            yield seq, batch
     finally:
         await reader.unsubscribe()
