@@ -43,6 +43,7 @@ def _read(stream: str) -> list[str]:
     """Look at a stream, read it with ephemeral ordered consumers, get single messages."""
     return [f"{_API}.STREAM.INFO.{stream}", f"{_API}.CONSUMER.CREATE.{stream}",
             f"{_API}.CONSUMER.CREATE.{stream}.>", f"{_API}.CONSUMER.DELETE.{stream}.>",
+            f"{_API}.CONSUMER.INFO.{stream}.>",
             f"{_API}.STREAM.MSG.GET.{stream}", f"{_API}.DIRECT.GET.{stream}",
             f"{_API}.DIRECT.GET.{stream}.>"]
 
@@ -96,11 +97,12 @@ def authorization(passwords: Mapping[str, str]) -> str:
     lines = ["authorization {", "  users = ["]
     for user in USERS:
         permissions = PERMISSIONS[user]
-        lines += [
-            f"    {{user: {json.dumps(user)}, password: {passwords[user]}, permissions: {{",
-            f"      publish: {{allow: {json.dumps(permissions['publish'])}}}",
-            f"      subscribe: {{allow: {json.dumps(permissions['subscribe'])}}}",
-        ]
+        lines.append(
+            f"    {{user: {json.dumps(user)}, password: {passwords[user]}, permissions: {{")
+        for kind in ("publish", "subscribe"):
+            lines.append(f"      {kind}: {{allow: [")
+            lines += [f"        {json.dumps(subject)}" for subject in permissions[kind]]
+            lines.append("      ]}")
         if user in RESPONDERS:
             lines.append("      allow_responses: true")
         lines.append("    }}")
@@ -111,6 +113,20 @@ def authorization(passwords: Mapping[str, str]) -> str:
 def environment_variable(user: str) -> str:
     """The variable that holds `user`'s password in compose (`NATS_SVC_ORDERS_PASSWORD`)."""
     return f"NATS_{user.upper()}_PASSWORD"
+
+
+def compose_config() -> str:
+    """`ops/compose/nats.conf`: the passwords come from the nats container's environment."""
+    return (COMPOSE_HEADER + "\n"
+            + authorization({user: f"${environment_variable(user)}" for user in USERS}))
+
+
+COMPOSE_HEADER = """\
+# nats-server's users for compose.yaml, rendered from the table in ops/stack/natsusers.py
+# (a test compares the two); after a change to the table:
+#   .venv/bin/python -c 'import ops.stack.natsusers as n; print(n.compose_config(), end="")' \\
+#     > ops/compose/nats.conf
+# Each password comes from the nats container's environment (compose.yaml)."""
 
 
 def passwords(folder: Path) -> dict[str, str]:
@@ -140,3 +156,4 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
     staging.replace(path)
+
