@@ -78,9 +78,10 @@ async def delivered_only_after(admin: Nats, forge: Login, owner: Nats,
     await forge.nc.publish(subject, b"forged")
     await forge.nc.flush()  # the server has handled (and dropped) it
     await owner.publish(subject, b"real")
-    await eventually(lambda: b"real" in got)
+    await eventually(lambda: b"real" in got, timeout=10)
     await subscription.unsubscribe()
-    await eventually(lambda: any("permissions violation" in e for e in forge.errors))
+    await eventually(lambda: any("permissions violation" in e for e in forge.errors),
+                     timeout=10)
     return got
 
 
