@@ -3,7 +3,8 @@
 Every field `name` comes from `EX_<NAME>` when set; the defaults match the local stack
 that `./ops/run` starts. A value of the wrong type or out of range stops the service at
 start-up, naming its variable, rather than misbehaving later (a batch of 0, a negative
-timeout). Secrets (passwords in URLs, `EX_SECRET_KEY`) never appear in `repr`.
+timeout). Secrets (passwords in URLs, `EX_NATS_PASSWORD`, `EX_SECRET_KEY`) never appear
+in `repr`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RateLimit = Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,8}/(second|minute
 # of `openssl rand -hex 32`.
 SecretKey = Annotated[str, msgspec.Meta(min_length=32)]
 
-SECRET_FIELDS = frozenset({"secret_key", "metrics_token"})
+SECRET_FIELDS = frozenset({"metrics_token", "nats_password", "secret_key"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     trades_port: Port = 8001
     stream_port: Port = 8002
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None  # this service's NATS user; none: connect without one
+    nats_password: str | None = None
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     redis_url: str = "redis://127.0.0.1:6379/0"
     instruments_file: str | None = None

@@ -4,10 +4,11 @@
     python -m ops.keys first-admin    # an admin key only if none is live yet
     python -m ops.keys revoke KEY_ID
 
-Reads the services' EX_ settings (EX_NATS_URL, EX_SECRET_KEY). `create` prints
-{"key_id", "secret", "user_id", "role"} once, on stdout, and nowhere else; a new user
-id when --user is not given. `first-admin` prints the same for a new admin key, or
-nothing when a live admin key exists.
+Reads the services' EX_ settings: EX_NATS_URL, EX_SECRET_KEY, and EX_NATS_USER and
+EX_NATS_PASSWORD of a NATS user that may write the keys bucket (`admin`, or none on a
+server without users). `create` prints {"key_id", "secret", "user_id", "role"} once, on
+stdout, and nowhere else; a new user id when --user is not given. `first-admin` prints
+the same for a new admin key, or nothing when a live admin key exists.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import uuid
 from typing import get_args
 
 import msgspec
-import nats
 
-from common import keys
+from common import keys, natsconn
 from common.config import PREFIX, Settings, load_settings
 from common.keys import Role, SecretBox
 
@@ -30,7 +30,7 @@ async def create(settings: Settings, role: Role | None,
                  user_id: str | None) -> keys.IssuedKey | None:
     """A key of `role`, or with no role the first admin key if there is none yet."""
     box = SecretBox(_secret_key(settings))
-    connection = await nats.connect(settings.nats_url)
+    connection = await natsconn.connect(settings, "ops.keys")
     try:
         kv = await keys.bucket(connection.jetstream())
         if role is None:
@@ -41,7 +41,7 @@ async def create(settings: Settings, role: Role | None,
 
 
 async def revoke(settings: Settings, key_id: str) -> keys.KeyRecord:
-    connection = await nats.connect(settings.nats_url)
+    connection = await natsconn.connect(settings, "ops.keys")
     try:
         return await keys.revoke_key(await keys.bucket(connection.jetstream()), key_id)
     finally:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import nats
 import structlog
 from aiohttp import web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
+from common import natsconn
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -40,8 +40,8 @@ def create_app(settings: Settings) -> web.Application:
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         # Every subject is built from a configured symbol (common.subjects): nats-py's
         # per-publish regex checks would only cost time on the hot path.
-        app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
-                                       name="svc_orders", skip_subject_validation=True)
+        app[NATS] = await natsconn.connect(settings, "svc_orders",
+                                           skip_subject_validation=True)
         yield
         await close_nats(app[NATS])
 

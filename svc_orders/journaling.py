@@ -26,6 +26,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from common import subjects
 from common.messages import EventBatch, batch_decoder, encoder
@@ -38,6 +39,15 @@ WATCH_INTERVAL = 0.05  # seconds between checks of the oldest outstanding append
 
 class JournalError(Exception):
     """JetStream refused an append, or did not acknowledge it in time."""
+
+
+class UnreadableJournal(Exception):
+    """A journal message recovery cannot replay: not an `EventBatch`, or a batch that
+    does not follow the state before it. Recovery stops there (README, Durability)."""
+
+    def __init__(self, stream_seq: int, reason: str) -> None:
+        super().__init__(f"journal message {stream_seq} cannot be replayed: {reason}")
+        self.stream_seq, self.reason = stream_seq, reason
 
 
 class _AckError(msgspec.Struct):
@@ -164,8 +174,16 @@ async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
     """Yield (stream sequence, batch) for every journaled batch from `start` to `end`.
 
     One push consumer streams the range (`streamrange`), with none of a pull `fetch`'s
-    per-message task and timer; at most `buffer` messages wait here.
+    per-message task and timer; at most `buffer` messages wait here. Messages removed
+    from the stream (e.g. an unreadable one, by an operator) are never delivered, so the
+    range ends at the last message still there. A message that is not an `EventBatch`
+    raises `UnreadableJournal`.
     """
+    try:
+        last = await nats.jetstream().get_last_msg(subjects.STREAM, subjects.EVENTS_WILDCARD)
+    except NotFoundError:  # no message at all
+        return
+    end = min(end, last.seq or 0)
     if start > end:
         return
     async with contextlib.aclosing(streamrange.messages(
@@ -174,6 +192,10 @@ async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
             seq = delivered.stream_seq
             if seq > end:  # appended after the range was fixed: not this replay's
                 return
-            yield seq, batch_decoder.decode(data)
+            try:
+                batch = batch_decoder.decode(data)
+            except msgspec.DecodeError as error:  # the reason names no part of the payload
+                raise UnreadableJournal(seq, str(error)) from None
+            yield seq, batch
             if seq == end:
                 return

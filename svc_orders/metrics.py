@@ -11,6 +11,12 @@ JOURNAL_ACK_SECONDS = Histogram("orders_journal_ack_seconds", "Wait for the JetS
                                 buckets=(1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0))
 JOURNAL_IN_FLIGHT = Gauge("orders_journal_in_flight", "Batches awaiting their JetStream ack")
 RECOVERIES = Counter("orders_recoveries_total", "Engine rebuilds from snapshot and journal")
+RECOVERY_FAILURES = Counter("orders_recovery_failures_total",
+                            "Rebuilds from snapshot and journal that failed")
+# An alarm: while it is above 0, svc_orders stays unready (README, Durability).
+JOURNAL_UNREADABLE = Gauge("orders_journal_unreadable",
+                           "Stream sequence of the journal message recovery cannot replay, "
+                           "0 if none")
 SNAPSHOTS = Counter("orders_snapshots_total", "Engine snapshots written")
 BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the published book (top 100)",
                     ["symbol", "side"])

@@ -39,13 +39,15 @@ from common.messages import (
 from common.orderstate import OrderState
 from common.views import TradeView, trade_view
 from svc_orders import journaling, metrics, snapshots
-from svc_orders.journaling import Journal
+from svc_orders.journaling import Journal, UnreadableJournal
 from svc_orders.matching import Exchange
 from svc_orders.store import OrderStore
 
 log = structlog.get_logger(__name__)
 
 MAX_IN_FLIGHT = 20_000  # appends awaiting their acknowledgement before 503s
+RETRY_FIRST = 1.0  # seconds before a failed rebuild is tried again; doubles each time
+RETRY_MAX = 30.0
 
 FindOrder = Callable[[str], Awaitable[OrderState | None]]
 Journaled = Callable[[EventBatch, list[TradeView]], None]
@@ -86,7 +88,12 @@ class Sequencer:
     # ---- recovery ------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Newest service snapshot + the journal after it; then the chain restarts."""
+        """Newest service snapshot + the journal after it; then the chain restarts.
+
+        A message it cannot replay stops it (UnreadableJournal, with the alarm gauge set
+        to its stream sequence): the journal is the source of truth, and no state built
+        around a skipped message is ever served.
+        """
         started = time.perf_counter()
         snapshot = await snapshots.load(self.journal.nats, self.bucket)
         loaded = time.perf_counter()
@@ -97,12 +104,20 @@ class Sequencer:
         end = await journaling.stream_last_seq(self.js)
         replayed = 0
         first = snapshot.stream_seq + 1 if snapshot else 1
-        async for _, batch in journaling.read(self.journal.nats, first, end):
-            if batch.seq <= engine.seq(batch.symbol):
-                continue  # a duplicate of a batch the state already holds
-            engine.apply(batch)
-            store.apply(batch)
-            replayed += 1
+        try:
+            async for stream_seq, batch in journaling.read(self.journal.nats, first, end):
+                try:
+                    if batch.seq <= engine.seq(batch.symbol):
+                        continue  # a duplicate of a batch the state already holds
+                    engine.apply(batch)
+                    store.apply(batch)
+                except (KeyError, ValueError, AssertionError) as error:
+                    raise UnreadableJournal(stream_seq, repr(error)) from None
+                replayed += 1
+        except UnreadableJournal as error:
+            metrics.JOURNAL_UNREADABLE.set(error.stream_seq)
+            raise
+        metrics.JOURNAL_UNREADABLE.set(0)
         engine.check()
         self.engine, self.store = engine, store
         self.journal.restart_chain(end)
@@ -222,13 +237,17 @@ class Sequencer:
         if pending is not None:  # settles by its acknowledgement or the journal's watchdog
             with contextlib.suppress(Exception):
                 await pending
+        delay = RETRY_FIRST
         while True:
             try:
                 await self.recover()
                 return
             except Exception as error:
-                log.warning("recovery failed, retrying", error=repr(error))
-                await asyncio.sleep(1.0)
+                metrics.RECOVERY_FAILURES.inc()
+                log.error("recovery failed, retrying", error=str(error) or repr(error),
+                          retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RETRY_MAX)
 
     # ---- snapshots -----------------------------------------------------------------
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import nats
 from aiohttp import WSCloseCode, web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from common import natsconn
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -41,8 +41,7 @@ def create_app(settings: Settings) -> web.Application:
             if relay is not None:
                 await relay.catch_up(app[endpoints.MARKET_CACHE])
 
-        app[NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
-                                       name="svc_stream", reconnected_cb=reconnected)
+        app[NATS] = await natsconn.connect(settings, "svc_stream", reconnected_cb=reconnected)
         yield
         await close_nats(app[NATS])
 

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
-import nats
 from aiohttp import web
 from redis.asyncio import Redis
 
+from common import natsconn
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -42,8 +42,7 @@ def create_app(settings: Settings) -> web.Application:
             await close_pool(pool)
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[api.NATS] = await nats.connect(settings.nats_url, max_reconnect_attempts=-1,
-                                           name="svc_trades")
+        app[api.NATS] = await natsconn.connect(settings, "svc_trades")
         yield
         await close_nats(app[api.NATS])
 

@@ -30,8 +30,8 @@ class Launcher:
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)
 
-    def output(self) -> str:
-        return "\n".join(self.lines[-60:])
+    def output(self, lines: int = 60) -> str:
+        return "\n".join(self.lines[-lines:])
 
     def pids_started(self, svc: str) -> list[int]:
         """Pids of `svc` in the order the launcher started them ("svc started (pid N)")."""

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from ops.stack import natsusers
+
 REPO = Path(__file__).resolve().parent.parent
 SERVERS = {"nats", "postgres", "redis"}
 PORTS = {"svc_orders": 8000, "svc_trades": 8001, "svc_stream": 8002}
@@ -142,3 +144,30 @@ def test_the_installed_package_has_every_data_file_the_services_read() -> None:
     assert data_files, "expected at least svc_trades' migrations"
     for path in data_files:
         assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), path
+
+
+def test_nats_admits_only_its_users_with_the_config_of_the_table(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The users' file is mounted and read; each password comes from the environment
+    without a default (tests/stack/test_natsusers.py compares the file with the table)."""
+    nats = services["nats"]
+    command = nats["command"]
+    config = command[command.index("-c") + 1]
+    assert f"./ops/compose/nats.conf:{config}:ro" in nats["volumes"]
+    assert (REPO / "ops" / "compose" / "nats.conf").is_file()
+    text = (REPO / "ops" / "compose" / "nats.conf").read_text()
+    for user in natsusers.USERS:
+        variable = natsusers.environment_variable(user)
+        assert f"password: ${variable}," in text
+        assert nats["environment"][variable] == f"${{{variable}:?set {variable}}}"
+
+
+def test_each_service_logs_in_to_nats_as_its_own_user(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in PORTS:
+        env = services[name]["environment"]
+        variable = natsusers.environment_variable(name)
+        assert (env["EX_NATS_USER"], env["EX_NATS_PASSWORD"]) == (
+            name, f"${{{variable}:?set {variable}}}"), name

@@ -13,6 +13,9 @@ behaves as it does:
 - Ports are the usual ones (4222, 5432, 6379) unless busy, then any free one; URLs in
   `EX_NATS_URL`, `EX_PG_DSN`, `EX_REDIS_URL` replace the embedded server of that kind.
   The service ports are never moved: clients rely on them.
+- The embedded NATS admits only its users (ops.stack.natsusers), each service as its
+  own with only the subjects it needs; the passwords, made once per data folder, reach
+  each service in its EX_NATS_USER / EX_NATS_PASSWORD and are never printed.
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
   on the same folder) is said in one line before anything starts.
 """
@@ -59,6 +62,9 @@ environment:
   EX_HOST, EX_ORDERS_PORT, EX_TRADES_PORT, EX_STREAM_PORT
                       where the services listen (default 127.0.0.1, 8000, 8001, 8002)
   other EX_ variables reach the services unchanged (see common/config.py)
+
+The embedded NATS has a user per service and `admin` (for ops tools such as
+python -m ops.keys); their passwords are in <run dir>/nats/users/<user>.
 """
 
 
@@ -108,7 +114,7 @@ def _servers(env: Mapping[str, str], run_dir: Path) -> tuple[list[Server], dict[
     if "EX_NATS_URL" not in env:
         nats = NatsServer(run_dir / "nats", _server_port(env, "EX_NATS_PORT", 4222, "nats"),
                           monitor_port=_server_port(env, "EX_NATS_MONITOR_PORT", 8222,
-                                                    "the nats monitor"))
+                                                    "the nats monitor"), users=True)
         servers.append(("EX_NATS_URL", nats, nats.url))
     if "EX_PG_DSN" not in env:
         postgres = PostgresServer(run_dir / "postgres",
@@ -151,6 +157,17 @@ def _services(settings: Settings, log_dir: Path) -> list[Service]:
             ("svc_stream", "EX_STREAM_PORT", settings.stream_port),
         )
     ]
+
+
+def _log_in(services: list[Service], servers: list[Server]) -> None:
+    """Give each service its login to the embedded NATS, if it runs one."""
+    for child in servers:
+        if isinstance(child.server, NatsServer) and child.server.users:
+            credentials = child.server.credentials
+            for svc in services:
+                svc.env |= {"EX_NATS_USER": svc.module,
+                            "EX_NATS_PASSWORD": credentials[svc.module]}
+            say(f"nats users: passwords in {shown(child.server.data_dir / 'users')}/")
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -206,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"uses it or set {svc.port_var} to another port")
         stack.callback(say, "stopped")  # runs last
         servers, urls = _servers(env, run_dir)
+        _log_in(services, servers)
         env |= urls
         env["PYTHONUNBUFFERED"] = "1"
         say(f"service logs: {shown(run_dir / 'logs')}/<service>.log, and below")

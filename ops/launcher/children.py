@@ -73,14 +73,16 @@ class Service(Child):
         self.port_var = port_var
         self.host = host
         self.port = port
+        self.env: dict[str, str] = {}  # its own variables, e.g. its NATS login
 
     @property
     def ready_url(self) -> str:
         return f"http://{self.host}:{self.port}/ready/"
 
     async def spawn(self, env: Mapping[str, str], log: BinaryIO) -> asyncio.subprocess.Process:
-        return await _spawn([sys.executable, "-m", self.module], env, asyncio.subprocess.PIPE,
-                            self.stop_signal, cwd=REPO, limit=LOG_LINE_LIMIT)
+        return await _spawn([sys.executable, "-m", self.module], {**env, **self.env},
+                            asyncio.subprocess.PIPE, self.stop_signal, cwd=REPO,
+                            limit=LOG_LINE_LIMIT)
 
     async def probe(self, http: aiohttp.ClientSession) -> bool:
         try:

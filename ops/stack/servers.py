@@ -16,6 +16,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from ops.stack import natsusers
 from ops.stack.process import HOST, EmbeddedServer, ServerStartError, free_port
 
 # postgres refuses to run as root; when we are root it runs as this user instead.
@@ -65,7 +66,13 @@ def _tcp_exchange(port: int, request: bytes, timeout: float = 0.5) -> bytes:
 
 
 class NatsServer(EmbeddedServer):
-    """nats-server with JetStream; restartable on the same port and store directory."""
+    """nats-server with JetStream; restartable on the same port and store directory.
+
+    With `users`, only the users of `ops.stack.natsusers` may connect, each with its own
+    permissions; their passwords are made once per data folder (`users/`, mode 0600) and
+    the server reads them from its config file (`nats.conf`, mode 0600). Without, anyone
+    may connect and do anything, as the tests' bare servers do.
+    """
 
     name = "nats"
 
@@ -75,10 +82,19 @@ class NatsServer(EmbeddedServer):
         port: int | None = None,
         monitor_port: int | None = None,
         start_timeout: float = 30.0,
+        *,
+        users: bool = False,
     ):
         super().__init__(data_dir, port, start_timeout)
         # The monitor's /healthz only turns 200 once JetStream has recovered its store.
         self.monitor_port = monitor_port if monitor_port is not None else free_port()
+        self.users = users
+        self.config_path = self.data_dir / "nats.conf"
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """User name -> password (made on first use); empty without users."""
+        return natsusers.passwords(self.data_dir / "users") if self.users else {}
 
     @property
     def url(self) -> str:
@@ -88,9 +104,15 @@ class NatsServer(EmbeddedServer):
     def address(self) -> str:
         return self.url
 
+    def prepare(self) -> None:
+        if self.users:
+            natsusers.write_config(self.config_path, self.credentials)
+
     def command(self) -> list[str]:
+        config = ["-c", str(self.config_path)] if self.users else []
         return [
             str(nats_server_binary()),
+            *config,
             "-a", HOST,
             "-p", str(self.port),
             "-m", str(self.monitor_port),

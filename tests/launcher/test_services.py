@@ -90,3 +90,41 @@ async def test_a_launcher_killed_by_sigkill_leaves_no_process_behind(
         for pid in processes:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_services_work_as_their_nats_users_and_no_password_is_shown(
+        launcher: Launcher, tmp_path: Path) -> None:
+    """The embedded NATS admits only its users: every service does its job as its own
+    (orders journaled, projected, queried, books asked for), nothing is refused, and no
+    password reaches the terminal or a log."""
+    ports = launcher.ports
+    await eventually(lambda: launcher.said("all services ready"), timeout=30)
+    orders = f"http://127.0.0.1:{ports['EX_ORDERS_PORT']}"
+    trades = f"http://127.0.0.1:{ports['EX_TRADES_PORT']}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        for side in ("sell", "buy"):
+            async with http.post(f"{orders}/orders/", json={
+                    "side": side, "quantity": 1, "price": 10}) as response:
+                assert response.status == 201, await response.text()
+                order_id = (await response.json())["order_id"]
+
+        async def projected() -> bool:
+            async with http.get(f"{trades}/trades/") as response:
+                return bool((await response.json())["trades"])
+
+        await eventually(projected, timeout=10)
+        async with http.get(f"{orders}/orders/?status=FILLED") as response:  # ex.query
+            assert response.status == 200
+        async with http.get(f"{orders}/orders/{order_id}/") as response:
+            assert response.status == 200
+        async with http.get(f"{trades}/orderbook/") as response:
+            assert response.status == 200
+
+    run = tmp_path / "run"
+    passwords = [path.read_text().strip() for path in (run / "nats" / "users").iterdir()]
+    assert len(passwords) == 4
+    shown = [launcher.output(lines=len(launcher.lines)),
+             *(path.read_text() for path in (run / "logs").iterdir()),
+             (run / "nats" / "nats.log").read_text()]
+    assert not [text for text in shown for password in passwords if password in text]
+    assert "Violation" not in (run / "nats" / "nats.log").read_text()

@@ -1,0 +1,159 @@
+"""NATS users: who may publish and subscribe what, and their passwords.
+
+Without users anyone who reaches NATS can write the journal or the market data (one
+forged `md.trades` message with a huge seq silenced every trade feed; one garbage
+journal message stopped svc_orders). So each service has a user with only the subjects
+it needs, and an `admin` user (ops tools, tests) may do everything. The table below is
+the one source: the embedded nats-server's config is rendered from it with the
+passwords of its data folder, and `ops/compose/nats.conf` is the same text with
+environment references (a test keeps the two equal).
+
+A user's inboxes are `_INBOX.<user>.*` (`common.natsconn` sets nats-py's inbox prefix),
+so no service can read another's replies: JetStream API answers, acknowledgements,
+order queries. Answers to requests go out under `allow_responses`, which lets a user
+publish once to the reply subject of a request it received, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from common import subjects
+
+ADMIN = "admin"
+SERVICES = ("svc_orders", "svc_trades", "svc_stream")
+USERS = (*SERVICES, ADMIN)
+
+_API = "$JS.API"
+EVENTS = subjects.STREAM
+KEYS = f"KV_{subjects.KEYS_BUCKET}"  # the stream behind the keys bucket
+SNAPSHOTS = f"OBJ_{subjects.SNAPSHOT_BUCKET}"  # the stream behind the snapshot store
+
+
+def _create(stream: str) -> list[str]:
+    """Create the stream if missing (same config or an error: nothing existing changes)."""
+    return [f"{_API}.STREAM.CREATE.{stream}"]
+
+
+def _read(stream: str) -> list[str]:
+    """Look at a stream, read it with ephemeral ordered consumers, get single messages."""
+    return [f"{_API}.STREAM.INFO.{stream}", f"{_API}.CONSUMER.CREATE.{stream}",
+            f"{_API}.CONSUMER.CREATE.{stream}.>", f"{_API}.CONSUMER.DELETE.{stream}.>",
+            f"{_API}.CONSUMER.INFO.{stream}.>",
+            f"{_API}.STREAM.MSG.GET.{stream}", f"{_API}.DIRECT.GET.{stream}",
+            f"{_API}.DIRECT.GET.{stream}.>"]
+
+
+_FLOW_CONTROL = "$JS.FC.>"  # ordered consumers answer JetStream's flow-control probes
+_KEYS_READ = [*_create(KEYS), *_read(KEYS)]  # every service follows the API keys
+
+# user -> {"publish": [...], "subscribe": [...]}: allow lists, anything else is refused.
+PERMISSIONS: dict[str, dict[str, list[str]]] = {
+    "svc_orders": {
+        "publish": [
+            subjects.EVENTS_WILDCARD,  # the journal: only svc_orders appends
+            "md.>",  # market data
+            "ex.query.>",  # asks svc_trades for order history
+            *_create(EVENTS), *_read(EVENTS),  # recovery replays the journal
+            *_create(SNAPSHOTS), *_read(SNAPSHOTS),
+            f"{_API}.STREAM.NAMES",  # nats-py finds the snapshots' stream by subject
+            f"{_API}.STREAM.PURGE.{SNAPSHOTS}",  # a new snapshot drops the old chunks
+            f"$O.{subjects.SNAPSHOT_BUCKET}.>",
+            *_KEYS_READ, _FLOW_CONTROL,
+        ],
+        "subscribe": [subjects.BOOK_REQUEST, "_INBOX.svc_orders.>"],
+    },
+    "svc_trades": {
+        "publish": [
+            "ex.settlements.>",
+            subjects.BOOK_REQUEST,  # asks svc_orders for a book missing from the cache
+            *_create(EVENTS),  # before svc_orders ever ran
+            f"{_API}.STREAM.INFO.{EVENTS}",
+            f"{_API}.CONSUMER.DURABLE.CREATE.{EVENTS}.>",  # its consumer, made at each start
+            f"{_API}.CONSUMER.DELETE.{EVENTS}.>", f"{_API}.CONSUMER.INFO.{EVENTS}.>",
+            f"{_API}.CONSUMER.MSG.NEXT.{EVENTS}.>",
+            f"$JS.ACK.{EVENTS}.>",
+            *_KEYS_READ, f"$KV.{subjects.KEYS_BUCKET}.>",  # creates and revokes keys
+            _FLOW_CONTROL,
+        ],
+        "subscribe": ["ex.query.>", "_INBOX.svc_trades.>"],
+    },
+    "svc_stream": {
+        "publish": [*_KEYS_READ, _FLOW_CONTROL],
+        "subscribe": ["md.>", "_INBOX.svc_stream.>"],
+    },
+    ADMIN: {"publish": [">"], "subscribe": [">"]},
+}
+RESPONDERS = frozenset({"svc_orders", "svc_trades"})  # answer requests (allow_responses)
+
+
+def authorization(passwords: Mapping[str, str]) -> str:
+    """nats-server's `authorization` block; each value of `passwords` is written as is
+    (a quoted literal, or `$VARIABLE` to read it from the environment)."""
+    lines = ["authorization {", "  users = ["]
+    for user in USERS:
+        permissions = PERMISSIONS[user]
+        lines.append(
+            f"    {{user: {json.dumps(user)}, password: {passwords[user]}, permissions: {{")
+        for kind in ("publish", "subscribe"):
+            lines.append(f"      {kind}: {{allow: [")
+            lines += [f"        {json.dumps(subject)}" for subject in permissions[kind]]
+            lines.append("      ]}")
+        if user in RESPONDERS:
+            lines.append("      allow_responses: true")
+        lines.append("    }}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def environment_variable(user: str) -> str:
+    """The variable that holds `user`'s password in compose (`NATS_SVC_ORDERS_PASSWORD`)."""
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def compose_config() -> str:
+    """`ops/compose/nats.conf`: the passwords come from the nats container's environment."""
+    return (COMPOSE_HEADER + "\n"
+            + authorization({user: f"${environment_variable(user)}" for user in USERS}))
+
+
+COMPOSE_HEADER = """\
+# nats-server's users for compose.yaml, rendered from the table in ops/stack/natsusers.py
+# (a test compares the two); after a change to the table:
+#   .venv/bin/python -c 'import ops.stack.natsusers as n; print(n.compose_config(), end="")' \\
+#     > ops/compose/nats.conf
+# Each password comes from the nats container's environment (compose.yaml)."""
+
+
+def passwords(folder: Path) -> dict[str, str]:
+    """Each user's password, kept in `folder` (one file per user, mode 0600), made up at
+    random the first time: once per data folder, so restarts keep them."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = {}
+    for user in USERS:
+        path = folder / user
+        if not path.exists():
+            _write_private(path, secrets.token_hex(24))
+        found[user] = path.read_text().strip()
+    return found
+
+
+def write_config(path: Path, passwords: Mapping[str, str]) -> None:
+    """The server's config file with the passwords in it: readable by its owner only."""
+    quoted = {user: json.dumps(password) for user, password in passwords.items()}
+    _write_private(path, authorization(quoted))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to a file no one but its owner can read, from its first byte on."""
+    staging = path.with_name(path.name + ".new")
+    staging.unlink(missing_ok=True)
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    staging.replace(path)
+
