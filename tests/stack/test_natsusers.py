@@ -154,7 +154,7 @@ async def test_the_svc_orders_user_does_all_svc_orders_does(server: NatsServer,
             quantity=5, price=100, user_id="123e4567-e89b-12d3-a456-426614174000"))
     await eventually(lambda: sequencer._snapshot_task is not None
                      and sequencer._snapshot_task.done())
-    assert await snapshots.load(sequencer.bucket) is not None
+    assert await snapshots.load(sequencer.journal.nats, sequencer.bucket) is not None
     await sequencer.recover()  # from the snapshot
     assert sequencer.engine.seq("DEFAULT") == 2
     async with Keyring(SecretBox("k" * 32)).watching(orders.nc):
