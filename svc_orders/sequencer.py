@@ -12,6 +12,9 @@ concurrently with other commands (pipelined). If an append fails or times out, t
 sequencer fences: it refuses commands (503), lets the outstanding appends settle, and
 rebuilds engine and order store from the newest service snapshot plus the journal --
 exactly what a restart would do -- so memory never runs ahead of the journal for long.
+A command answered 503 may still have been journaled (its acknowledgement was lost): the
+rebuild finds it in the journal and hands it to the market data then, so that no trade
+of the journal is missing from the trade feed.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Sequencer:
         self.find: FindOrder = self.remembered  # the service adds the order history
         self.on_journaled: Journaled = lambda batch, trades: None
         self._since_snapshot = 0
+        # Per instrument, the seq of the last batch handed to `on_journaled` or found in
+        # the journal by a recovery: a rebuild hands over the journaled batches past it.
+        self._announced: dict[str, int] = {}
         self._fence: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None  # kept: tasks need a reference
 
@@ -104,6 +110,8 @@ class Sequencer:
         end = await journaling.stream_last_seq(self.js)
         replayed = 0
         first = snapshot.stream_seq + 1 if snapshot else 1
+        unannounced: list[EventBatch] = []  # journaled, yet never handed to the market data
+        rebuilding = self._fence is not None  # at start-up the journal is history
         try:
             async for stream_seq, batch in journaling.read(self.journal.nats, first, end):
                 try:
@@ -114,12 +122,17 @@ class Sequencer:
                 except (KeyError, ValueError, AssertionError) as error:
                     raise UnreadableJournal(stream_seq, repr(error)) from None
                 replayed += 1
+                if rebuilding and batch.seq > self._announced.get(batch.symbol, 0):
+                    unannounced.append(batch)
         except UnreadableJournal as error:
             metrics.JOURNAL_UNREADABLE.set(error.stream_seq)
             raise
         metrics.JOURNAL_UNREADABLE.set(0)
         engine.check()
         self.engine, self.store = engine, store
+        for batch in unannounced:
+            self.on_journaled(batch, self._trade_views(batch))
+        self._announced = {symbol: engine.seq(symbol) for symbol in self.instruments}
         self.journal.restart_chain(end)
         self._since_snapshot = replayed
         self.ready = True
@@ -177,15 +190,19 @@ class Sequencer:
             self._fail("ack", error)
             raise Unavailable("the journal did not confirm the command in time") from None
         metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - waited)
-        instrument = self.instruments[batch.symbol]
-        trades = [trade_view(event, instrument) for event in batch.events
-                  if type(event) is TradeExecuted]
+        trades = self._trade_views(batch)
         self.on_journaled(batch, trades)
+        self._announced[batch.symbol] = batch.seq
         self._since_snapshot += 1
         snapshotting = self._snapshot_task is not None and not self._snapshot_task.done()
         if self._since_snapshot >= self.snapshot_every and not snapshotting:
             self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
         return Outcome(batch=batch, order=order, trades=trades)
+
+    def _trade_views(self, batch: EventBatch) -> list[TradeView]:
+        instrument = self.instruments[batch.symbol]
+        return [trade_view(event, instrument) for event in batch.events
+                if type(event) is TradeExecuted]
 
     async def _unchanged(self, batch: EventBatch, named: OrderState | None) -> Outcome:
         """A refused command (`CommandRejected`), or an expiry with nothing to expire."""

@@ -7,8 +7,9 @@ next batch arrives while the current one is being written to PostgreSQL.
 
 Bookkeeping of what is on its way: each request asks for `batch` messages and expires
 after `REQUEST_EXPIRES`; a request that ends short says so with a status message (408,
-with the count it will never deliver), and if even that is lost (a reconnect), the count
-is reset once every request must have expired. A 409 (consumer deleted, leadership
+with the count it will never deliver). A reconnect loses every request with the old
+connection, end and all, so the count starts over then; were an end lost otherwise, the
+count is reset once every request must have expired. A 409 (consumer deleted, leadership
 change, too many requests) ends the session, which realigns the consumer and starts over.
 """
 
@@ -42,6 +43,7 @@ class Puller:
         self.arrived = asyncio.Event()
         self.outstanding = 0  # messages requested, neither delivered nor given up
         self.last_request = 0.0
+        self.reconnects = nc.stats["reconnects"]  # as of the requests outstanding
         self.failure: str | None = None
         self.subscription: Subscription | None = None
 
@@ -86,6 +88,8 @@ class Puller:
         if self.failure is not None:
             raise PullError(self.failure)
         now = time.monotonic()
+        if self.nc.stats["reconnects"] != self.reconnects:  # the server knows none of them
+            self.reconnects, self.outstanding = self.nc.stats["reconnects"], 0
         if self.outstanding > 0 and now - self.last_request > REQUEST_EXPIRES + 1.0:
             self.outstanding = 0  # every request has expired: their end was lost
         if len(self.buffer) + self.outstanding <= self.batch:

@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 
 from ops.stack import free_port
+from tests.helpers import eventually
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("svc_orders", "svc_trades", "svc_stream")
@@ -56,6 +59,25 @@ def descendants(root: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
+
+
+@asynccontextmanager
+async def paused(pid: int) -> AsyncIterator[None]:
+    """The process stopped (SIGSTOP) while the block runs, continued (SIGCONT) after.
+    The block starts once every thread of it has stopped: a signal is delivered a moment
+    after kill() returns, and a running server would answer meanwhile."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await eventually(partial(_stopped, pid), timeout=5, interval=0.005)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _stopped(pid: int) -> bool:
+    states = [stat.read_text().rsplit(")", 1)[1].split()[0]
+              for stat in Path(f"/proc/{pid}/task").glob("*/stat")]
+    return bool(states) and all(state in "Tt" for state in states)
 
 
 def alive(pid: int) -> bool:

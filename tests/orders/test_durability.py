@@ -10,11 +10,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common import cache
 from common.config import Settings
-from common.messages import Side
+from common.messages import EventBatch, Side
+from common.views import TradeView
 from ops.stack import NatsServer
 from svc_orders import api
 from svc_orders.app import create_app
 from tests.helpers import AppClient, eventually
+from tests.system import paused
 
 Client = AppClient
 USERS = ["123e4567-e89b-12d3-a456-42661417400" + str(n) for n in range(3)]
@@ -144,4 +146,34 @@ async def test_reads_never_show_what_the_journal_does_not_hold(settings: Setting
         assert (healed["status"], healed["traded_quantity"]) in (("ACTIVE", 0), ("FILLED", 5))
     finally:
         await cached.aclose()
+        await client.close()
+
+
+async def test_a_command_journaled_despite_its_503_reaches_the_market_data(
+        settings: Settings, nats: NatsServer) -> None:
+    """A 503 whose command the journal did store (only the acknowledgement came too late,
+    the server being paused): the rebuild hands its trades to the market data, so the
+    trade feed holds every journaled trade, each once, in order."""
+    client = await started(settings)
+    try:
+        sequencer = client.app[api.SEQUENCER]
+        handed: list[tuple[int, int]] = []  # (seq, trades)
+        market = sequencer.on_journaled
+
+        def journaled(batch: EventBatch, trades: list[TradeView]) -> None:
+            handed.append((batch.seq, len(trades)))
+            market(batch, trades)
+
+        sequencer.on_journaled = journaled
+        await client.post("/orders/", json={"side": "sell", "quantity": 5, "price": 100})
+        assert nats.pid is not None
+        async with paused(nats.pid):
+            late = await client.post("/orders/", json={
+                "side": "buy", "quantity": 5, "price": 100, "client_order_id": "late"})
+            assert late.status == 503
+        await eventually(lambda: sequencer.ready, timeout=15)
+        order = sequencer.store.get(sequencer.store.by_key(None, "late") or "")
+        assert order is not None  # journaled: the server stored it once it ran again
+        assert handed == [(1, 0), (2, 1)]
+    finally:
         await client.close()

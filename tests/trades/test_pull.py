@@ -1,0 +1,38 @@
+"""The projection's fetch-ahead puller across a restart of its NATS server."""
+
+import asyncio
+
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from common import subjects
+from ops.stack import NatsServer
+from svc_trades.pull import REQUEST_EXPIRES, Puller
+from tests.helpers import eventually
+
+DURABLE = "pulled"
+
+
+async def test_after_a_reconnect_it_asks_again_at_once(
+        private_nats: NatsServer, nc: Nats, js: JetStreamContext) -> None:
+    """The server reconnected to knows none of the requests made before (nor will it
+    say that they ended): the next fetch asks anew instead of waiting them out."""
+    await js.add_consumer(subjects.STREAM, ConsumerConfig(
+        durable_name=DURABLE, filter_subject=subjects.EVENTS_WILDCARD,
+        ack_policy=AckPolicy.ALL))
+    puller = Puller(nc, subjects.STREAM, DURABLE, batch=10)
+    await puller.start()
+    try:
+        await js.publish(subjects.events("DEFAULT"), b"before")
+        [before] = await puller.next(REQUEST_EXPIRES)
+        await before.ack()
+
+        private_nats.kill()  # no "409 Server Shutdown" to the requests: they just vanish
+        await asyncio.to_thread(private_nats.start)
+        await eventually(lambda: nc.is_connected and nc.stats["reconnects"] == 1, timeout=10)
+        await js.publish(subjects.events("DEFAULT"), b"after")
+
+        assert [msg.data for msg in await puller.next(REQUEST_EXPIRES / 2)] == [b"after"]
+    finally:
+        await puller.close()
