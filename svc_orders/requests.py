@@ -38,7 +38,7 @@ _QUANTITY = quantity_schema(DEFAULT_INSTRUMENT)
 
 
 class PlaceBody(msgspec.Struct, kw_only=True):
-    side: Annotated[int | str, _exactly(_SIDE)]
+    side: Annotated[int | float | str, _exactly(_SIDE)]  # JSON's 1.0 is the number 1
     quantity: Annotated[Number, _exactly(_QUANTITY)]
     price: Annotated[Number | None, _exactly(_PRICE, nullable=True)] = None
     type: Annotated[str, msgspec.Meta(extra_json_schema=any_case_enum(OrderType))] = "limit"
@@ -89,15 +89,18 @@ def invalid(code: str, message: str, field: str, value: Any = None) -> ApiError:
 
 
 def _choice(raw: str, enum: type[Any], code: str, field: str, upper: bool) -> Any:
+    """`raw` in any ASCII case: Unicode case mapping would take a dotless i for an I."""
     try:
+        if not raw.isascii():
+            raise ValueError(raw)
         return enum(raw.upper() if upper else raw.lower())
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
         raise invalid(code, f"{field} must be one of {allowed}", field, raw) from None
 
 
-def side(raw: int | str) -> Side:
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw in (1, -1):
+def side(raw: int | float | str) -> Side:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw in (1, -1):
         return Side.BUY if raw == 1 else Side.SELL
     if isinstance(raw, str) and raw.lower() in ("buy", "sell"):
         return Side(raw.lower())
