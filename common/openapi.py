@@ -20,13 +20,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from common.http import MAX_TEXT, add_routes, json_response
+from common.http import MAX_TEXT, UUID_TEXT, add_routes, json_response
 from common.instruments import Instrument
 from common.listing import DEFAULT_PAGE_SIZE, MAX_CURSOR, MAX_PAGE, MAX_PAGE_SIZE
 from common.messages import OrderStatus
 
 REF = "#/components/schemas/{name}"
-UUID = {"type": "string", "format": "uuid"}
+UUID = {"type": "string", "format": "uuid", "pattern": f"^{UUID_TEXT}$"}
 # What `has_control_characters` refuses: identifiers and filters are plain text.
 PLAIN_TEXT = "[^\\u0000-\\u001f\\u007f-\\u009f]"
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
-from common.http import ApiError, has_control_characters
+from common.http import ApiError, has_control_characters, parse_uuid
 from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument, parse_decimal
 from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
 from common.openapi import PLAIN_TEXT, UUID, any_case, any_case_enum, price_schema, quantity_schema
@@ -132,10 +131,10 @@ def price(raw: Number, instrument: Instrument) -> int:
 def user_id(raw: str | None) -> str | None:
     if raw is None:
         return None
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw) from None
+    canonical = parse_uuid(raw)
+    if canonical is None:
+        raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw)
+    return canonical
 
 
 def client_order_id(body: str | None, header: str | None) -> str | None:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from common.http import ApiError, decode
+from common.http import UUID_TEXT, ApiError, decode, uuid_path
 from common.instruments import DEFAULT_INSTRUMENT
 from common.listing import MAX_PAGE, MAX_PAGE_SIZE, order_filters
 from common.messages import OrderStatus
@@ -64,7 +64,11 @@ def test_ids_are_uuids() -> None:
                     if parameter["in"] == "path" or name in ("order_id", "user_id"):
                         assert parameter["schema"]["format"] == "uuid", (path, parameter)
     user = ORDERS["components"]["schemas"]["PlaceBody"]["properties"]["user_id"]
-    assert {"type": "string", "format": "uuid"} in user["anyOf"]
+    assert {"type": "string", "format": "uuid", "pattern": f"^{UUID_TEXT}$"} in user["anyOf"]
+    for other_form in ("{bd2597f1-d1c5-4f75-ad87-a677d9948c65}", "bd2597f1d1c54f75ad87a677d9948c65",
+                       "urn:uuid:bd2597f1-d1c5-4f75-ad87-a677d9948c65"):
+        with pytest.raises(ApiError):  # the document refuses them: so do the services
+            uuid_path(make_mocked_request("GET", "/", match_info={"id": other_form}), "id")
 
 
 def test_query_parameters_carry_their_ranges_and_words() -> None:
@@ -123,7 +127,8 @@ FIELDS = {
     "client_order_id": st.none() | st.text(max_size=66),
     "user_id": st.none() | st.sampled_from([
         "bd2597f1-d1c5-4f75-ad87-a677d9948c65", "BD2597F1-D1C5-4F75-AD87-A677D9948C65",
-        "bd2597f1", "", "buy"]),
+        "bd2597f1", "", "buy", "bd2597f1d1c54f75ad87a677d9948c65",
+        "{bd2597f1-d1c5-4f75-ad87-a677d9948c65}"]),
 }
 LIMIT = {"side": "buy", "quantity": 1, "price": "1.00"}
 MARKET = {"side": "sell", "quantity": 1, "type": "market"}
