@@ -146,6 +146,17 @@ class ErrorBody(msgspec.Struct):
     error: ErrorDetail
 
 
+# The failures an operation names (each an `ErrorBody`); any other, e.g. 401, 403 or 429
+# with authentication on, is the document's `default` answer.
+FAILURES = {
+    400: "invalid input: `code` says what, `details` names the field or parameter",
+    404: "no such id (or symbol)",
+    409: "the state forbids it (not live, already settled); nothing changed",
+    413: "request body too large",
+    503: "a dependency is down or the journal did not confirm: retry",
+}
+
+
 @dataclass(frozen=True)
 class Operation:
     method: str
@@ -154,6 +165,7 @@ class Operation:
     answers: dict[int, Any]  # status -> msgspec type of the JSON body
     body: Any = None
     query: dict[str, Param] = field(default_factory=dict)
+    failures: tuple[int, ...] = (400,)  # keys of FAILURES
 
 
 def document(title: str, operations: list[Operation]) -> dict[str, Any]:
@@ -170,8 +182,10 @@ def document(title: str, operations: list[Operation]) -> dict[str, Any]:
         responses = {str(status): {"description": str(status), "content": {
             "application/json": {"schema": ref_of[id(kind)]}}}
             for status, kind in op.answers.items()}
-        responses["default"] = {"description": "error", "content": {
-            "application/json": {"schema": ref_of[id(ErrorBody)]}}}
+        failure = {"application/json": {"schema": ref_of[id(ErrorBody)]}}
+        responses |= {str(status): {"description": FAILURES[status], "content": failure}
+                      for status in op.failures}
+        responses["default"] = {"description": "another failure", "content": failure}
         entry: dict[str, Any] = {"summary": op.summary, "responses": responses}
         parameters = [{"name": name, "in": "path", "required": True, "schema": UUID}
                       for name in _path_names(op.path)]
