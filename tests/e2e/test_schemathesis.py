@@ -23,7 +23,7 @@ import hypothesis
 import pytest
 import schemathesis
 from schemathesis import Case
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.checks import positive_data_acceptance
 
 from common.openapi import document
 from ops.stack import HOST, EmbeddedServer, NatsServer, PostgresServer, RedisServer
