@@ -210,15 +210,27 @@ def query_text(request: web.Request, name: str, max_length: int = MAX_TEXT) -> s
     return raw
 
 
+# A UUID's text form (8-4-4-4-12 hex digits, any case), what OpenAPI's `format: uuid`
+# means: `uuid.UUID` alone would also read braces, "urn:uuid:" and bare hex digits.
+UUID_TEXT = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_TEXT = re.compile(UUID_TEXT)
+
+
+def parse_uuid(raw: str) -> str | None:
+    """`raw` in canonical form (lower case, as the services store ids), or None if it
+    is not a UUID's text form."""
+    return str(uuid.UUID(raw)) if _UUID_TEXT.fullmatch(raw) else None
+
+
 def query_uuid(request: web.Request, name: str) -> str | None:
-    """A UUID query parameter in canonical form (as the services store ids)."""
+    """A UUID query parameter in canonical form."""
     raw = query_text(request, name)
     if raw is None:
         return None
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise invalid(name, f"{name} must be a UUID", raw) from None
+    canonical = parse_uuid(raw)
+    if canonical is None:
+        raise invalid(name, f"{name} must be a UUID", raw)
+    return canonical
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -240,8 +252,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 def uuid_path(request: web.Request, name: str) -> str:
     """The path parameter `name` as a canonical UUID string, or a 400 naming it."""
     raw = request.match_info[name]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a UUID",
-                       {name: raw}) from None
+    canonical = parse_uuid(raw)
+    if canonical is None:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a UUID", {name: raw})
+    return canonical

@@ -96,6 +96,8 @@ def _status(request: web.Request) -> OrderStatus | None:
     if raw is None:
         return None
     try:
+        if not raw.isascii():  # Unicode case mapping takes an fi ligature for FI
+            raise ValueError(raw)
         return OrderStatus(raw.upper())
     except ValueError:
         allowed = ", ".join(status.value for status in OrderStatus)

@@ -9,36 +9,75 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
-from common.http import ApiError, has_control_characters
-from common.instruments import DEFAULT_SYMBOL, Instrument, parse_decimal
+from common.http import ApiError, has_control_characters, parse_uuid
+from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument, parse_decimal
 from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
+from common.openapi import PLAIN_TEXT, UUID, any_case, any_case_enum, price_schema, quantity_schema
 
 Number = int | float | str
 MAX_ID_LENGTH = 64
 
 
+def _exactly(schema: dict[str, Any], nullable: bool = False) -> msgspec.Meta:
+    """The accepted values of a lenient field, for the OpenAPI document only."""
+    if nullable:
+        schema = {**schema, "oneOf": [*schema["oneOf"], {"type": "null"}]}
+    return msgspec.Meta(extra_json_schema=schema)
+
+
+_SIDE = {"oneOf": [{"type": "integer", "enum": [1, -1]},
+                   {"type": "string", "pattern": any_case(side.value for side in Side)}]}
+_PRICE = price_schema(DEFAULT_INSTRUMENT)
+_QUANTITY = quantity_schema(DEFAULT_INSTRUMENT)
+
+
 class PlaceBody(msgspec.Struct, kw_only=True):
-    side: int | str
-    quantity: Number
-    price: Number | None = None
-    type: str = "limit"
-    time_in_force: str | None = None
+    side: Annotated[int | float | str, _exactly(_SIDE)]  # JSON's 1.0 is the number 1
+    quantity: Annotated[Number, _exactly(_QUANTITY)]
+    price: Annotated[Number | None, _exactly(_PRICE, nullable=True)] = None
+    type: Annotated[str, msgspec.Meta(extra_json_schema=any_case_enum(OrderType))] = "limit"
+    time_in_force: Annotated[
+        str, msgspec.Meta(extra_json_schema=any_case_enum(TimeInForce))] | None = None
     post_only: bool = False
-    stp: str = "none"
-    symbol: str = DEFAULT_SYMBOL
-    client_order_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    user_id: str | None = None
+    stp: Annotated[str, msgspec.Meta(extra_json_schema=any_case_enum(Stp))] = "none"
+    symbol: Annotated[str, msgspec.Meta(extra_json_schema={
+        "enum": [DEFAULT_SYMBOL], "description": "the default instrument; the instruments "
+        "of EX_INSTRUMENTS_FILE are accepted too, with their own grid"})] = DEFAULT_SYMBOL
+    client_order_id: Annotated[str, msgspec.Meta(min_length=1, extra_json_schema={
+        "maxLength": MAX_ID_LENGTH, "pattern": f"^{PLAIN_TEXT}*$"})] | None = None
+    user_id: Annotated[str, msgspec.Meta(extra_json_schema=UUID)] | None = None
+
+
+def _not_null(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": ["number", "string"]}}}
+
+
+_MARKET_WORD = any_case([OrderType.MARKET.value])
+_MARKET_TIFS = any_case([TimeInForce.IOC.value, TimeInForce.FOK.value])
+# The rules between fields that `place_command` checks: a limit order has a price; a
+# market order has none, is IOC or FOK, and is never post-only.
+PlaceRequest = Annotated[PlaceBody, msgspec.Meta(extra_json_schema={"oneOf": [
+    {**_not_null("price"), "properties": {
+        **_not_null("price")["properties"],
+        "type": {"pattern": any_case([OrderType.LIMIT.value])}}},
+    {"required": ["type"], "properties": {
+        "type": {"pattern": _MARKET_WORD}, "price": {"type": "null"},
+        "time_in_force": {"pattern": _MARKET_TIFS}, "post_only": {"const": False}}}]})]
 
 
 class ModifyBody(msgspec.Struct, kw_only=True):
-    price: Number | None = None
-    quantity: Number | None = None
+    price: Annotated[Number | None, _exactly(_PRICE, nullable=True)] = None
+    quantity: Annotated[Number | None, _exactly(_QUANTITY, nullable=True)] = None
+
+
+# `modify_command`'s rule: a new price, a new quantity, or both.
+ModifyRequest = Annotated[ModifyBody, msgspec.Meta(extra_json_schema={
+    "anyOf": [_not_null("price"), _not_null("quantity")]})]
 
 
 def invalid(code: str, message: str, field: str, value: Any = None) -> ApiError:
@@ -49,15 +88,18 @@ def invalid(code: str, message: str, field: str, value: Any = None) -> ApiError:
 
 
 def _choice(raw: str, enum: type[Any], code: str, field: str, upper: bool) -> Any:
+    """`raw` in any ASCII case: Unicode case mapping would take a dotless i for an I."""
     try:
+        if not raw.isascii():
+            raise ValueError(raw)
         return enum(raw.upper() if upper else raw.lower())
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
         raise invalid(code, f"{field} must be one of {allowed}", field, raw) from None
 
 
-def side(raw: int | str) -> Side:
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw in (1, -1):
+def side(raw: int | float | str) -> Side:
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw in (1, -1):
         return Side.BUY if raw == 1 else Side.SELL
     if isinstance(raw, str) and raw.lower() in ("buy", "sell"):
         return Side(raw.lower())
@@ -89,10 +131,10 @@ def price(raw: Number, instrument: Instrument) -> int:
 def user_id(raw: str | None) -> str | None:
     if raw is None:
         return None
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw) from None
+    canonical = parse_uuid(raw)
+    if canonical is None:
+        raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw)
+    return canonical
 
 
 def client_order_id(body: str | None, header: str | None) -> str | None:

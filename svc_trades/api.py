@@ -77,14 +77,16 @@ class BookRefused(msgspec.Struct):
 # ---- trades --------------------------------------------------------------------------
 
 
+FLAG_WORDS = {True: ("true", "1", "yes"), False: ("false", "0", "no")}
+
+
 def _flag(request: web.Request, name: str) -> bool | None:
     raw = query_text(request, name)
     if raw is None:
         return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
+    for value, words in FLAG_WORDS.items():
+        if raw.lower() in words:
+            return value
     raise invalid(name, f"{name} must be true or false", raw)
 
 

@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 from common.listing import OrderList
-from common.openapi import ORDER_LIST_QUERY, PAGE_QUERY, Operation
+from common.openapi import (
+    ORDER_LIST_QUERY,
+    PAGE_QUERY,
+    SYMBOL_QUERY,
+    UUID,
+    Operation,
+    Param,
+    any_case,
+    int_param,
+    text_param,
+)
 from common.views import TradeView
-from svc_trades.api import OrderBook, Settled
+from svc_trades.api import DEFAULT_DEPTH, FLAG_WORDS, MAX_DEPTH, OrderBook, Settled
 from svc_trades.repository import TradeList
+
+MOMENT = {"type": "string", "format": "date-time"}
 
 OPERATIONS = [
     Operation("GET", "/trades/", "Trades, newest first", {200: TradeList}, query={
-        "symbol": "instrument symbol", "order_id": "either side's order (UUID)",
-        "user_id": "either side's user (UUID)", "settled": "true or false",
-        "since": "RFC 3339 time, inclusive", "until": "RFC 3339 time, exclusive",
+        "symbol": SYMBOL_QUERY,
+        "order_id": Param("either side's order (UUID)", UUID),
+        "user_id": Param("either side's user (UUID)", UUID),
+        "settled": Param("settled or not (any case)", {
+            "type": "string", "pattern": any_case(FLAG_WORDS[True] + FLAG_WORDS[False])}),
+        "since": Param("RFC 3339 time, inclusive", MOMENT),
+        "until": Param("RFC 3339 time, exclusive", MOMENT),
         **PAGE_QUERY}),
-    Operation("GET", "/trades/{trade_id}/", "One trade", {200: TradeView}),
-    Operation("POST", "/trades/{trade_id}/settle/", "Settle a trade, once", {200: Settled}),
+    Operation("GET", "/trades/{trade_id}/", "One trade", {200: TradeView},
+              failures=(400, 404)),
+    Operation("POST", "/trades/{trade_id}/settle/", "Settle a trade, once", {200: Settled},
+              failures=(400, 404, 409)),
     Operation("GET", "/orderbook/", "Aggregated book, best levels first", {200: OrderBook},
-              query={"symbol": "instrument (default DEFAULT)", "depth": "1 to 100 (default 5)"}),
+              query={"symbol": text_param("instrument (default DEFAULT); unknown: 404"),
+                     "depth": int_param("levels per side", 1, MAX_DEPTH, DEFAULT_DEPTH)},
+              failures=(400, 404, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
-              {200: OrderList}, query=ORDER_LIST_QUERY),
+              {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
 ]

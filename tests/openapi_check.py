@@ -3,6 +3,7 @@
 from typing import Any
 
 import jsonschema
+from jsonschema.protocols import Validator
 
 
 def check_answer(spec: dict[str, Any], method: str, path: str, status: int,
@@ -13,3 +14,12 @@ def check_answer(spec: dict[str, Any], method: str, path: str, status: int,
     schema = {**answer["content"]["application/json"]["schema"],
               "components": spec["components"]}
     jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def body_validator(spec: dict[str, Any], method: str, path: str) -> Validator:
+    """A validator of the request body `spec` documents for (method, path template),
+    formats included."""
+    content = spec["paths"][path][method.lower()]["requestBody"]["content"]
+    schema = {**content["application/json"]["schema"], "components": spec["components"]}
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
