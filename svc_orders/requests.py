@@ -15,8 +15,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from common.access import is_admin, permission_denied
 from common.http import ApiError, has_control_characters
 from common.instruments import DEFAULT_SYMBOL, Instrument, parse_decimal
+from common.keys import Identity
 from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
 
 Number = int | float | str
@@ -86,13 +88,18 @@ def price(raw: Number, instrument: Instrument) -> int:
     return units
 
 
-def user_id(raw: str | None) -> str | None:
+def user_id(raw: str | None, caller: Identity | None) -> str | None:
+    """The order's user: the body's with auth off; with auth on the key's, unless an
+    admin names another (any other key naming another user is 403)."""
     if raw is None:
-        return None
+        return None if caller is None else caller.user_id
     try:
-        return str(uuid.UUID(raw))
+        named = str(uuid.UUID(raw))
     except ValueError:
         raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw) from None
+    if caller is not None and not is_admin(caller) and named != caller.user_id:
+        raise permission_denied("a key places orders only for its own user")
+    return named
 
 
 def client_order_id(body: str | None, header: str | None) -> str | None:
@@ -139,8 +146,9 @@ def new_order_id() -> str:
 
 
 def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
-                  idempotency_key: str | None) -> PlaceOrder:
-    """Validate a POST /orders/ body into a `PlaceOrder` with a fresh order id."""
+                  idempotency_key: str | None, caller: Identity | None) -> PlaceOrder:
+    """Validate a POST /orders/ body, sent by `caller` (None with auth off), into a
+    `PlaceOrder` with a fresh order id."""
     instrument = instruments.get(body.symbol)
     if instrument is None:
         raise invalid("UNKNOWN_SYMBOL", f"unknown symbol {body.symbol!r}", "symbol",
@@ -166,7 +174,7 @@ def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
         price=None if body.price is None else price(body.price, instrument),
         type=order_type, time_in_force=tif, post_only=body.post_only,
         stp=_choice(body.stp, Stp, "INVALID_STP", "stp", upper=False),
-        user_id=user_id(body.user_id),
+        user_id=user_id(body.user_id, caller),
         client_order_id=client_order_id(body.client_order_id, idempotency_key),
         timestamp=time.time_ns())
 

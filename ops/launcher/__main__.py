@@ -14,7 +14,10 @@ behaves as it does:
   `EX_NATS_URL`, `EX_PG_DSN`, `EX_REDIS_URL` replace the embedded server of that kind.
   The service ports are never moved: clients rely on them.
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
-  on the same folder) is said in one line before anything starts.
+  on the same folder, a non-loopback EX_HOST with EX_AUTH=off) is said in one line
+  before anything starts.
+- With EX_AUTH=on and no live admin key yet, the first start creates one once the
+  servers are up and prints it, secret included, this once: nowhere else shows it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -34,7 +38,10 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from common.config import Settings, load_settings
+import msgspec
+
+from common.config import Settings, check_protected_mode, load_settings
+from ops import keys
 from ops.launcher.children import REPO, Server, Service
 from ops.launcher.supervisor import STOP_SIGNALS, Supervisor
 from ops.launcher.terminal import say, shown
@@ -153,6 +160,14 @@ def _services(settings: Settings, log_dir: Path) -> list[Service]:
     ]
 
 
+async def _first_admin_key(env: Mapping[str, str]) -> None:
+    """Create and print the first admin key if no admin key is live (auth on)."""
+    issued = await keys.create(load_settings(env), None, None)
+    if issued is not None:
+        say("no admin key yet: created this one (its secret is shown only now)\n"
+            f"{json.dumps(msgspec.to_builtins(issued))}")
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -195,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             settings = load_settings(env)
+            check_protected_mode(settings)
         except ValueError as error:
             raise LaunchError(str(error)) from None
         run_dir = Path(env.get("EX_RUN_DIR") or REPO / ".run").resolve()
@@ -209,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         env |= urls
         env["PYTHONUNBUFFERED"] = "1"
         say(f"service logs: {shown(run_dir / 'logs')}/<service>.log, and below")
-        return _supervise(Supervisor(env, began), servers, services, args.ready_timeout)
+        first_admin = ((lambda: _first_admin_key(env)) if settings.auth == "on" else None)
+        return _supervise(Supervisor(env, began, first_admin), servers, services,
+                          args.ready_timeout)
     except KeyboardInterrupt:
         say("interrupted: stopping")
         return 0
