@@ -6,14 +6,19 @@ those are set: the bench's orders are then journaled into that stream, so never 
 another svc_orders writes to it), `python -m
 svc_orders` on a free port (EX_LOG_FORMAT=json, log in the temporary folder) and, as the
 ceiling, a trivial aiohttp app on uvloop (`python -m ops.bench.api.ceiling PORT`)
-that reads the POST body and answers a small JSON body. For each concurrency it drives
-the ceiling and then the order API for a fixed time with crossing orders (sides
+that reads the POST body and answers a small JSON body; and, unless --no-auth, a second
+`python -m svc_orders` with EX_AUTH=on on a nats-server of its own, whose every order is
+signed with a trader key and unique as a real client sends it (ops/bench/api/signing.py;
+its rate limits are counted in the same Redis, set too high to refuse anything). For
+each concurrency it drives the ceiling, the order API and the order API with auth for
+a fixed time with crossing orders (sides
 alternate buy/sell, random prices 99.90-100.10, random quantities 1-10, so trades
 happen) and prints one JSON line: per target requests/s, latency p50/p99/max in ms,
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
-order_api/ceiling. A "machine" figure well above the sum of the others means something
-else competed for the cores during that run: its figures are not trustworthy.
+order_api/ceiling and `auth_cost`, 1 - order_api_auth/order_api requests per second. A
+"machine" figure well above the sum of the others means something else competed for the
+cores during that run: its figures are not trustworthy.
 
 The load generator is `wrk` with wrk_orders.lua when `wrk` is on PATH (Debian package
 `wrk`), otherwise several Python client processes (aiohttp on uvloop, the connections
@@ -25,6 +30,7 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api                      # c=1,16,64; 5 s each
     .venv/bin/python -m ops.bench.api --seconds 10 --concurrency 64 --generator python
     .venv/bin/python -m ops.bench.api --profile /tmp/orders.txt   # py-spy, see --help
+    .venv/bin/python -m ops.bench.api --no-auth            # without the auth target
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -48,6 +54,7 @@ import msgspec
 from ops.bench.api.figures import Figures, Line, measure
 from ops.bench.api.load import Generator, smoke_test
 from ops.bench.api.profiler import py_spy
+from ops.bench.api.signing import Key, auth_env, create_key
 from ops.bench.harness import given_or_started, service_process
 from ops.stack import HOST, NatsServer, RedisServer, free_port, log_tail
 
@@ -67,6 +74,24 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
         yield nats_url, redis_url, pids
 
 
+@contextlib.contextmanager
+def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None,
+                  enabled: bool) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
+    """svc_orders with auth on, on a nats-server of its own (one journal per svc_orders),
+    and a trader key: (its orders URL, its pids, the key); None when not `enabled`."""
+    if not enabled:
+        yield None
+        return
+    port = free_port()
+    with NatsServer(folder / "nats-auth") as nats:
+        auth = env | auth_env() | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
+        key = create_key(nats.address)
+        with service_process("svc_orders (auth)", [sys.executable, "-m", "svc_orders"], auth,
+                             port, folder / "svc_orders_auth.log") as service:
+            yield (f"http://{HOST}:{port}{ORDERS_PATH}",
+                   {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, key)
+
+
 def benchmark(args: argparse.Namespace, generator: Generator) -> None:
     with (tempfile.TemporaryDirectory(prefix="bench_api-") as tmp,
           backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
@@ -79,28 +104,33 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                              orders_port, folder / "svc_orders.log") as service,
               service_process("ceiling", [sys.executable, "-m", "ops.bench.api.ceiling",
                                           str(ceiling_port)], env,
-                             ceiling_port, folder / "ceiling.log") as ceiling):
-            targets: dict[str, tuple[str, dict[str, int | None]]] = {
+                             ceiling_port, folder / "ceiling.log") as ceiling,
+              authenticated(folder, env, backing_pids["redis"], args.auth) as with_auth):
+            targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
-                            {"server": ceiling.pid}),
+                            {"server": ceiling.pid}, None),
                 "order_api": (f"http://{HOST}:{orders_port}{ORDERS_PATH}",
-                              {"server": service.pid, **backing_pids}),
+                              {"server": service.pid, **backing_pids}, None),
             }
-            for url, _ in targets.values():
-                smoke_test(url)
+            if with_auth is not None:
+                targets["order_api_auth"] = with_auth
+            for url, _, key in targets.values():
+                smoke_test(url, key)
             if args.warmup:
-                for url, _ in targets.values():
-                    measure(generator, url, max(args.concurrency), args.warmup, {}, **load)
+                for url, _, key in targets.values():
+                    measure(generator, url, max(args.concurrency), args.warmup, {}, **load,
+                            key=key)
                     time.sleep(PAUSE)
             for concurrency in args.concurrency:
                 profiled = args.profile is not None and concurrency == args.concurrency[-1]
                 figures: dict[str, Figures] = {}
-                for name, (url, pids) in targets.items():
+                for name, (url, pids, key) in targets.items():
                     with py_spy(args.profile if profiled and name == "order_api" else None,
                                 service.pid):
                         figures[name] = measure(generator, url, concurrency, args.seconds, pids,
-                                                **load)
+                                                **load, key=key)
                     time.sleep(PAUSE)
+                auth = figures.get("order_api_auth")
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -111,6 +141,10 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     order_api=figures["order_api"],
                     ratio=round(figures["order_api"].requests_per_s
                                 / max(1, figures["ceiling"].requests_per_s), 3),
+                    order_api_auth=auth,
+                    auth_cost=None if auth is None else round(
+                        1 - auth.requests_per_s / max(1, figures["order_api"].requests_per_s),
+                        3),
                     profiled="order_api run sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
@@ -134,6 +168,8 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=min(4, max(2, os.cpu_count() or 2)),
                         help="Python client processes (the Python generator)")
+    parser.add_argument("--no-auth", dest="auth", action="store_false",
+                        help="skip the order API with auth on")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its run at "
                              "the highest concurrency; sampling slows that run")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import msgspec
 
 from ops.bench import cpu
 from ops.bench.api.clients import run_python
 from ops.bench.api.load import Generator
+from ops.bench.api.signing import Key, presign
 from ops.bench.api.wrk import run_wrk
+
+# Signed orders prepared per second of a wrk run: more than svc_orders answers on this
+# kind of machine; a run that used them all would show its replays as non-2xx answers.
+PRESIGNED_PER_SECOND = 25_000
 
 
 class Figures(msgspec.Struct, kw_only=True):
@@ -36,17 +44,35 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     ceiling: Figures
     order_api: Figures
     ratio: float  # order_api / ceiling requests per second
+    # The same order API with auth on (every request signed, rate limits counted), and
+    # what it costs: 1 - its requests per second / order_api's.
+    order_api_auth: Figures | None = None
+    auth_cost: float | None = None
     profiled: str | None = None
 
 
 def measure(generator: Generator, url: str, concurrency: int, seconds: int,
-            pids: dict[str, int | None], *, wrk_threads: int, processes: int) -> Figures:
-    """One run's figures, with the CPU (in cores) of `pids` and of the load generator."""
+            pids: dict[str, int | None], *, wrk_threads: int, processes: int,
+            key: Key | None = None) -> Figures:
+    """One run's figures, with the CPU (in cores) of `pids` and of the load generator;
+    every request signed with `key` if given (just before the run starts)."""
+    with tempfile.TemporaryDirectory(prefix="bench_api_signed-") as folder:
+        signed = None
+        if key is not None:
+            signed = key.key_id, presign(key, PRESIGNED_PER_SECOND * seconds,
+                                         Path(folder) / "orders.tsv")
+        return _measure(generator, url, concurrency, seconds, pids, wrk_threads, processes,
+                        signed)
+
+
+def _measure(generator: Generator, url: str, concurrency: int, seconds: int,
+             pids: dict[str, int | None], wrk_threads: int, processes: int,
+             signed: tuple[str, Path] | None) -> Figures:
     before = {name: cpu.process_seconds(pid) for name, pid in pids.items()}
     generator_before = cpu.waited_children_seconds()
     machine_before = cpu.machine_busy_seconds()
-    result = (run_wrk(url, concurrency, seconds, wrk_threads) if generator == "wrk"
-              else run_python(url, concurrency, seconds, processes))
+    result = (run_wrk(url, concurrency, seconds, wrk_threads, signed) if generator == "wrk"
+              else run_python(url, concurrency, seconds, processes, signed))
     cores = {name: round((cpu.process_seconds(pid) - before[name]) / result.seconds, 2)
              for name, pid in pids.items() if pid is not None}
     cores["generator"] = round((cpu.waited_children_seconds() - generator_before)
