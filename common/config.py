@@ -29,7 +29,7 @@ RateLimit = Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,8}/(second|minute
 # of `openssl rand -hex 32`.
 SecretKey = Annotated[str, msgspec.Meta(min_length=32)]
 
-SECRET_FIELDS = frozenset({"secret_key"})
+SECRET_FIELDS = frozenset({"secret_key", "metrics_token"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_private: RateLimit = "30/second"  # per key, on routes that need one
     rate_public: RateLimit = "20/second"  # per client address, on public routes
     rate_auth_failures: RateLimit = "10/minute"  # failed authentications per client address
+    metrics_token: SecretKey | None = None  # bearer token /metrics asks for (see README)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={_hide_secret(name, getattr(self, name))!r}"

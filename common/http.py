@@ -7,6 +7,7 @@ no input, however malformed, produces a 500 or a traceback.
 
 from __future__ import annotations
 
+import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,8 @@ import msgspec
 import prometheus_client
 import structlog
 from aiohttp import hdrs, web, web_protocol
+
+from common.config import Settings
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -144,8 +147,16 @@ def add_routes(app: web.Application, routes: list[tuple[str, str, Handler]]) -> 
             app.router.add_route(method, path.rstrip("/"), handler)
 
 
-def add_probes(app: web.Application, ready: Callable[[], bool]) -> None:
-    """/health/ (process alive), /ready/ (dependencies up), /metrics (prometheus)."""
+def add_probes(app: web.Application, ready: Callable[[], bool], settings: Settings) -> None:
+    """/health/ (process alive), /ready/ (dependencies up), /metrics (prometheus).
+
+    Metrics tell an outsider a lot (order flow, users' activity through rates): with
+    `EX_METRICS_TOKEN` set, /metrics asks for `Authorization: Bearer <token>`; without
+    it, /metrics is served only while auth is off (when every service listens on
+    loopback alone) and refused with auth on.
+    """
+    expected = (None if settings.metrics_token is None
+                else f"Bearer {settings.metrics_token}".encode())
 
     async def health(_: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -154,7 +165,14 @@ def add_probes(app: web.Application, ready: Callable[[], bool]) -> None:
         is_ready = ready()
         return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if expected is not None:
+            given = request.headers.get(hdrs.AUTHORIZATION, "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise ApiError(401, "AUTH_REQUIRED", "/metrics needs its bearer token")
+        elif settings.auth == "on":
+            raise ApiError(403, "PERMISSION_DENIED",
+                           "set EX_METRICS_TOKEN to serve /metrics while auth is on")
         return web.Response(body=prometheus_client.generate_latest(),
                             headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 

@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> web.Application:
         nc = app.get(NATS)
         return bool(sequencer and sequencer.ready and nc and nc.is_connected)
 
-    add_probes(app, ready)
+    add_probes(app, ready, settings)
     add_openapi(app, "exchange-core svc_orders", OPERATIONS)
     return app
 

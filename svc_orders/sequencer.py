@@ -234,7 +234,7 @@ class Sequencer:
     async def _snapshot(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled."""
         try:
-            engine, store = self.engine.snapshot(), self.store.state()
+            engine, store = self.engine.capture(), self.store.state()
             last = self.journal.last_ack
             stream_seq = self.journal.last_stream_seq
             if last is not None:

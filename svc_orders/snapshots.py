@@ -20,7 +20,7 @@ OBJECT_NAME = "engine"
 
 class ServiceSnapshot(msgspec.Struct, frozen=True):
     stream_seq: int  # the last journaled batch the state includes
-    engine: bytes  # `Exchange.snapshot()`
+    engine: bytes  # `Exchange.capture()`
     store: StoreState
 
 

@@ -75,7 +75,7 @@ def create_app(settings: Settings) -> web.Application:
         relay = app.get(endpoints.RELAY)
         return relay is not None and relay.ready
 
-    add_probes(app, ready)
+    add_probes(app, ready, settings)
     return app
 
 

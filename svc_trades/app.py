@@ -97,6 +97,6 @@ def create_app(settings: Settings) -> web.Application:
         projector, nc = app.get(PROJECTOR), app.get(api.NATS)
         return bool(projector and projector.running and nc and nc.is_connected)
 
-    add_probes(app, ready)
+    add_probes(app, ready, settings)
     add_openapi(app, "exchange-core svc_trades", OPERATIONS)
     return app

@@ -1,10 +1,12 @@
 """Session-wide real servers (no mocks); each starts only when a test asks for it."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import nats
 import pytest
+from nats.aio.client import Client as Nats
 
 from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_trades.migrations import migrate
@@ -40,6 +42,14 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats")
     with server.start():
         yield server
+
+
+@pytest.fixture
+async def nc(private_nats: NatsServer) -> AsyncIterator[Nats]:
+    """A connection to this test's own JetStream."""
+    client = await nats.connect(private_nats.url)
+    yield client
+    await client.close()
 
 
 @pytest.fixture

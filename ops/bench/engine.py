@@ -75,7 +75,7 @@ def main() -> None:
     summary = summarise(commands, checked, instruments)
     for exchange in (timed, checked):
         exchange.check()
-    if timed.snapshot() != checked.snapshot():
+    if timed.capture() != checked.capture():
         raise SystemExit("the timed and the checked run ended in different states")
     print(json.dumps({
         "commands": len(commands), **summary, "resting_orders": len(timed.orders),

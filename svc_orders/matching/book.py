@@ -3,6 +3,8 @@
 Invariants (checked by `check`, asserted by the property tests after every command):
 - each resting order has `remaining > 0`, a limit price on the instrument's grid, and a
   resting time in force (GTC or DAY); `remaining + traded + cancelled == quantity`;
+- every level holds at least one order, its total is the sum of their `remaining`, and
+  the ladder's heap has a key for it;
 - the book is never crossed: best bid < best ask after every command;
 - `orders` (shared with the other books) indexes exactly the resting orders.
 
@@ -16,7 +18,6 @@ smaller quantity is amended in place and keeps priority.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Iterator
 
 from common.instruments import Instrument
@@ -41,19 +42,24 @@ from common.messages import (
 )
 from svc_orders.matching.ladder import Ladder
 from svc_orders.matching.order import Order
+from svc_orders.matching.state import BookState
 
 _NO_LIMIT = 1 << 62  # a limit key beyond any price: market orders
 _IMMEDIATE_TIFS = (TimeInForce.IOC, TimeInForce.FOK)
 # Enum hashing runs in Python: membership tests by identity in a tuple are cheaper
 _RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY)
 # Module constants: a global lookup is cheaper than an enum attribute on the hot path
-_BUY, _LIMIT, _MARKET, _FOK, _NO_STP = (
-    Side.BUY, OrderType.LIMIT, OrderType.MARKET, TimeInForce.FOK, Stp.NONE)
+_BUY, _LIMIT, _MARKET, _FOK, _NO_STP, _CANCEL_NEWEST, _CANCEL_OLDEST = (
+    Side.BUY, OrderType.LIMIT, OrderType.MARKET, TimeInForce.FOK, Stp.NONE, Stp.CANCEL_NEWEST,
+    Stp.CANCEL_OLDEST)
+_USER, _SELF_TRADE, _NO_LIQUIDITY, _IOC = (
+    CancelReason.USER, CancelReason.SELF_TRADE, CancelReason.NO_LIQUIDITY,
+    CancelReason.IMMEDIATE_OR_CANCEL)
 
 
 class Book:
-    __slots__ = ("asks", "bids", "instrument", "orders", "prices", "quantities", "seq", "symbol",
-                 "trade_no")
+    __slots__ = ("asks", "bids", "instrument", "orders", "prices", "quantities", "seq", "sides",
+                 "symbol", "trade_no")
 
     def __init__(self, instrument: Instrument, orders: dict[str, Order]) -> None:
         self.instrument = instrument
@@ -63,6 +69,7 @@ class Book:
         self.orders = orders
         self.bids = Ladder(bids=True)
         self.asks = Ladder(bids=False)
+        self.sides = (self.asks, self.bids)  # indexed by `is_buy`: where an order rests
         self.seq = 0
         self.trade_no = 0
 
@@ -74,7 +81,7 @@ class Book:
         if (price is not None and command.type is _LIMIT and not command.post_only
                 and command.time_in_force is not _FOK and price in self.prices
                 and command.quantity in self.quantities):
-            reason = None  # a plain limit order on the grid: `_refusal` would pass it
+            reason = None  # the fast path: a plain limit order on the grid passes `_refusal`
         else:
             reason = self._refusal(command)
         self.seq = seq = self.seq + 1
@@ -89,9 +96,8 @@ class Book:
     def cancel(self, order: Order, timestamp: int) -> EventBatch:
         """Cancel a resting order's whole remainder."""
         self.seq = seq = self.seq + 1
-        event = self._cancel_rest(order, CancelReason.USER, seq, timestamp)
-        (self.bids if order.is_buy else self.asks).remove(order)
-        del self.orders[order.order_id]
+        self.unrest(order)
+        event = self._cancel_rest(order, _USER, seq, timestamp)
         return EventBatch(symbol=self.symbol, seq=seq, events=[event])
 
     def modify(self, order: Order, command: ModifyOrder) -> EventBatch:
@@ -111,43 +117,72 @@ class Book:
             seq=seq, timestamp=ts, order_id=order.order_id, price=new_price,
             quantity=new_quantity, requeued=requeued)]
         if not requeued:
-            order.quantity = new_quantity
-            order.remaining = new_quantity - order.traded - order.cancelled
-            return EventBatch(symbol=self.symbol, seq=seq, events=events)
-        entry = order.requeued(new_price, new_quantity)
-        order.remaining = 0
-        ladder = self.bids if order.is_buy else self.asks
-        ladder.remove(order)
-        if price is None:
-            ladder.add(entry)
-            self.orders[entry.order_id] = entry
+            self.resize(order, new_quantity)
+        elif price is None:
+            self.unrest(order)
+            self.rest(order.requeued(new_price, new_quantity))
         else:
-            del self.orders[order.order_id]
-            self._enter(entry, events, seq, ts)
+            self.unrest(order)
+            self._enter(order.requeued(new_price, new_quantity), events, seq, ts)
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
 
     def expire(self, timestamp: int) -> EventBatch:
         """Session close: every resting DAY order expires (bids then asks, priority order)."""
-        expiring = [order for ladder in (self.bids, self.asks) for order in ladder.orders()
+        expiring = [order for order in self.resting()
                     if order.placed.time_in_force is TimeInForce.DAY]
         if not expiring:
             return EventBatch(symbol=self.symbol, seq=0, events=[])
         self.seq = seq = self.seq + 1
         events: list[Event] = []
         for order in expiring:
+            self.unrest(order)
             events.append(OrderExpired(seq=seq, timestamp=timestamp, order_id=order.order_id,
-                                       quantity=order.remaining))
-            order.cancelled += order.remaining
-            order.remaining = 0
-            (self.bids if order.is_buy else self.asks).remove(order)
-            del self.orders[order.order_id]
+                                       quantity=order.cancel()))
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
+
+    # ---- resting orders: what commands, replay and restore change --------------------
+
+    def rest(self, order: Order) -> None:
+        """Queue a live limit order at the back of its level and index it."""
+        self.sides[order.is_buy].add(order)
+        self.orders[order.order_id] = order
+
+    def unrest(self, order: Order) -> None:
+        """Take a resting order out of its level and the index (its counters untouched)."""
+        self.sides[order.is_buy].remove(order)
+        del self.orders[order.order_id]
+
+    def fill(self, order: Order, quantity: int) -> None:
+        """Trade `quantity` of a resting order; a filled order leaves the book."""
+        self.sides[order.is_buy].fill(order, quantity)
+        if not order.remaining:
+            del self.orders[order.order_id]
+
+    def resize(self, order: Order, quantity: int) -> None:
+        """Give a resting order a new total quantity in place (it keeps its priority)."""
+        self.sides[order.is_buy].resize(order, quantity)
+
+    def resume(self, seq: int, trade_no: int) -> None:
+        """Continue numbering after the last command `seq` and the last trade `trade_no`."""
+        self.seq, self.trade_no = seq, trade_no
+
+    def capture(self) -> BookState:
+        """The counters and every resting order, in the order `restore` needs."""
+        return BookState(self.symbol, self.seq, self.trade_no, list(self.resting()))
+
+    def restore(self, state: BookState) -> None:
+        """Fill this empty book with `state`: levels re-fill in their exact FIFO order."""
+        if self.bids or self.asks:
+            raise ValueError(f"{self.symbol}: restore into a book that holds orders")
+        self.resume(state.seq, state.trade_no)
+        for order in state.orders:
+            self.rest(order)
 
     # ---- matching ------------------------------------------------------------------
 
     def _enter(self, taker: Order, events: list[Event], seq: int, ts: int) -> None:
         """Match `taker` if it crosses, then rest or cancel what is left of it."""
-        makers = self.asks if taker.is_buy else self.bids
+        makers = self.sides[not taker.is_buy]
         heap = makers.heap
         limit_key = _NO_LIMIT if taker.price is None else taker.price * makers.sign
         if heap and heap[0] <= limit_key and not self._match(
@@ -157,59 +192,49 @@ class Book:
             return
         placed = taker.placed
         if placed.type is _LIMIT and placed.time_in_force in _RESTING_TIFS:
-            ladder = self.bids if taker.is_buy else self.asks
-            level = ladder.levels.get(taker.price)  # type: ignore[arg-type]
-            if level is None:
-                ladder.add(taker)
-            else:  # `Ladder.add` inlined for the most common case: a level that exists
-                level.append(taker)
-                ladder.counts[taker.price] += 1  # type: ignore[index]
-            self.orders[taker.order_id] = taker
+            self.rest(taker)
         else:
-            reason = (CancelReason.NO_LIQUIDITY if placed.type is _MARKET
-                      else CancelReason.IMMEDIATE_OR_CANCEL)
+            reason = _NO_LIQUIDITY if placed.type is _MARKET else _IOC
             events.append(self._cancel_rest(taker, reason, seq, ts))
 
     def _match(self, taker: Order, makers: Ladder, limit_key: int, events: list[Event],
                seq: int, ts: int) -> bool:
         """Trade `taker` against `makers` up to `limit_key`; False if STP cancelled it.
 
-        Hot path: locals only, one dict lookup per level, one event per fill.
+        Hot path: locals only, one dict lookup per level, one event per fill. Each level
+        is walked from the front once and settled with one `Ladder.consume`: the makers
+        filled or cancelled by self-trade prevention are a prefix of its queue.
         """
-        levels, counts, heap, sign = makers.levels, makers.counts, makers.heap, makers.sign
+        levels, heap, sign = makers.levels, makers.heap, makers.sign
         placed = taker.placed
-        taker_user = placed.user_id
-        stp_user = taker_user if placed.stp is not _NO_STP else None
+        stp, taker_user = placed.stp, placed.user_id
+        stp_user = taker_user if stp is not _NO_STP else None
         orders, symbol, taker_id = self.orders, self.symbol, taker.order_id
         taker_buys, aggressor = taker.is_buy, placed.side
         remaining = taker.remaining
         trade_no = self.trade_no
-        traded = 0
-        alive = True
+        stopped = False  # self-trade prevention cancelled the taker
         while remaining and heap:
             key = heap[0]
             if key > limit_key:
                 break
             price = key * sign
             level = levels.get(price)
-            if level is None:
+            if level is None:  # a stale key: the level was emptied
                 heapq.heappop(heap)
                 continue
-            live = counts[price]
-            while live:
-                maker = level[0]
-                if not maker.remaining:  # removed earlier, reached the head only now
-                    level.popleft()
-                    continue
+            gone = taken = 0  # makers that left the front, quantity taken from the level
+            for maker in level.orders.values():
                 if stp_user is not None and maker.placed.user_id == stp_user:
-                    taker.remaining = remaining
-                    if taker.placed.stp is not Stp.CANCEL_NEWEST:
-                        live -= 1
-                    alive = self._prevent_self_trade(taker, level, events, seq, ts)
-                    remaining = taker.remaining
-                    if not alive:
-                        break
-                    continue
+                    if stp is not _CANCEL_NEWEST:
+                        gone += 1
+                        taken += maker.remaining
+                        del orders[maker.order_id]
+                        events.append(self._cancel_rest(maker, _SELF_TRADE, seq, ts))
+                        if stp is _CANCEL_OLDEST:
+                            continue
+                    stopped = True
+                    break
                 quantity = maker.remaining
                 if quantity > remaining:
                     quantity = remaining
@@ -228,45 +253,22 @@ class Book:
                         seller_user_id=taker_user))
                 maker.traded += quantity
                 maker.remaining -= quantity
-                if not maker.remaining:
-                    level.popleft()
-                    del orders[maker.order_id]
-                    live -= 1
+                taken += quantity
                 remaining -= quantity
-                traded += quantity
+                if not maker.remaining:
+                    gone += 1
+                    del orders[maker.order_id]
                 if not remaining:
                     break
-            if live:
-                counts[price] = live
-            else:
-                del levels[price]
-                del counts[price]
-                heapq.heappop(heap)
-            if not alive:
+            makers.consume(price, gone, taken)
+            if stopped:
                 break
         self.trade_no = trade_no
-        taker.traded += traded
+        taker.traded += taker.remaining - remaining
         taker.remaining = remaining
-        return alive
-
-    def _prevent_self_trade(
-        self, taker: Order, level: deque[Order], events: list[Event], seq: int, ts: int,
-    ) -> bool:
-        """Apply the taker's STP mode against its own live order at the head of `level`.
-
-        Except for CANCEL_NEWEST the maker leaves the level (the caller counts it).
-        Returns False when the taker was cancelled and matching must stop.
-        """
-        stp = taker.placed.stp
-        if stp is not Stp.CANCEL_NEWEST:
-            maker = level.popleft()
-            del self.orders[maker.order_id]
-            events.append(self._cancel_rest(maker, CancelReason.SELF_TRADE, seq, ts))
-            if stp is Stp.CANCEL_OLDEST:
-                return True
-        taker_event = self._cancel_rest(taker, CancelReason.SELF_TRADE, seq, ts)
-        events.append(taker_event)
-        return False
+        if stopped:
+            events.append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
+        return not stopped
 
     # ---- checks --------------------------------------------------------------------
 
@@ -296,10 +298,10 @@ class Book:
     ) -> tuple[RejectReason, str] | None:
         if price is None and quantity is None:
             return RejectReason.INVALID_ORDER, "give a new price and/or quantity"
-        if price is not None:
+        if price is not None and price not in self.prices:
             problem = self.instrument.price_error(price)
-            if problem is not None:
-                return RejectReason.INVALID_PRICE, problem
+            assert problem is not None
+            return RejectReason.INVALID_PRICE, problem
         if quantity is not None:
             problem = self.instrument.quantity_error(quantity)
             if problem is None and quantity <= order.traded:
@@ -312,19 +314,19 @@ class Book:
 
     def _crosses(self, buy: bool, price: int) -> bool:
         """Whether a `buy`/sell order at `price` would take liquidity now."""
-        best = (self.asks if buy else self.bids).best()
+        best = self.sides[not buy].best()
         return best is not None and (price >= best if buy else price <= best)
 
     def _fillable(self, command: PlaceOrder) -> int:
         """How much a FOK order would fill now, honouring its self-trade prevention."""
-        makers = self.bids if command.side is Side.SELL else self.asks
+        makers = self.sides[command.side is not Side.BUY]
         limit_key = _NO_LIMIT if command.price is None else command.price * makers.sign
         stp_user = command.user_id if command.stp is not Stp.NONE else None
         total = 0
         for price in makers.prices():
             if price * makers.sign > limit_key:
                 break
-            for maker in makers.queue(price):
+            for maker in makers.levels[price]:
                 if stp_user is not None and maker.placed.user_id == stp_user:
                     if command.stp is not Stp.CANCEL_OLDEST:
                         return total
@@ -339,11 +341,8 @@ class Book:
     @staticmethod
     def _cancel_rest(order: Order, reason: CancelReason, seq: int, ts: int) -> OrderCancelled:
         """Cancel an order's remainder in its counters and describe it."""
-        event = OrderCancelled(seq=seq, timestamp=ts, order_id=order.order_id,
-                               quantity=order.remaining, reason=reason)
-        order.cancelled += order.remaining
-        order.remaining = 0
-        return event
+        return OrderCancelled(seq=seq, timestamp=ts, order_id=order.order_id,
+                              quantity=order.cancel(), reason=reason)
 
     def resting(self) -> Iterator[Order]:
         """Every resting order: bids then asks, each in priority order."""
@@ -356,21 +355,25 @@ class Book:
 
     @staticmethod
     def _aggregate(ladder: Ladder, n: int) -> list[tuple[int, int, int]]:
-        return [(price, sum(o.remaining for o in ladder.levels[price]), ladder.counts[price])
-                for price in ladder.top(n)]
+        levels = ladder.levels
+        return [(price, levels[price].total, len(levels[price])) for price in ladder.top(n)]
 
     def check(self) -> None:
         """Raise AssertionError if an invariant of the module docstring is broken."""
-        for ladder, buy in ((self.bids, True), (self.asks, False)):
-            assert ladder.levels.keys() == ladder.counts.keys(), "levels and counts differ"
-            for price in ladder.levels:
-                queue = ladder.queue(price)
-                assert len(queue) == ladder.counts[price] > 0, f"level {price} miscounted"
-                for order in queue:
+        for buy in (True, False):
+            ladder = self.sides[buy]
+            keyed = {key * ladder.sign for key in ladder.heap}
+            for price, level in ladder.levels.items():
+                assert level.orders, f"empty level {price}"
+                assert price in keyed, f"level {price} missing from the heap"
+                assert level.total == sum(o.remaining for o in level), f"level {price} total"
+                for order_id, order in level.orders.items():
+                    assert order_id == order.order_id, order
                     assert order.is_buy is buy, order
                     assert order.price == price, order
+                    assert order.remaining > 0, order
                     assert order.rests, order
-                    assert order.remaining + order.traded + order.cancelled == order.quantity
-                    assert self.orders.get(order.order_id) is order, order
+                    assert order.balanced, order
+                    assert self.orders.get(order_id) is order, order
         bid, ask = self.bids.best(), self.asks.best()
         assert bid is None or ask is None or bid < ask, f"crossed book {bid} >= {ask}"

@@ -23,12 +23,12 @@ from common.messages import (
     RejectReason,
     Side,
 )
-from svc_orders.matching import snapshot
+from svc_orders.matching import state
 from svc_orders.matching.book import Book
 from svc_orders.matching.order import Order
 from svc_orders.matching.replay import apply_batch
 
-Level = tuple[int, list[tuple[str, int]]]
+QueueView = tuple[int, list[tuple[str, int]]]  # price, (order_id, remaining) in queue order
 Depth = list[tuple[int, int, int]]
 
 
@@ -87,18 +87,19 @@ class Exchange:
         """Replay one journaled batch (seq > 0) of any instrument."""
         apply_batch(self.books[batch.symbol], batch)
 
-    def snapshot(self) -> bytes:
-        return snapshot.dump(list(self.books.values()))
+    def capture(self) -> bytes:
+        """The engine's whole state as bytes (see `state`)."""
+        return state.encode([book.capture() for book in self.books.values()])
 
     @classmethod
     def restore(cls, data: bytes, instruments: Mapping[str, Instrument]) -> Exchange:
-        """An exchange in exactly the state `snapshot()` wrote (instruments may be added)."""
+        """An exchange in exactly the state `capture()` wrote (instruments may be added)."""
         exchange = cls(instruments)
-        for record in snapshot.load(data).books:
-            book = exchange.books.get(record.symbol)
+        for book_state in state.decode(data).books:
+            book = exchange.books.get(book_state.symbol)
             if book is None:
-                raise ValueError(f"snapshot holds unknown instrument {record.symbol!r}")
-            snapshot.restore_book(book, record)
+                raise ValueError(f"engine state holds unknown instrument {book_state.symbol!r}")
+            book.restore(book_state)
         return exchange
 
     # ---- views ---------------------------------------------------------------------
@@ -116,19 +117,18 @@ class Exchange:
     def depth(self, symbol: str, n: int) -> tuple[Depth, Depth]:
         return self.books[symbol].depth(n)
 
-    def levels(self, symbol: str, side: Side) -> list[Level]:
+    def levels(self, symbol: str, side: Side) -> list[QueueView]:
         """Every level of one side, best first, with (order_id, remaining) in queue order."""
-        book = self.books[symbol]
-        ladder = book.bids if side is Side.BUY else book.asks
-        return [(price, [(o.order_id, o.remaining) for o in ladder.queue(price)])
+        ladder = self.books[symbol].sides[side is Side.BUY]
+        return [(price, [(o.order_id, o.remaining) for o in ladder.levels[price]])
                 for price in ladder.prices()]
 
     def check(self) -> None:
         """Assert every book's invariants and that the id index holds only resting orders."""
         for book in self.books.values():
             book.check()
-        resting = sum(sum(ladder.counts.values()) for book in self.books.values()
-                      for ladder in (book.bids, book.asks))
+        resting = sum(book.bids.order_count() + book.asks.order_count()
+                      for book in self.books.values())
         assert resting == len(self.orders), "order index out of step with the books"
 
 

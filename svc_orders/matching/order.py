@@ -13,7 +13,7 @@ class Order(msgspec.Struct, array_like=True, gc=False, eq=False):
     `placed` is the command that created it (its static fields: side, user, time in
     force ...); `price` and `quantity` are the current ones, which a modify may change.
     A msgspec Struct without GC tracking: cheap to create, invisible to the cyclic
-    collector however many rest, and written to snapshots as it is.
+    collector however many rest, and written to the engine's captured state as it is.
     """
 
     placed: PlaceOrder
@@ -33,8 +33,31 @@ class Order(msgspec.Struct, array_like=True, gc=False, eq=False):
 
     def requeued(self, price: int | None, quantity: int) -> Order:
         """A fresh queue entry for this order at a new price and/or total quantity."""
-        return Order(self.placed, self.order_id, self.is_buy, price, quantity,
-                     quantity - self.traded - self.cancelled, self.traded, self.cancelled)
+        entry = Order(self.placed, self.order_id, self.is_buy, price, quantity, 0, self.traded,
+                      self.cancelled)
+        entry.resize(quantity)
+        return entry
+
+    def resize(self, quantity: int) -> None:
+        """Make `quantity` the new total: what is neither traded nor cancelled remains."""
+        self.quantity = quantity
+        self.remaining = quantity - self.traded - self.cancelled
+
+    def fill(self, quantity: int) -> None:
+        self.traded += quantity
+        self.remaining -= quantity
+
+    def cancel(self) -> int:
+        """Cancel the whole remainder and return it."""
+        quantity = self.remaining
+        self.cancelled += quantity
+        self.remaining = 0
+        return quantity
+
+    @property
+    def balanced(self) -> bool:
+        """Conservation: `remaining + traded + cancelled == quantity`."""
+        return self.remaining + self.traded + self.cancelled == self.quantity
 
     @property
     def rests(self) -> bool:

@@ -1,9 +1,9 @@
 """Rebuild a book from journaled events instead of commands.
 
-Recovery replays the journal after the newest snapshot; the batches hold what matching
-decided, so replay only re-applies those decisions and never matches again. Within a
-batch the order being entered (new, or re-entered by a modify) is the *pending* taker:
-it rests at the end of the batch if it still has quantity and nothing cancelled it.
+Recovery replays the journal after the newest captured state; the batches hold what
+matching decided, so replay only re-applies those decisions and never matches again.
+Within a batch the order being entered (new, or re-entered by a modify) is the *pending*
+taker: it rests at the end of the batch if it still has quantity and nothing cancelled it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def apply_batch(book: Book, batch: EventBatch) -> None:
     if batch.seq != book.seq + 1:
         raise ValueError(f"{book.symbol}: batch seq {batch.seq} does not follow {book.seq}")
     pending: Order | None = None
+    trade_no = book.trade_no
     for event in batch.events:
         match event:
             case OrderAccepted():
@@ -35,45 +36,27 @@ def apply_batch(book: Book, batch: EventBatch) -> None:
             case TradeExecuted():
                 maker_id = (event.sell_order_id if event.aggressor_side is Side.BUY
                             else event.buy_order_id)
-                _fill(book, book.orders[maker_id], event.quantity)
+                book.fill(book.orders[maker_id], event.quantity)
                 assert pending is not None, "trade without a taker"
-                pending.traded += event.quantity
-                pending.remaining -= event.quantity
-                book.trade_no = event.trade_no
+                pending.fill(event.quantity)
+                trade_no = event.trade_no
             case OrderModified():
                 order = book.orders[event.order_id]
                 if event.requeued:
+                    book.unrest(order)
                     pending = order.requeued(event.price, event.quantity)
-                    order.remaining = 0
-                    _unrest(book, order)
                 else:
-                    order.quantity = event.quantity
-                    order.remaining = event.quantity - order.traded - order.cancelled
+                    book.resize(order, event.quantity)
             case OrderCancelled() | OrderExpired():
-                taker = pending is not None and pending.order_id == event.order_id
-                order = pending if taker and pending else book.orders[event.order_id]
-                order.cancelled += event.quantity
-                order.remaining -= event.quantity
-                if taker:
-                    pending = None
+                if pending is not None and pending.order_id == event.order_id:
+                    order, pending = pending, None
                 else:
-                    _unrest(book, order)
+                    order = book.orders[event.order_id]
+                    book.unrest(order)
+                cancelled = order.cancel()
+                assert cancelled == event.quantity, (order, event)
             case OrderRejected() | CommandRejected():
                 pass
     if pending is not None and pending.remaining and pending.rests:
-        (book.bids if pending.is_buy else book.asks).add(pending)
-        book.orders[pending.order_id] = pending
-    book.seq = batch.seq
-
-
-def _fill(book: Book, maker: Order, quantity: int) -> None:
-    maker.traded += quantity
-    maker.remaining -= quantity
-    if not maker.remaining:
-        _unrest(book, maker)
-
-
-def _unrest(book: Book, order: Order) -> None:
-    """Take out a resting order whose remaining has just dropped to 0."""
-    (book.bids if order.is_buy else book.asks).remove(order)
-    del book.orders[order.order_id]
+        book.rest(pending)
+    book.resume(batch.seq, trade_no)

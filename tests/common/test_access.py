@@ -39,7 +39,7 @@ class Shop:
         self.limiter = limiter
         self.calls: list[tuple[str, Any]] = []  # (handler, identity)
         self.app = new_app(settings.max_body_bytes)
-        add_probes(self.app, lambda: True)
+        add_probes(self.app, lambda: True, settings)
         add_routes(self.app, [("GET", "/orders/", self._handler("list")),
                               ("POST", "/orders/", self._handler("place")),
                               ("GET", "/orderbook/", self._handler("book")),
@@ -207,8 +207,10 @@ async def test_public_routes_and_probes_need_no_key(served: tuple[Shop, AppClien
         assert set(response.headers) >= RATE_HEADERS
     assert shop.calls == [("book", None), ("book", None)]
     for _ in range(5):  # probes are never counted: more than the public limit all pass
-        for probe in ("/health/", "/ready", "/metrics"):
+        for probe in ("/health/", "/ready"):
             assert (await client.get(probe)).status == 200
+        # With auth on and no EX_METRICS_TOKEN, /metrics is refused by its own rule.
+        assert (await client.get("/metrics")).status == 403
     unknown = await client.get("/nowhere/")
     assert unknown.status == 404
     assert set(unknown.headers) >= RATE_HEADERS

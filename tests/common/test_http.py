@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.http import SERVER_NAME, add_routes, json_response, new_app, read_json
+from common.config import Settings
+from common.http import SERVER_NAME, add_probes, add_routes, json_response, new_app, read_json
 
 
 class Body(msgspec.Struct):
@@ -83,3 +84,29 @@ async def test_no_answer_names_python_or_aiohttp(
     for response in (await client.post("/things/", data='{"side": "buy"}'),
                      await client.get("/nowhere/"), await client.get("/things/")):
         assert response.headers["Server"] == SERVER_NAME
+
+
+TOKEN = "m" * 40
+
+
+@pytest.mark.parametrize(("settings", "authorization", "status"), [
+    (Settings(), None, 200),  # auth off: every service listens on loopback only
+    (Settings(auth="on", secret_key="s" * 32), None, 403),
+    (Settings(auth="on", secret_key="s" * 32, metrics_token=TOKEN), None, 401),
+    (Settings(auth="on", secret_key="s" * 32, metrics_token=TOKEN), "Bearer wrong", 401),
+    (Settings(auth="on", secret_key="s" * 32, metrics_token=TOKEN), f"Bearer {TOKEN}", 200),
+    (Settings(metrics_token=TOKEN), None, 401),
+    (Settings(metrics_token=TOKEN), f"Bearer {TOKEN}", 200),
+])
+async def test_metrics_are_served_only_to_whom_the_settings_say(
+        settings: Settings, authorization: str | None, status: int) -> None:
+    app = new_app(max_body_bytes=1024)
+    add_probes(app, lambda: True, settings)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == status
+        body = await response.read()
+        assert (b"python_info" in body) == (status == 200)
+        assert TOKEN.encode() not in body
+        assert (await client.get("/health/")).status == 200

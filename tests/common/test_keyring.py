@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -21,13 +20,6 @@ from ops.stack import NatsServer
 from tests.common.auth import SECRET_KEY
 from tests.helpers import eventually
 from tests.signing import now_ms, sign
-
-
-@pytest.fixture
-async def nc(private_nats: NatsServer) -> AsyncIterator[Nats]:
-    client = await nats.connect(private_nats.url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ cancels/modifies of live, dead and never-issued ids, invalid quantities and pric
 After every command: the engine's batch equals the model's (CommandRejected.message is
 free text and ignored), the books are equal, and the invariants hold on the engine alone
 (not crossed, no empty levels, gap-free seq and trade numbers, trades at the maker's price,
-per-order conservation folded from the events). At the end: a snapshot restore and a
-replay of the (msgpack round-tripped) journal both equal the engine and keep behaving like
-it. A second property cuts a stream anywhere: snapshot there plus the journal after it
-rebuilds the engine, as svc_orders does on start.
+per-order conservation folded from the events). At the end: a restore of the captured
+engine state and a replay of the (msgpack round-tripped) journal both equal the engine and
+keep behaving like it. A second property cuts a stream anywhere: the state captured there
+plus the journal after it rebuilds the engine, as svc_orders does on start.
 
 Set ENGINE_EXAMPLES to change the number of examples and ENGINE_DERANDOMIZE=1 for a
 fixed, reproducible run (CI).
@@ -390,7 +390,7 @@ def test_engine_equals_reference_model(data: st.DataObject) -> None:
             journal.append(journaled(got))
         ids.note(cmd, engine)
 
-    restored = Exchange.restore(engine.snapshot(), INSTRUMENTS)
+    restored = Exchange.restore(engine.capture(), INSTRUMENTS)
     replayed = Exchange(INSTRUMENTS)
     for batch in journal:
         replayed.apply(batch)
@@ -415,19 +415,19 @@ def test_engine_equals_reference_model(data: st.DataObject) -> None:
 
 @ENGINE_SETTINGS
 @given(data=st.data())
-def test_snapshot_plus_later_journal_rebuilds_the_engine(data: st.DataObject) -> None:
-    """A snapshot taken at any point, plus the journal after it, rebuilds the engine; a
+def test_captured_state_plus_later_journal_rebuilds_the_engine(data: st.DataObject) -> None:
+    """The state captured at any point, plus the journal after it, rebuilds the engine; a
     restored copy fed the same commands answers exactly the same."""
     engine, ids = Exchange(INSTRUMENTS), Ids()
     steps = data.draw(st.integers(1, 40), label="steps")
     cut = data.draw(st.integers(0, steps), label="cut")
     twin: Exchange | None = None  # restored at the cut, then fed the same commands
-    snapshot = b""
-    later: list[EventBatch] = []  # the journal after the snapshot
+    captured = b""
+    later: list[EventBatch] = []  # the journal after the capture
     for step in range(steps + 1):
         if step == cut:
-            snapshot = engine.snapshot()
-            twin = Exchange.restore(snapshot, INSTRUMENTS)
+            captured = engine.capture()
+            twin = Exchange.restore(captured, INSTRUMENTS)
             assert book_of(twin) == book_of(engine)
         if step == steps:
             break
@@ -438,7 +438,7 @@ def test_snapshot_plus_later_journal_rebuilds_the_engine(data: st.DataObject) ->
             if got.seq:
                 later.append(journaled(got))
         ids.note(cmd, engine)
-    rebuilt = Exchange.restore(snapshot, INSTRUMENTS)
+    rebuilt = Exchange.restore(captured, INSTRUMENTS)
     for batch in later:
         rebuilt.apply(batch)
     assert twin is not None
@@ -515,7 +515,7 @@ def test_long_streams_match_the_model(seed: int) -> None:
     replayed = Exchange(INSTRUMENTS)
     for batch in journal:
         replayed.apply(batch)
-    restored = Exchange.restore(engine.snapshot(), INSTRUMENTS)
+    restored = Exchange.restore(engine.capture(), INSTRUMENTS)
     assert book_of(replayed) == book_of(restored) == book_of(engine)
     for cmd in sweeps(10**9):
         got = engine.submit(cmd)

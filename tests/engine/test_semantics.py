@@ -700,10 +700,10 @@ def test_trade_numbers_are_per_instrument(desk: Desk) -> None:
     assert numbers == [(SYM, 1), (SYM, 2), (COARSE.symbol, 1), (SYM, 3), (SYM, 4), (SYM, 5)]
 
 
-# ---- snapshot and replay (engine only) --------------------------------------------------
+# ---- captured state and replay (engine only) ---------------------------------------------
 
 
-def test_snapshot_round_trip_and_replay() -> None:
+def test_state_round_trip_and_replay() -> None:
     engine = Exchange(INSTRUMENTS)
     d = Desk(engine)
     journal: list[EventBatch] = []
@@ -715,7 +715,7 @@ def test_snapshot_round_trip_and_replay() -> None:
     ]:
         if batch.seq:
             journal.append(batch)
-    restored = Exchange.restore(engine.snapshot(), INSTRUMENTS)
+    restored = Exchange.restore(engine.capture(), INSTRUMENTS)
     replayed = Exchange(INSTRUMENTS)
     for batch in journal:
         replayed.apply(batch)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
@@ -41,13 +40,6 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
     async with asyncpg.create_pool(dsn, min_size=1, max_size=6) as pool:
         await migrate(pool)
         yield pool
-
-
-@pytest.fixture
-async def nc(private_nats: NatsServer) -> AsyncIterator[Nats]:
-    client = await nats.connect(private_nats.url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture
