@@ -78,7 +78,7 @@ class Exchange:
             trades = await conn.fetch("SELECT * FROM trades ORDER BY id")
         finally:
             await conn.close()
-        return (sequencer.engine.snapshot(), msgspec.msgpack.encode(sequencer.store.state()),
+        return (sequencer.engine.capture(), msgspec.msgpack.encode(sequencer.store.state()),
                 last, [tuple(row) for row in orders], [tuple(row) for row in trades])
 
 
