@@ -16,7 +16,8 @@ alternate buy/sell, random prices 99.90-100.10, random quantities 1-10, so trade
 happen) and prints one JSON line: per target requests/s, latency p50/p99/max in ms,
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
-order_api/ceiling and `auth_cost`, 1 - order_api_auth/order_api requests per second. A
+order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
+`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`). A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
@@ -145,11 +146,19 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     auth_cost=None if auth is None else round(
                         1 - auth.requests_per_s / max(1, figures["order_api"].requests_per_s),
                         3),
+                    auth_cpu_cost=None if auth is None else _cpu_cost(auth,
+                                                                      figures["order_api"]),
                     profiled="order_api run sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
                 raise SystemExit("svc_orders died during the run:\n"
                                  + log_tail(folder / "svc_orders.log", 30))
+
+
+def _cpu_cost(auth: Figures, plain: Figures) -> float | None:
+    if auth.server_cpu_us is None or not plain.server_cpu_us:
+        return None
+    return round(auth.server_cpu_us / plain.server_cpu_us - 1, 3)
 
 
 def _terminate(signum: int, _: FrameType | None) -> None:

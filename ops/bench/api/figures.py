@@ -31,6 +31,9 @@ class Figures(msgspec.Struct, kw_only=True):
     non_2xx: int
     socket_errors: int
     cpu_cores: dict[str, float]  # CPU seconds per second of the run, per process
+    # The server's CPU per answered request: what a request costs even when other work
+    # on the machine takes cores from the server (requests per second then fall).
+    server_cpu_us: float | None = None
 
 
 class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -45,9 +48,11 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     order_api: Figures
     ratio: float  # order_api / ceiling requests per second
     # The same order API with auth on (every request signed, rate limits counted), and
-    # what it costs: 1 - its requests per second / order_api's.
+    # what it costs: 1 - its requests per second / order_api's, and its server CPU per
+    # request / order_api's - 1 (the steadier figure on a busy machine).
     order_api_auth: Figures | None = None
     auth_cost: float | None = None
+    auth_cpu_cost: float | None = None
     profiled: str | None = None
 
 
@@ -73,8 +78,9 @@ def _measure(generator: Generator, url: str, concurrency: int, seconds: int,
     machine_before = cpu.machine_busy_seconds()
     result = (run_wrk(url, concurrency, seconds, wrk_threads, signed) if generator == "wrk"
               else run_python(url, concurrency, seconds, processes, signed))
-    cores = {name: round((cpu.process_seconds(pid) - before[name]) / result.seconds, 2)
+    spent = {name: cpu.process_seconds(pid) - before[name]
              for name, pid in pids.items() if pid is not None}
+    cores = {name: round(seconds / result.seconds, 2) for name, seconds in spent.items()}
     cores["generator"] = round((cpu.waited_children_seconds() - generator_before)
                                / result.seconds, 2)
     # Everything, other processes on the machine included: well above the sum of the
@@ -85,4 +91,6 @@ def _measure(generator: Generator, url: str, concurrency: int, seconds: int,
         p50_ms=round(result.p50_ms, 2), p99_ms=round(result.p99_ms, 2),
         max_ms=round(result.max_ms, 2), requests=result.requests,
         errors=result.non_2xx + result.socket_errors, non_2xx=result.non_2xx,
-        socket_errors=result.socket_errors, cpu_cores=cores)
+        socket_errors=result.socket_errors, cpu_cores=cores,
+        server_cpu_us=(round(spent["server"] / result.requests * 1e6, 1)
+                       if "server" in spent and result.requests else None))
