@@ -120,6 +120,8 @@ class Limiter:
 
     def _count(self, rate: Rate, kind: str, name: str, hit: bool) -> Quota:
         """Count one request (or only look, when not `hit`); a refused one is not counted."""
+        if not hit and (kind, name) not in self._counters:  # nothing counted: nothing used
+            return Quota(True, rate.amount, rate.amount, 0)
         if self._syncing is None:
             self._syncing = asyncio.get_running_loop().create_task(self._sync_forever(),
                                                                    name="ratelimit")
