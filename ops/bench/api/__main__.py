@@ -32,6 +32,7 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api --seconds 10 --concurrency 64 --generator python
     .venv/bin/python -m ops.bench.api --profile /tmp/orders.txt   # py-spy, see --help
     .venv/bin/python -m ops.bench.api --no-auth            # without the auth target
+    .venv/bin/python -m ops.bench.api --rounds 5           # medians, on a busy machine
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -40,9 +41,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -124,13 +127,23 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     time.sleep(PAUSE)
             for concurrency in args.concurrency:
                 profiled = args.profile is not None and concurrency == args.concurrency[-1]
-                figures: dict[str, Figures] = {}
-                for name, (url, pids, key) in targets.items():
-                    with py_spy(args.profile if profiled and name == "order_api" else None,
-                                service.pid):
-                        figures[name] = measure(generator, url, concurrency, args.seconds, pids,
-                                                **load, key=key)
-                    time.sleep(PAUSE)
+                rounds: list[dict[str, Figures]] = []
+                for number in range(args.rounds):
+                    # Every other round runs the two order APIs the other way round, so
+                    # that neither always runs after the other.
+                    names = list(targets)
+                    if number % 2:
+                        names = [names[0], *reversed(names[1:])]
+                    figures: dict[str, Figures] = {}
+                    for name in names:
+                        url, pids, key = targets[name]
+                        with py_spy(args.profile if profiled and name == "order_api" else None,
+                                    service.pid):
+                            figures[name] = measure(generator, url, concurrency, args.seconds,
+                                                    pids, **load, key=key)
+                        time.sleep(PAUSE)
+                    rounds.append(figures)
+                figures = {name: _median_run([one[name] for one in rounds]) for name in targets}
                 auth = figures.get("order_api_auth")
                 line = Line(
                     concurrency=concurrency, generator=generator,
@@ -143,11 +156,12 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     ratio=round(figures["order_api"].requests_per_s
                                 / max(1, figures["ceiling"].requests_per_s), 3),
                     order_api_auth=auth,
-                    auth_cost=None if auth is None else round(
-                        1 - auth.requests_per_s / max(1, figures["order_api"].requests_per_s),
-                        3),
-                    auth_cpu_cost=None if auth is None else _cpu_cost(auth,
-                                                                      figures["order_api"]),
+                    rounds=args.rounds,
+                    auth_cost=None if auth is None else _median(
+                        [1 - one["order_api_auth"].requests_per_s
+                         / max(1, one["order_api"].requests_per_s) for one in rounds]),
+                    auth_cpu_cost=None if auth is None else _median(
+                        [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
                     profiled="order_api run sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
@@ -155,10 +169,20 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                  + log_tail(folder / "svc_orders.log", 30))
 
 
-def _cpu_cost(auth: Figures, plain: Figures) -> float | None:
+def _cpu_cost(auth: Figures, plain: Figures) -> float:
     if auth.server_cpu_us is None or not plain.server_cpu_us:
-        return None
-    return round(auth.server_cpu_us / plain.server_cpu_us - 1, 3)
+        return math.nan
+    return auth.server_cpu_us / plain.server_cpu_us - 1
+
+
+def _median(values: list[float]) -> float:
+    """The median of one figure over the rounds, each comparing runs of the same round."""
+    return round(statistics.median(values), 3)
+
+
+def _median_run(runs: list[Figures]) -> Figures:
+    """The run with the median requests per second."""
+    return sorted(runs, key=lambda run: run.requests_per_s)[len(runs) // 2]
 
 
 def _terminate(signum: int, _: FrameType | None) -> None:
@@ -177,14 +201,18 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=min(4, max(2, os.cpu_count() or 2)),
                         help="Python client processes (the Python generator)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per target and concurrency, the order APIs' order "
+                             "alternating; the median run is printed, and the auth costs "
+                             "are medians of each round's own comparison")
     parser.add_argument("--no-auth", dest="auth", action="store_false",
                         help="skip the order API with auth on")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its run at "
                              "the highest concurrency; sampling slows that run")
     args = parser.parse_args()
-    if args.seconds < 1 or min(args.concurrency) < 1 or args.wrk_threads < 1:
-        parser.error("--seconds, --concurrency and --wrk-threads must be at least 1")
+    if min(args.seconds, min(args.concurrency), args.wrk_threads, args.rounds) < 1:
+        parser.error("--seconds, --concurrency, --wrk-threads and --rounds must be at least 1")
     args.concurrency = sorted(set(args.concurrency))
     generator: Generator = ("wrk" if args.generator == "wrk" or
                             (args.generator == "auto" and shutil.which("wrk")) else "python")

@@ -47,6 +47,7 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     ceiling: Figures
     order_api: Figures
     ratio: float  # order_api / ceiling requests per second
+    rounds: int = 1  # runs per target: the figures are the median run's
     # The same order API with auth on (every request signed, rate limits counted), and
     # what it costs: 1 - its requests per second / order_api's, and its server CPU per
     # request / order_api's - 1 (the steadier figure on a busy machine).
