@@ -79,8 +79,8 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
 
 
 @contextlib.contextmanager
-def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None,
-                  enabled: bool) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
+def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enabled: bool,
+                  seconds: int) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
     """svc_orders with auth on, on a nats-server of its own (one journal per svc_orders),
     and a trader key: (its orders URL, its pids, the key); None when not `enabled`."""
     if not enabled:
@@ -88,7 +88,7 @@ def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None,
         return
     port = free_port()
     with NatsServer(folder / "nats-auth") as nats:
-        auth = env | auth_env() | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
+        auth = env | auth_env(seconds) | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
         key = create_key(nats.address)
         with service_process("svc_orders (auth)", [sys.executable, "-m", "svc_orders"], auth,
                              port, folder / "svc_orders_auth.log") as service:
@@ -109,7 +109,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
               service_process("ceiling", [sys.executable, "-m", "ops.bench.api.ceiling",
                                           str(ceiling_port)], env,
                              ceiling_port, folder / "ceiling.log") as ceiling,
-              authenticated(folder, env, backing_pids["redis"], args.auth) as with_auth):
+              authenticated(folder, env, backing_pids["redis"], args.auth,
+                            max(args.seconds, args.warmup)) as with_auth):
             targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
                             {"server": ceiling.pid}, None),

@@ -66,7 +66,7 @@ def measure(generator: Generator, url: str, concurrency: int, seconds: int,
         signed = None
         if key is not None:
             signed = key.key_id, presign(key, PRESIGNED_PER_SECOND * seconds,
-                                         Path(folder) / "orders.tsv")
+                                         Path(folder) / "orders.tsv", seconds)
         return _measure(generator, url, concurrency, seconds, pids, wrk_threads, processes,
                         signed)
 

@@ -2,8 +2,10 @@
 key's secret, each signature used once.
 
 wrk's Lua has no HMAC, so the orders of a run are signed just before it (`presign`),
-for both generators alike, and the bench's svc_orders accepts a window (`WINDOW`) longer
-than any run: the server does exactly the work it does for a client signing on the fly.
+for both generators alike, with timestamps in the middle of the run; the bench's
+svc_orders accepts a window of half the run and a little more (`window`: the default
+5 s for runs up to 6 s, so that its replay guard remembers what a production server's
+does). The server does exactly the work it does for a client signing on the fly.
 The orders are those `load.order_body` makes (sides alternate, prices and quantities
 uniform), but dealt out like cards: each timestamp signs every distinct order once, in
 random order, so that no two requests share a signature (the server refuses a replay).
@@ -15,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -28,7 +31,8 @@ from common.keys import SecretBox
 from ops.bench.api.load import PRICES, QUANTITIES, order_json
 
 SECRET_KEY = "bench-secret-key-of-at-least-32-characters"
-WINDOW = 60  # seconds: EX_AUTH_WINDOW of the bench's svc_orders with auth on
+DEFAULT_WINDOW = 5  # seconds: EX_AUTH_WINDOW's default
+SLACK = 2  # seconds of window beyond half the run: signing, start-up, a slow last answer
 RATE = "999999999/second"  # limits counted as usual, never reached
 ORDERS_PATH = "/orders/"
 
@@ -61,10 +65,17 @@ def create_key(nats_url: str) -> Key:
     return asyncio.run(create())
 
 
-def auth_env(window: int = WINDOW) -> dict[str, str]:
-    """The EX_ variables of the bench's svc_orders with auth on."""
-    return {"EX_AUTH": "on", "EX_SECRET_KEY": SECRET_KEY, "EX_AUTH_WINDOW": str(window),
-            "EX_RATE_PRIVATE": RATE, "EX_RATE_PUBLIC": RATE, "EX_RATE_AUTH_FAILURES": RATE}
+def window(seconds: int) -> int:
+    """The EX_AUTH_WINDOW that accepts every order of a `seconds`-long run signed for its
+    middle (at most 60, the setting's limit)."""
+    return min(60, max(DEFAULT_WINDOW, math.ceil(seconds / 2) + SLACK))
+
+
+def auth_env(seconds: int) -> dict[str, str]:
+    """The EX_ variables of the bench's svc_orders with auth on, for runs of `seconds`."""
+    return {"EX_AUTH": "on", "EX_SECRET_KEY": SECRET_KEY,
+            "EX_AUTH_WINDOW": str(window(seconds)), "EX_RATE_PRIVATE": RATE,
+            "EX_RATE_PUBLIC": RATE, "EX_RATE_AUTH_FAILURES": RATE}
 
 
 def _dealt(rng: random.Random) -> Iterator[tuple[int, bytes]]:
@@ -77,10 +88,11 @@ def _dealt(rng: random.Random) -> Iterator[tuple[int, bytes]]:
             yield offset, order_json("sell", *sell)
 
 
-def presign(key: Key, count: int, path: Path) -> Path:
-    """`count` signed orders, one per line: timestamp, signature and body, tab-separated
-    (what wrk_orders.lua and the Python clients read)."""
-    start = time.time_ns() // 1_000_000
+def presign(key: Key, count: int, path: Path, seconds: float = 0) -> Path:
+    """`count` signed orders for a run of `seconds` starting now, one per line: timestamp
+    (the run's middle), signature and body, tab-separated (what wrk_orders.lua and the
+    Python clients read)."""
+    start = time.time_ns() // 1_000_000 + round(seconds * 500)
     with path.open("wb") as out:
         for offset, body in itertools.islice(_dealt(random.Random()), count):
             timestamp = str(start + offset)
