@@ -1,6 +1,8 @@
 # One image for the three services; compose.yaml picks the service by its command:
 #   docker build -t exchange-core . && docker run exchange-core python -m svc_trades
-# Configuration is EX_ environment variables only (common/config.py).
+# Configuration is EX_ environment variables only (common/config.py). A container
+# listens on every interface, so auth is on and EX_SECRET_KEY must be given at run time;
+# `python -m ops.keys` (also in the image) creates keys.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     EX_HOST=0.0.0.0 \
+    EX_AUTH=on \
     EX_LOG_FORMAT=json
 
 WORKDIR /src
@@ -25,6 +28,7 @@ COPY common ./common
 COPY svc_orders ./svc_orders
 COPY svc_trades ./svc_trades
 COPY svc_stream ./svc_stream
+COPY ops/__init__.py ops/keys.py ./ops/
 RUN pip install --no-deps . && rm -rf /src
 
 WORKDIR /app

@@ -19,15 +19,17 @@ Roles rank viewer < trader < admin.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from nats.aio.client import Client as Nats
 
 from common.config import Settings
 from common.http import ApiError, Handler, error_response
-from common.keys import ROLES, Identity, Role
+from common.keyring import Keyring
+from common.keys import ROLES, Identity, Role, SecretBox
 from common.ratelimit import Limiter, Quota
 from common.signing import Verifier
 
@@ -57,6 +59,49 @@ def requires(role: Role) -> Callable[[H], H]:
 def identity(request: web.Request) -> Identity | None:
     """The caller's identity; None with auth off and on public routes."""
     return request.get(IDENTITY)
+
+
+def guard(app: web.Application, settings: Settings, nats: web.AppKey[Nats],
+          public: Collection[str]) -> None:
+    """A service's whole access control, nothing with auth off: `protect` in front of its
+    routes, and a cleanup context, run after the one that sets `app[nats]`, that follows
+    the keys bucket (the service starts once the keys are loaded) and closes the
+    limiter's Redis pool at the end."""
+    if settings.auth == "off":
+        return
+    assert settings.secret_key is not None, "check_protected_mode refuses to start without"
+    keyring = Keyring(SecretBox(settings.secret_key))
+    limiter = Limiter(settings)
+    protect(app, settings, Verifier(keyring, settings.auth_window), limiter, public)
+
+    async def access_ctx(app: web.Application) -> AsyncIterator[None]:
+        try:
+            async with keyring.watching(app[nats]):
+                yield
+        finally:
+            await limiter.close()
+
+    app.cleanup_ctx.append(access_ctx)
+
+
+def is_admin(caller: Identity | None) -> bool:
+    """Whether `caller` may see and act for every user: an admin key, or auth off."""
+    return caller is None or caller.role == "admin"
+
+
+def owner_filter(caller: Identity | None, user_id: str | None) -> str | None:
+    """The user filter a listing must apply: the caller's own for any key but an admin's
+    (asking for another user's rows is 403), the asked one otherwise."""
+    if is_admin(caller):
+        return user_id
+    assert caller is not None
+    if user_id is not None and user_id != caller.user_id:
+        raise permission_denied("a key lists only its own user's rows")
+    return caller.user_id
+
+
+def permission_denied(message: str) -> ApiError:
+    return ApiError(403, "PERMISSION_DENIED", message)
 
 
 def protect(app: web.Application, settings: Settings, verifier: Verifier, limiter: Limiter,
@@ -105,8 +150,7 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
             "viewer" if request.method in _READS else "trader")
         if ROLES.index(caller.role) < ROLES.index(needed):
             request[QUOTA] = await limiter.hit_key(caller.key_id)
-            return error_response(ApiError(403, "PERMISSION_DENIED",
-                                           f"this needs a key with the {needed} role"))
+            return error_response(permission_denied(f"this needs a key with the {needed} role"))
         return await _limited(request, handler, await limiter.hit_key(caller.key_id))
 
     return middleware

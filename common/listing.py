@@ -4,7 +4,8 @@
 by svc_trades. Each parses its page and filters here (the same 400s everywhere), and a
 cursor issued by one listing is refused by the other. Listings are newest first by `id`,
 the projection's insertion order; a cursor is that key plus the page number, so deep
-pages cost an index seek instead of an offset scan.
+pages cost an index seek instead of an offset scan. With auth on, a listing holds only
+the caller's own rows unless the caller is an admin (`common.access.owner_filter`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import binascii
 import msgspec
 from aiohttp import web
 
+from common.access import identity, owner_filter
 from common.http import ApiError, invalid, query_int, query_text, query_uuid
 from common.messages import OrderStatus, Side
 from common.queries import OrderFilters, PageRequest
@@ -73,9 +75,11 @@ def page_request(request: web.Request, listing: str) -> PageRequest:
 
 
 def order_filters(request: web.Request) -> OrderFilters:
-    """The filters of `GET /orders/`, or a 400 naming the bad one."""
+    """The filters of `GET /orders/`, or a 400 naming the bad one (403 for another
+    user's orders)."""
     return OrderFilters(status=_status(request), side=_side(request),
-                        user_id=query_uuid(request, "user_id"),
+                        user_id=owner_filter(identity(request),
+                                             query_uuid(request, "user_id")),
                         symbol=query_text(request, "symbol"),
                         client_order_id=query_text(request, "client_order_id"))
 

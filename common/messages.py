@@ -193,11 +193,14 @@ Event = (OrderAccepted | OrderRejected | TradeExecuted | OrderModified | OrderCa
 
 
 class EventBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """The events of one command. `seq` 0 means it changed nothing (not journaled)."""
+    """The events of one command. `seq` 0 means it changed nothing (not journaled).
+    `key_id` is the API key that issued the command: None with auth off, for the
+    service's own commands (session close) and in journals written before keys."""
 
     symbol: str
     seq: int
     events: list[Event]
+    key_id: str | None = None
 
 
 class TradeSettled(msgspec.Struct, frozen=True, kw_only=True):

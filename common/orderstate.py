@@ -55,19 +55,20 @@ class OrderState(msgspec.Struct, kw_only=True, gc=False):
     created_at: int = 0
     updated_at: int = 0
     seq: int = 0
+    issued_by_key: str | None = None  # the API key that placed it (None with auth off)
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
     @classmethod
-    def placed(cls, order: PlaceOrder, seq: int) -> OrderState:
+    def placed(cls, order: PlaceOrder, seq: int, key_id: str | None = None) -> OrderState:
         return cls(
             order_id=order.order_id, symbol=order.symbol, side=order.side, type=order.type,
             time_in_force=order.time_in_force, post_only=order.post_only, stp=order.stp,
             user_id=order.user_id, client_order_id=order.client_order_id, price=order.price,
             quantity=order.quantity, remaining=order.quantity, created_at=order.timestamp,
-            updated_at=order.timestamp, seq=seq)
+            updated_at=order.timestamp, seq=seq, issued_by_key=key_id)
 
 
 def order_ids(event: Event) -> tuple[str, ...]:
@@ -82,16 +83,17 @@ def order_ids(event: Event) -> tuple[str, ...]:
     return ()
 
 
-def apply(states: dict[str, OrderState], event: Event) -> None:
-    """Fold one event into `states` (order id -> state), creating orders it places.
+def apply(states: dict[str, OrderState], event: Event, key_id: str | None = None) -> None:
+    """Fold one event into `states` (order id -> state), creating orders it places;
+    `key_id` is its batch's, the key that issued the command.
 
     Orders an event names must already be in `states`, except those it creates.
     """
     match event:
         case OrderAccepted():
-            states[event.order.order_id] = OrderState.placed(event.order, event.seq)
+            states[event.order.order_id] = OrderState.placed(event.order, event.seq, key_id)
         case OrderRejected():
-            state = OrderState.placed(event.order, event.seq)
+            state = OrderState.placed(event.order, event.seq, key_id)
             state.cancelled, state.remaining = state.quantity, 0
             state.status, state.reject_reason = OrderStatus.REJECTED, event.reason
             states[state.order_id] = state

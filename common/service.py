@@ -8,7 +8,7 @@ from collections.abc import Callable
 import uvloop
 from aiohttp import web
 
-from common.config import Settings, load_settings
+from common.config import Settings, check_protected_mode, load_settings
 from common.logs import configure_logging
 
 # Requests and journal messages allocate objects the cyclic collector tracks (messages,
@@ -27,9 +27,12 @@ def settle_heap() -> None:
 
 def serve(create_app: Callable[[Settings], web.Application],
           port: Callable[[Settings], int]) -> None:
-    """Run the app made by `create_app` on `port(settings)` until SIGINT/SIGTERM."""
+    """Run the app made by `create_app` on `port(settings)` until SIGINT/SIGTERM; refuse to
+    start, naming the variable, on a bad setting or one that would leave it unprotected
+    (a non-loopback address with auth off, auth on without a secret key)."""
     try:
         settings = load_settings()
+        check_protected_mode(settings)
     except ValueError as error:  # a bad EX_ variable: say which, without a traceback
         raise SystemExit(str(error)) from None
     configure_logging(settings)

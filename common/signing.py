@@ -51,29 +51,34 @@ def _unauthorized(code: str, text: str) -> ApiError:
 class ReplayGuard:
     """Signatures accepted lately, each forgotten once its timestamp can no longer pass
     the window check. Entries arrive in time order with the same lifetime, so the oldest
-    is always first and forgetting is a pop from the front."""
+    is always first and forgetting is a pop from the front. Expiries and digests sit in
+    two deques of plain floats and bytes rather than one of tuples: tens of thousands of
+    tuples would be objects every full garbage collection has to visit."""
 
     def __init__(self, lifetime: float, capacity: int = REPLAY_CAPACITY) -> None:
         self._lifetime = lifetime
         self._capacity = capacity
         self._seen: set[bytes] = set()
-        self._expiries: deque[tuple[float, bytes]] = deque()  # oldest first
+        self._expiries: deque[float] = deque()  # oldest first
+        self._digests: deque[bytes] = deque()  # in the same order
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def admit(self, digest: bytes, now: float) -> bool:
         """True the first time `digest` is seen within its lifetime, False after."""
-        expiries = self._expiries
-        while expiries and expiries[0][0] <= now:
-            self._seen.discard(expiries.popleft()[1])
+        expiries, digests = self._expiries, self._digests
+        while expiries and expiries[0] <= now:
+            expiries.popleft()
+            self._seen.discard(digests.popleft())
         if digest in self._seen:
             return False
         if len(self._seen) >= self._capacity:
             # Failing closed: forgetting an unexpired signature would allow its replay.
             raise ApiError(503, "UNAVAILABLE", "too many signed requests; retry shortly")
         self._seen.add(digest)
-        expiries.append((now + self._lifetime, digest))
+        expiries.append(now + self._lifetime)
+        digests.append(digest)
         return True
 
 

@@ -91,6 +91,8 @@ class OrderView(msgspec.Struct, kw_only=True, gc=False):
     updated_at: str
     seq: int
     fills: list[TradeView] | msgspec.UnsetType = msgspec.UNSET  # only in command answers
+    # The API key that placed the order: shown to admins only, for audit.
+    issued_by_key: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Level(msgspec.Struct, array_like=False, gc=False):

@@ -5,6 +5,10 @@ is invalid), submits it, and turns the outcome into an answer: the order as it s
 right after the command, with the trades it made; 200 with the original order for a
 repeated placement; 404 or 409 for a cancel or modify that changed nothing; 503 if the
 journal could not confirm the command.
+
+With auth on, the user is the key's, another user's order answers 404 as if it did not
+exist (to anyone but an admin), every command journals the key that issued it, and an
+admin sees that key on `GET /orders/{order_id}/` (`issued_by_key`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from time import time_ns
 
 from aiohttp import web
 
+from common.access import identity, is_admin
 from common.http import ApiError, json_response, read_json, uuid_path
 from common.instruments import Instrument
 from common.messages import CancelOrder, Command, CommandRejected, RejectReason
@@ -61,11 +66,23 @@ async def _find(request: web.Request, order_id: str) -> OrderState:
     return order
 
 
+async def _find_own(request: web.Request, order_id: str) -> OrderState:
+    """`_find`, and a 404 too for another user's order unless the caller is an admin."""
+    order = await _find(request, order_id)
+    caller = identity(request)
+    if caller is not None and not is_admin(caller) and order.user_id != caller.user_id:
+        raise _not_found(order_id)
+    return order
+
+
 async def _submit(request: web.Request, kind: str, command: Command,
                   named: OrderState | None = None) -> Outcome:
-    """Submit `command`; a refusal or an unconfirmed command becomes its HTTP error."""
+    """Submit `command`, with the key that issued it; a refusal or an unconfirmed command
+    becomes its HTTP error."""
+    caller = identity(request)
     try:
-        outcome = await request.app[SEQUENCER].submit(command, named)
+        outcome = await request.app[SEQUENCER].submit(
+            command, named, None if caller is None else caller.key_id)
     except Unavailable as error:
         metrics.COMMANDS.labels(kind, "unavailable").inc()
         raise _unavailable(error) from None
@@ -89,7 +106,7 @@ def _answer(request: web.Request, order: OrderState | None, status: int = 200,
 async def place_order(request: web.Request) -> web.Response:
     body = await read_json(request, PlaceBody)
     command = place_command(body, request.app[INSTRUMENTS],
-                            request.headers.get("Idempotency-Key"))
+                            request.headers.get("Idempotency-Key"), identity(request))
     outcome = await _submit(request, "place", command)
     if outcome.repeat:
         return _answer(request, outcome.order)
@@ -98,13 +115,19 @@ async def place_order(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
-    return _answer(request, await _find(request, order_id))
+    order = await _find_own(request, order_id)
+    caller = identity(request)
+    if caller is None or caller.role != "admin":
+        return _answer(request, order)
+    view = order_view(order, request.app[INSTRUMENTS][order.symbol])
+    view.issued_by_key = order.issued_by_key
+    return json_response(view)
 
 
 async def modify_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
     body = await read_json(request, ModifyBody)
-    order = await _find(request, order_id)  # the body is read on its grid
+    order = await _find_own(request, order_id)  # the body is read on its grid
     command = modify_command(order_id, body, request.app[INSTRUMENTS][order.symbol])
     outcome = await _submit(request, "modify", command, order)
     return _answer(request, outcome.order, 200, outcome.trades)
@@ -112,6 +135,8 @@ async def modify_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = uuid_path(request, "order_id")
+    # With auth on, the order is looked up first: only its owner (or an admin) cancels it.
+    named = None if identity(request) is None else await _find_own(request, order_id)
     outcome = await _submit(request, "cancel", CancelOrder(order_id=order_id,
-                                                          timestamp=time_ns()))
+                                                          timestamp=time_ns()), named)
     return _answer(request, outcome.order)

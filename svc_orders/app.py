@@ -11,6 +11,7 @@ from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
 from common import natsconn
+from common.access import guard
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
         await journal.close()
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, history_ctx, sequencer_ctx])
+    guard(app, settings, NATS, public=())
     add_routes(app, [
         ("POST", "/orders/", api.place_order),
         ("GET", "/orders/{order_id}/", api.get_order),

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from common.access import is_admin, permission_denied
 from common.http import ApiError, has_control_characters, parse_uuid
 from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument, parse_decimal
+from common.keys import Identity
 from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
 from common.openapi import PLAIN_TEXT, UUID, any_case, any_case_enum, price_schema, quantity_schema
 
@@ -128,13 +130,17 @@ def price(raw: Number, instrument: Instrument) -> int:
     return units
 
 
-def user_id(raw: str | None) -> str | None:
+def user_id(raw: str | None, caller: Identity | None) -> str | None:
+    """The order's user: the body's with auth off; with auth on the key's, unless an
+    admin names another (any other key naming another user is 403)."""
     if raw is None:
-        return None
-    canonical = parse_uuid(raw)
-    if canonical is None:
+        return None if caller is None else caller.user_id
+    named = parse_uuid(raw)
+    if named is None:
         raise invalid("INVALID_USER_ID", "user_id must be a UUID", "user_id", raw)
-    return canonical
+    if caller is not None and not is_admin(caller) and named != caller.user_id:
+        raise permission_denied("a key places orders only for its own user")
+    return named
 
 
 def client_order_id(body: str | None, header: str | None) -> str | None:
@@ -181,8 +187,9 @@ def new_order_id() -> str:
 
 
 def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
-                  idempotency_key: str | None) -> PlaceOrder:
-    """Validate a POST /orders/ body into a `PlaceOrder` with a fresh order id."""
+                  idempotency_key: str | None, caller: Identity | None) -> PlaceOrder:
+    """Validate a POST /orders/ body, sent by `caller` (None with auth off), into a
+    `PlaceOrder` with a fresh order id."""
     instrument = instruments.get(body.symbol)
     if instrument is None:
         raise invalid("UNKNOWN_SYMBOL", f"unknown symbol {body.symbol!r}", "symbol",
@@ -208,7 +215,7 @@ def place_command(body: PlaceBody, instruments: Mapping[str, Instrument],
         price=None if body.price is None else price(body.price, instrument),
         type=order_type, time_in_force=tif, post_only=body.post_only,
         stp=_choice(body.stp, Stp, "INVALID_STP", "stp", upper=False),
-        user_id=user_id(body.user_id),
+        user_id=user_id(body.user_id, caller),
         client_order_id=client_order_id(body.client_order_id, idempotency_key),
         timestamp=time.time_ns())
 

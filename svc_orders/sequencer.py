@@ -151,14 +151,16 @@ class Sequencer:
         if not self.ready:
             raise Unavailable("the order service is recovering; retry shortly")
 
-    async def submit(self, command: Command, named: OrderState | None = None) -> Outcome:
+    async def submit(self, command: Command, named: OrderState | None = None,
+                     key_id: str | None = None) -> Outcome:
         """Run `command` and return its outcome once JetStream acknowledged its batch.
 
         The outcome's order is the command's order as it stood right after the command:
         for a repeated placement, the original order; for a cancel or modify refused
         because the order is not live, the order as it stands (None if unknown). `named`
         is the command's order if the caller has looked it up already (a modify needs its
-        instrument): a refusal answers with it rather than looking again.
+        instrument): a refusal answers with it rather than looking again. `key_id`, the
+        API key that issued the command, is journaled with its batch.
         """
         self._require_ready()
         if type(command) is PlaceOrder and command.client_order_id is not None:
@@ -174,6 +176,8 @@ class Sequencer:
         metrics.MATCH_SECONDS.observe(time.perf_counter() - started)
         if not batch.seq:  # nothing changed: nothing to journal
             return await self._unchanged(batch, named)
+        if key_id is not None:
+            batch = msgspec.structs.replace(batch, key_id=key_id)
         self.store.apply(batch)
         order = None if isinstance(command, ExpireOrders) else self.store.get(command.order_id)
         if order is not None:  # a copy: later commands change the stored one in place

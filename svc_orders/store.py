@@ -50,7 +50,7 @@ class OrderStore:
                 order = event.order
                 if order.client_order_id is not None:
                     self.keys[(order.user_id, order.client_order_id)] = order.order_id
-            apply(live, event)
+            apply(live, event, batch.key_id)
         for event in batch.events:
             for order_id in order_ids(event):
                 state = live.get(order_id)

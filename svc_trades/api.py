@@ -4,6 +4,11 @@ Trades are read from the projection (`repository`), orders from the read model
 (`readmodel`, which answers svc_orders' `GET /orders/` as well). The order book is
 svc_orders' Redis snapshot or, when Redis has none, svc_orders' answer over NATS: never
 a scan of the orders table.
+
+With auth on, a key sees only its own user's trades and orders (an admin sees all):
+another user's trade answers 404 as if it did not exist, and settling is for admins.
+`GET /trades/public/` and the order book are public: public trades carry no user or
+order ids.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common import cache, subjects
+from common.access import identity, is_admin, owner_filter, requires
 from common.http import (
     ApiError,
     invalid,
@@ -33,7 +39,7 @@ from common.http import (
     uuid_path,
 )
 from common.instruments import DEFAULT_SYMBOL, Instrument
-from common.listing import order_filters, page_request
+from common.listing import Pagination, order_filters, page_request
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
 from svc_trades import metrics, repository
@@ -74,6 +80,25 @@ class BookRefused(msgspec.Struct):
     error: str
 
 
+class PublicTrade(msgspec.Struct, kw_only=True, gc=False):
+    """A trade as anyone may see it: no user ids, no order ids."""
+
+    trade_id: str
+    symbol: str
+    price: str
+    quantity: int
+    aggressor_side: str
+    execution_timestamp: str
+    seq: int
+    trade_no: int
+
+
+class PublicTrades(msgspec.Struct, kw_only=True):
+    trades: list[PublicTrade]
+    pagination: Pagination
+    as_of_seq: dict[str, int]
+
+
 # ---- trades --------------------------------------------------------------------------
 
 
@@ -105,21 +130,39 @@ def _moment(request: web.Request, name: str) -> datetime | None:
 async def list_trades(request: web.Request) -> web.Response:
     filters = TradeFilters(
         symbol=query_text(request, "symbol"), order_id=query_uuid(request, "order_id"),
-        user_id=query_uuid(request, "user_id"), settled=_flag(request, "settled"),
+        user_id=owner_filter(identity(request), query_uuid(request, "user_id")),
+        settled=_flag(request, "settled"),
         since=_moment(request, "since"), until=_moment(request, "until"))
     page = page_request(request, "trades")
     return json_response(await repository.list_trades(
         request.app[POOL], filters, page, request.app[INSTRUMENTS]))
 
 
+async def public_trades(request: web.Request) -> web.Response:
+    """One instrument's trades, newest first, paged like `GET /trades/`, for anyone."""
+    symbol = _symbol(request)
+    page = page_request(request, "trades")
+    found = await repository.list_trades(request.app[POOL], TradeFilters(symbol=symbol),
+                                         page, request.app[INSTRUMENTS])
+    return json_response(PublicTrades(
+        trades=[PublicTrade(trade_id=t.trade_id, symbol=t.symbol, price=t.price,
+                            quantity=t.quantity, aggressor_side=t.aggressor_side,
+                            execution_timestamp=t.execution_timestamp, seq=t.seq,
+                            trade_no=t.trade_no) for t in found.trades],
+        pagination=found.pagination, as_of_seq=found.as_of_seq))
+
+
 async def get_trade(request: web.Request) -> web.Response:
     trade = uuid_path(request, "trade_id")
     view = await repository.get_trade(request.app[POOL], trade, request.app[INSTRUMENTS])
-    if view is None:
+    caller = identity(request)
+    if view is None or (caller is not None and not is_admin(caller) and caller.user_id
+                        not in (view.buyer_user_id, view.seller_user_id)):
         raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
     return json_response(view)
 
 
+@requires("admin")
 async def settle_trade(request: web.Request) -> web.Response:
     """Settle once: the database decides the winner of a race, the loser gets 409."""
     trade = uuid_path(request, "trade_id")
@@ -185,10 +228,16 @@ async def _requested_book(nc: Nats, symbol: str) -> BookMessage:
                    {"reason": reason})
 
 
-async def orderbook(request: web.Request) -> web.Response:
+def _symbol(request: web.Request) -> str:
+    """The `symbol` query parameter (the default instrument when absent), or 404."""
     symbol = query_text(request, "symbol") or DEFAULT_SYMBOL
     if symbol not in request.app[INSTRUMENTS]:
         raise ApiError(404, "UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}", {"symbol": symbol})
+    return symbol
+
+
+async def orderbook(request: web.Request) -> web.Response:
+    symbol = _symbol(request)
     depth = query_int(request, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
     book = (await _cached_book(request.app[REDIS], symbol)
             or await _requested_book(request.app[NATS], symbol))

@@ -9,7 +9,8 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
-from common import natsconn
+from common import keys, natsconn
+from common.access import guard
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
@@ -17,6 +18,7 @@ from common.openapi import add_openapi
 from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
 from svc_trades import api
+from svc_trades.keys import KEYS_BUCKET, add_key_routes
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
 from svc_trades.projector import Projector
@@ -67,14 +69,26 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await stop_tasks([task])
 
+    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The keys bucket the admin key routes write."""
+        app[KEYS_BUCKET] = await keys.bucket(app[api.NATS].jetstream())
+        yield
+
     app.cleanup_ctx.extend([postgres_ctx, nats_ctx, responder_ctx, redis_ctx, projector_ctx])
     add_routes(app, [
         ("GET", "/trades/", api.list_trades),
+        ("GET", "/trades/public/", api.public_trades),
         ("GET", "/trades/{trade_id}/", api.get_trade),
         ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
         ("GET", "/orderbook/", api.orderbook),
         ("GET", "/orders/", api.list_orders),
     ])
+
+    if settings.auth == "on":
+        assert settings.secret_key is not None, "check_protected_mode refuses to start without"
+        app.cleanup_ctx.append(keys_ctx)
+        add_key_routes(app, keys.SecretBox(settings.secret_key))
+    guard(app, settings, api.NATS, public=("/orderbook/", "/trades/public/"))
 
     def ready() -> bool:
         """PostgreSQL and NATS answered the projector within the last second or so."""

@@ -108,7 +108,7 @@ class Fold:
                     log.warning("event for an unknown order not folded",
                                 symbol=batch.symbol, seq=batch.seq, orders=ids)
                     continue
-                apply(live, event)
+                apply(live, event, batch.key_id)
                 for order_id in ids:
                     self.changed[order_id] = live[order_id]
         if messages:
@@ -172,7 +172,7 @@ class Fold:
             cancel_reason=None if s.cancel_reason is None else s.cancel_reason._value_,
             reject_reason=None if s.reject_reason is None else s.reject_reason._value_,
             created_at=self._moment(s.created_at), updated_at=self._moment(s.updated_at),
-            seq=s.seq)
+            seq=s.seq, issued_by_key=s.issued_by_key)
 
     def _update_row(self, s: OrderState, instrument: Instrument) -> OrderUpdate:
         return OrderUpdate(

@@ -77,6 +77,7 @@ class OrderRow(Row, frozen=True, gc=False):
     created_at: datetime
     updated_at: datetime
     seq: int
+    issued_by_key: str | None
 
 
 class OrderUpdate(Row, frozen=True, gc=False):
@@ -186,7 +187,8 @@ def order_state(row: Mapping[str, Any], instruments: Mapping[str, Instrument]) -
         reject_reason=None if row["reject_reason"] is None
         else RejectReason(row["reject_reason"]),
         created_at=micros(row["created_at"]) * 1000,
-        updated_at=micros(row["updated_at"]) * 1000, seq=row["seq"])
+        updated_at=micros(row["updated_at"]) * 1000, seq=row["seq"],
+        issued_by_key=row["issued_by_key"])
 
 
 def trade_of(row: Mapping[str, Any], instruments: Mapping[str, Instrument]) -> TradeView:

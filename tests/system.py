@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -96,8 +96,10 @@ async def ready(http: aiohttp.ClientSession, port: int) -> bool:
         return False
 
 
-async def run_launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Start the launcher; stop it (and anything it left) when the caller is done."""
+async def run_launcher(tmp_path: Path,
+                       extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Launcher]:
+    """Start the launcher (with `extra_env` added to its environment); stop it (and
+    anything it left) when the caller is done."""
     ports = {var: free_port() for var in (
         "EX_NATS_PORT", "EX_NATS_MONITOR_PORT", "EX_PG_PORT", "EX_REDIS_PORT",
         "EX_ORDERS_PORT", "EX_TRADES_PORT", "EX_STREAM_PORT")}
@@ -105,6 +107,7 @@ async def run_launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("EX_")}
     env |= {var: str(port) for var, port in ports.items()}
     env["EX_RUN_DIR"] = str(tmp_path / "run")
+    env |= extra_env or {}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ops.launcher", "--ready-timeout", "25",
         cwd=REPO, env=env, stdin=subprocess.DEVNULL,

@@ -110,6 +110,19 @@ def test_services_reach_the_servers_by_their_service_names(
         assert all(var.startswith("EX_") for var in env), name
 
 
+def test_services_require_auth_and_a_secret_key_from_the_environment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """They listen on every interface: without auth anyone could act on any order."""
+    for name in PORTS:
+        env = services[name]["environment"]
+        assert env["EX_AUTH"] == "on", name
+        assert env["EX_SECRET_KEY"].startswith("${EX_SECRET_KEY:?"), name
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "EX_AUTH=on" in dockerfile
+    assert "COPY ops/__init__.py ops/keys.py ./ops/" in dockerfile
+
+
 def test_services_start_after_their_servers_are_healthy(
     services: dict[str, dict[str, Any]],
 ) -> None:

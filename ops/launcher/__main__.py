@@ -17,7 +17,10 @@ behaves as it does:
   own with only the subjects it needs; the passwords, made once per data folder, reach
   each service in its EX_NATS_USER / EX_NATS_PASSWORD and are never printed.
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
-  on the same folder) is said in one line before anything starts.
+  on the same folder, a non-loopback EX_HOST with EX_AUTH=off) is said in one line
+  before anything starts.
+- With EX_AUTH=on and no live admin key yet, the first start creates one once the
+  servers are up and prints it, secret included, this once: nowhere else shows it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -37,7 +41,10 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from common.config import Settings, load_settings
+import msgspec
+
+from common.config import Settings, check_protected_mode, load_settings
+from ops import keys
 from ops.launcher.children import REPO, Server, Service
 from ops.launcher.supervisor import STOP_SIGNALS, Supervisor
 from ops.launcher.terminal import say, shown
@@ -50,6 +57,7 @@ from ops.stack import (
     ServerStartError,
     free_port,
 )
+from ops.stack.natsusers import ADMIN
 
 ENV_HELP = """\
 environment:
@@ -159,8 +167,9 @@ def _services(settings: Settings, log_dir: Path) -> list[Service]:
     ]
 
 
-def _log_in(services: list[Service], servers: list[Server]) -> None:
-    """Give each service its login to the embedded NATS, if it runs one."""
+def _log_in(services: list[Service], servers: list[Server]) -> dict[str, str]:
+    """Give each service its login to the embedded NATS, if it runs one; the admin's
+    login is returned for the launcher's own work (the first admin key)."""
     for child in servers:
         if isinstance(child.server, NatsServer) and child.server.users:
             credentials = child.server.credentials
@@ -168,6 +177,16 @@ def _log_in(services: list[Service], servers: list[Server]) -> None:
                 svc.env |= {"EX_NATS_USER": svc.module,
                             "EX_NATS_PASSWORD": credentials[svc.module]}
             say(f"nats users: passwords in {shown(child.server.data_dir / 'users')}/")
+            return {"EX_NATS_USER": ADMIN, "EX_NATS_PASSWORD": credentials[ADMIN]}
+    return {}
+
+
+async def _first_admin_key(env: Mapping[str, str]) -> None:
+    """Create and print the first admin key if no admin key is live (auth on)."""
+    issued = await keys.create(load_settings(env), None, None)
+    if issued is not None:
+        say("no admin key yet: created this one (its secret is shown only now)\n"
+            f"{json.dumps(msgspec.to_builtins(issued))}")
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -212,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             settings = load_settings(env)
+            check_protected_mode(settings)
         except ValueError as error:
             raise LaunchError(str(error)) from None
         run_dir = Path(env.get("EX_RUN_DIR") or REPO / ".run").resolve()
@@ -223,11 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                                   f"uses it or set {svc.port_var} to another port")
         stack.callback(say, "stopped")  # runs last
         servers, urls = _servers(env, run_dir)
-        _log_in(services, servers)
+        admin_login = _log_in(services, servers)
         env |= urls
         env["PYTHONUNBUFFERED"] = "1"
         say(f"service logs: {shown(run_dir / 'logs')}/<service>.log, and below")
-        return _supervise(Supervisor(env, began), servers, services, args.ready_timeout)
+        first_admin = ((lambda: _first_admin_key(env | admin_login))
+                       if settings.auth == "on" else None)
+        return _supervise(Supervisor(env, began, first_admin), servers, services,
+                          args.ready_timeout)
     except KeyboardInterrupt:
         say("interrupted: stopping")
         return 0

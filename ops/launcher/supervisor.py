@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -59,9 +59,11 @@ class Supervisor:
     """Runs the servers and the services until a signal: restarts those that exit,
     watches readiness."""
 
-    def __init__(self, env: Mapping[str, str], began: float) -> None:
+    def __init__(self, env: Mapping[str, str], began: float,
+                 servers_ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.env = dict(env)
         self.began = began  # monotonic time the launcher started: startup times count from it
+        self.servers_ready = servers_ready  # run once the servers are up, before the services
         self._stop = asyncio.Event()
 
     async def run(self, servers: Sequence[Child], services: Sequence[Service],
@@ -71,6 +73,8 @@ class Supervisor:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         async with self.supervising(servers, "servers", ready_timeout) as code:
+            if code == 0 and not self._stop.is_set() and self.servers_ready is not None:
+                await self.servers_ready()
             if code == 0 and not self._stop.is_set():
                 async with self.supervising(services, "services", ready_timeout) as code:
                     if code == 0 and not self._stop.is_set():

@@ -6,14 +6,20 @@ those are set: the bench's orders are then journaled into that stream, so never 
 another svc_orders writes to it), `python -m
 svc_orders` on a free port (EX_LOG_FORMAT=json, log in the temporary folder) and, as the
 ceiling, a trivial aiohttp app on uvloop (`python -m ops.bench.api.ceiling PORT`)
-that reads the POST body and answers a small JSON body. For each concurrency it drives
-the ceiling and then the order API for a fixed time with crossing orders (sides
+that reads the POST body and answers a small JSON body; and, unless --no-auth, a second
+`python -m svc_orders` with EX_AUTH=on on a nats-server of its own, whose every order is
+signed with a trader key and unique as a real client sends it (ops/bench/api/signing.py;
+its rate limits are counted in the same Redis, set too high to refuse anything). For
+each concurrency it drives the ceiling, the order API and the order API with auth for
+a fixed time with crossing orders (sides
 alternate buy/sell, random prices 99.90-100.10, random quantities 1-10, so trades
 happen) and prints one JSON line: per target requests/s, latency p50/p99/max in ms,
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
-order_api/ceiling. A "machine" figure well above the sum of the others means something
-else competed for the cores during that run: its figures are not trustworthy.
+order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
+`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`). A
+"machine" figure well above the sum of the others means something else competed for the
+cores during that run: its figures are not trustworthy.
 
 The load generator is `wrk` with wrk_orders.lua when `wrk` is on PATH (Debian package
 `wrk`), otherwise several Python client processes (aiohttp on uvloop, the connections
@@ -25,6 +31,8 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api                      # c=1,16,64; 5 s each
     .venv/bin/python -m ops.bench.api --seconds 10 --concurrency 64 --generator python
     .venv/bin/python -m ops.bench.api --profile /tmp/orders.txt   # py-spy, see --help
+    .venv/bin/python -m ops.bench.api --no-auth            # without the auth target
+    .venv/bin/python -m ops.bench.api --rounds 5           # medians, on a busy machine
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -33,9 +41,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +58,7 @@ import msgspec
 from ops.bench.api.figures import Figures, Line, measure
 from ops.bench.api.load import Generator, smoke_test
 from ops.bench.api.profiler import py_spy
+from ops.bench.api.signing import Key, auth_env, create_key
 from ops.bench.harness import given_or_started, service_process
 from ops.stack import HOST, NatsServer, RedisServer, free_port, log_tail
 
@@ -67,6 +78,24 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
         yield nats_url, redis_url, pids
 
 
+@contextlib.contextmanager
+def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enabled: bool,
+                  seconds: int) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
+    """svc_orders with auth on, on a nats-server of its own (one journal per svc_orders),
+    and a trader key: (its orders URL, its pids, the key); None when not `enabled`."""
+    if not enabled:
+        yield None
+        return
+    port = free_port()
+    with NatsServer(folder / "nats-auth") as nats:
+        auth = env | auth_env(seconds) | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
+        key = create_key(nats.address)
+        with service_process("svc_orders (auth)", [sys.executable, "-m", "svc_orders"], auth,
+                             port, folder / "svc_orders_auth.log") as service:
+            yield (f"http://{HOST}:{port}{ORDERS_PATH}",
+                   {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, key)
+
+
 def benchmark(args: argparse.Namespace, generator: Generator) -> None:
     with (tempfile.TemporaryDirectory(prefix="bench_api-") as tmp,
           backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
@@ -79,28 +108,44 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                              orders_port, folder / "svc_orders.log") as service,
               service_process("ceiling", [sys.executable, "-m", "ops.bench.api.ceiling",
                                           str(ceiling_port)], env,
-                             ceiling_port, folder / "ceiling.log") as ceiling):
-            targets: dict[str, tuple[str, dict[str, int | None]]] = {
+                             ceiling_port, folder / "ceiling.log") as ceiling,
+              authenticated(folder, env, backing_pids["redis"], args.auth,
+                            max(args.seconds, args.warmup)) as with_auth):
+            targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
-                            {"server": ceiling.pid}),
+                            {"server": ceiling.pid}, None),
                 "order_api": (f"http://{HOST}:{orders_port}{ORDERS_PATH}",
-                              {"server": service.pid, **backing_pids}),
+                              {"server": service.pid, **backing_pids}, None),
             }
-            for url, _ in targets.values():
-                smoke_test(url)
+            if with_auth is not None:
+                targets["order_api_auth"] = with_auth
+            for url, _, key in targets.values():
+                smoke_test(url, key)
             if args.warmup:
-                for url, _ in targets.values():
-                    measure(generator, url, max(args.concurrency), args.warmup, {}, **load)
+                for url, _, key in targets.values():
+                    measure(generator, url, max(args.concurrency), args.warmup, {}, **load,
+                            key=key)
                     time.sleep(PAUSE)
             for concurrency in args.concurrency:
                 profiled = args.profile is not None and concurrency == args.concurrency[-1]
-                figures: dict[str, Figures] = {}
-                for name, (url, pids) in targets.items():
-                    with py_spy(args.profile if profiled and name == "order_api" else None,
-                                service.pid):
-                        figures[name] = measure(generator, url, concurrency, args.seconds, pids,
-                                                **load)
-                    time.sleep(PAUSE)
+                rounds: list[dict[str, Figures]] = []
+                for number in range(args.rounds):
+                    # Every other round runs the two order APIs the other way round, so
+                    # that neither always runs after the other.
+                    names = list(targets)
+                    if number % 2:
+                        names = [names[0], *reversed(names[1:])]
+                    figures: dict[str, Figures] = {}
+                    for name in names:
+                        url, pids, key = targets[name]
+                        with py_spy(args.profile if profiled and name == "order_api" else None,
+                                    service.pid):
+                            figures[name] = measure(generator, url, concurrency, args.seconds,
+                                                    pids, **load, key=key)
+                        time.sleep(PAUSE)
+                    rounds.append(figures)
+                figures = {name: _median_run([one[name] for one in rounds]) for name in targets}
+                auth = figures.get("order_api_auth")
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -111,11 +156,34 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     order_api=figures["order_api"],
                     ratio=round(figures["order_api"].requests_per_s
                                 / max(1, figures["ceiling"].requests_per_s), 3),
+                    order_api_auth=auth,
+                    rounds=args.rounds,
+                    auth_cost=None if auth is None else _median(
+                        [1 - one["order_api_auth"].requests_per_s
+                         / max(1, one["order_api"].requests_per_s) for one in rounds]),
+                    auth_cpu_cost=None if auth is None else _median(
+                        [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
                     profiled="order_api run sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
                 raise SystemExit("svc_orders died during the run:\n"
                                  + log_tail(folder / "svc_orders.log", 30))
+
+
+def _cpu_cost(auth: Figures, plain: Figures) -> float:
+    if auth.server_cpu_us is None or not plain.server_cpu_us:
+        return math.nan
+    return auth.server_cpu_us / plain.server_cpu_us - 1
+
+
+def _median(values: list[float]) -> float:
+    """The median of one figure over the rounds, each comparing runs of the same round."""
+    return round(statistics.median(values), 3)
+
+
+def _median_run(runs: list[Figures]) -> Figures:
+    """The run with the median requests per second."""
+    return sorted(runs, key=lambda run: run.requests_per_s)[len(runs) // 2]
 
 
 def _terminate(signum: int, _: FrameType | None) -> None:
@@ -134,12 +202,18 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=min(4, max(2, os.cpu_count() or 2)),
                         help="Python client processes (the Python generator)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per target and concurrency, the order APIs' order "
+                             "alternating; the median run is printed, and the auth costs "
+                             "are medians of each round's own comparison")
+    parser.add_argument("--no-auth", dest="auth", action="store_false",
+                        help="skip the order API with auth on")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its run at "
                              "the highest concurrency; sampling slows that run")
     args = parser.parse_args()
-    if args.seconds < 1 or min(args.concurrency) < 1 or args.wrk_threads < 1:
-        parser.error("--seconds, --concurrency and --wrk-threads must be at least 1")
+    if min(args.seconds, min(args.concurrency), args.wrk_threads, args.rounds) < 1:
+        parser.error("--seconds, --concurrency, --wrk-threads and --rounds must be at least 1")
     args.concurrency = sorted(set(args.concurrency))
     generator: Generator = ("wrk" if args.generator == "wrk" or
                             (args.generator == "auto" and shutil.which("wrk")) else "python")

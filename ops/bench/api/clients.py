@@ -10,14 +10,17 @@ import multiprocessing
 import random
 import time
 from array import array
+from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import aiohttp
 import msgspec
 import uvloop
 
 from ops.bench.api.load import JSON_HEADERS, REQUEST_TIMEOUT, RUN_GRACE, Result, order_body
+from ops.bench.api.signing import signed_lines
 from ops.bench.harness import READY_TIMEOUT, STOP_TIMEOUT, percentile
 
 
@@ -30,18 +33,36 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     socket_errors: int
 
 
+Signed = tuple[str, Path, int, int]  # key id, `presign` file, this worker's part, parts
+
+
 def client_worker(url: str, connections: int, seconds: float, seed: int, ready: Queue[int],
-                  go: Event, results: Queue[bytes]) -> None:
-    """One client process: `connections` request loops for `seconds` once `go` is set."""
+                  go: Event, results: Queue[bytes], signed: Signed | None) -> None:
+    """One client process: `connections` request loops for `seconds` once `go` is set;
+    with `signed`, it sends its part of the signed orders, each once."""
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.install()
-        outcome = asyncio.run(_client(url, connections, seconds, seed, ready, go))
+        outcome = asyncio.run(_client(url, connections, seconds, seed, ready, go, signed))
         results.put(msgspec.msgpack.encode(outcome))
 
 
+def _orders(seed: int, signed: Signed | None) -> Iterator[tuple[dict[str, str], bytes]]:
+    """(headers, body) of each request: plain random orders, or the signed ones in turn
+    (starting again when they run out: replays, which the server refuses)."""
+    if signed is None:
+        rng = random.Random(seed)
+        for number in itertools.count():
+            yield JSON_HEADERS, order_body(rng, number)
+    else:
+        key_id, path, part, parts = signed
+        common = JSON_HEADERS | {"EX-ACCESS-KEY": key_id}
+        for headers, body in itertools.cycle(signed_lines(path, part, parts)):
+            yield common | headers, body
+
+
 async def _client(url: str, connections: int, seconds: float, seed: int, ready: Queue[int],
-                  go: Event) -> WorkerResult:
-    rng, numbers = random.Random(seed), itertools.count()
+                  go: Event, signed: Signed | None) -> WorkerResult:
+    orders = _orders(seed, signed)
     latencies = array("d")
     non_2xx = socket_errors = 0
     connector = aiohttp.TCPConnector(limit=connections)
@@ -56,10 +77,10 @@ async def _client(url: str, connections: int, seconds: float, seed: int, ready: 
         async def loop() -> None:
             nonlocal non_2xx, socket_errors
             while time.perf_counter() < end:
-                body = order_body(rng, next(numbers))
+                headers, body = next(orders)
                 sent = time.perf_counter()
                 try:
-                    async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                    async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                         status = response.status
                 except (aiohttp.ClientError, OSError, TimeoutError):
@@ -75,7 +96,9 @@ async def _client(url: str, connections: int, seconds: float, seed: int, ready: 
                         socket_errors=socket_errors)
 
 
-def run_python(url: str, concurrency: int, seconds: int, processes: int) -> Result:
+def run_python(url: str, concurrency: int, seconds: int, processes: int,
+               signed: tuple[str, Path] | None = None) -> Result:
+    """`signed`: the key id and the file of orders signed with it (`signing.presign`)."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
     results: Queue[bytes] = context.Queue()
@@ -84,8 +107,9 @@ def run_python(url: str, concurrency: int, seconds: int, processes: int) -> Resu
     shares = [concurrency // count + (i < concurrency % count) for i in range(count)]
     workers = [context.Process(target=client_worker, daemon=True,
                                args=(url, share, seconds, random.randrange(2**32), ready, go,
-                                     results))
-               for share in shares]
+                                     results, None if signed is None
+                                     else (*signed, part, count)))
+               for part, share in enumerate(shares)]
     outcome: list[WorkerResult] = []
     for process in workers:
         process.start()

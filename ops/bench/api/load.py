@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 import urllib.error
 import urllib.request
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
+
+if TYPE_CHECKING:  # signing uses this module's orders
+    from ops.bench.api.signing import Key
 
 REQUEST_TIMEOUT = 5.0  # seconds before a request counts as a socket error (both generators)
 RUN_GRACE = 30.0  # seconds a run may overrun its duration before it is killed
@@ -27,19 +30,28 @@ class Result(msgspec.Struct, kw_only=True):
     non_2xx: int
     socket_errors: int  # connect/read/write errors and timeouts
 
+PRICES = range(9990, 10011)  # cents: 99.90 to 100.10
+QUANTITIES = range(1, 11)
+
+
 def order_body(rng: random.Random, number: int) -> bytes:
     """The n-th order of a client: sides alternate, prices and quantities are random
     (as wrk_orders.lua makes them)."""
-    cents = 9990 + rng.randint(0, 20)
-    side = "sell" if number % 2 else "buy"
-    return (f'{{"side":"{side}","quantity":{rng.randint(1, 10)},'
+    return order_json("sell" if number % 2 else "buy", rng.choice(QUANTITIES),
+                      rng.choice(PRICES))
+
+
+def order_json(side: str, quantity: int, cents: int) -> bytes:
+    return (f'{{"side":"{side}","quantity":{quantity},'
             f'"price":"{cents // 100}.{cents % 100:02d}"}}').encode()
 
 
-def smoke_test(url: str) -> None:
-    """One order through `url`: it must answer 2xx, or the measurements would be noise."""
-    request = urllib.request.Request(url, data=order_body(random.Random(), 0),
-                                     headers=JSON_HEADERS, method="POST")
+def smoke_test(url: str, key: Key | None = None) -> None:
+    """One order through `url` (signed with `key` if given): it must answer 2xx, or the
+    measurements would be noise."""
+    body = order_body(random.Random(), 0)
+    headers = JSON_HEADERS | ({} if key is None else key.headers(body))
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
             response.read()

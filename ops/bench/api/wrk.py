@@ -11,9 +11,14 @@ from ops.bench.api.load import REQUEST_TIMEOUT, RUN_GRACE, Result
 LUA_SCRIPT = Path(__file__).with_name("wrk_orders.lua")
 
 
-def run_wrk(url: str, concurrency: int, seconds: int, threads: int) -> Result:
-    command = ["wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}", f"-d{seconds}s",
+def run_wrk(url: str, concurrency: int, seconds: int, threads: int,
+            signed: tuple[str, Path] | None = None) -> Result:
+    """`signed`: the key id and the file of orders signed with it (`signing.presign`)."""
+    threads = min(threads, concurrency)
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s",
                "--timeout", f"{REQUEST_TIMEOUT:.0f}s", "-s", str(LUA_SCRIPT), url]
+    if signed is not None:
+        command += ["--", signed[0], str(signed[1]), str(threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           timeout=seconds + RUN_GRACE)
     line = next((line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")),

@@ -7,6 +7,12 @@
 -- percentiles (microseconds), which wrk.py parses. Usable on its own too:
 --
 --   wrk -t1 -c64 -d5s -s ops/bench/api/wrk_orders.lua http://127.0.0.1:8000/orders/
+--
+-- With auth on, the arguments after "--" are KEY_ID FILE THREADS: FILE holds signed
+-- orders, one per line "timestamp<TAB>signature<TAB>body" (ops/bench/api/signing.py), and
+-- thread n of THREADS sends lines n, n + THREADS, ...; each once, as a real client signs
+-- each request once. A thread that runs out starts again from its first line: those
+-- replays answer 401 and count as non-2xx.
 
 local threads = {}
 
@@ -20,10 +26,30 @@ function init(args)
   sent = 0
   non2xx = 0
   headers = {["Content-Type"] = "application/json"}
+  signed = nil
+  if args[1] then
+    headers["EX-ACCESS-KEY"] = args[1]
+    local count = tonumber(args[3])
+    signed = {}
+    local n = 0
+    for line in io.lines(args[2]) do
+      if n % count == id - 1 then
+        table.insert(signed, line)
+      end
+      n = n + 1
+    end
+  end
 end
 
 function request()
   sent = sent + 1
+  if signed then
+    local line = signed[(sent - 1) % #signed + 1]
+    local timestamp, sign, body = line:match("^([^\t]+)\t([^\t]+)\t(.*)$")
+    headers["EX-ACCESS-TIMESTAMP"] = timestamp
+    headers["EX-ACCESS-SIGN"] = sign
+    return wrk.format("POST", nil, headers, body)
+  end
   local side = (sent % 2 == 0) and "sell" or "buy"
   local cents = 9990 + math.random(0, 20)
   local body = string.format('{"side":"%s","quantity":%d,"price":"%d.%02d"}',
