@@ -144,7 +144,7 @@ def test_place_document_allows_exactly_what_placing_accepts(
         base: dict[str, Any], changes: list[tuple[str, Any]]) -> None:
     body = base | dict(changes)  # a valid order with one to three fields changed
     raw = msgspec.json.encode(body)
-    accepted = _accepted(lambda: place_command(decode(raw, PlaceBody), INSTRUMENTS, None))
+    accepted = _accepted(lambda: place_command(decode(raw, PlaceBody), INSTRUMENTS, None, None))
     assert PLACE.is_valid(body) == accepted
 
 
