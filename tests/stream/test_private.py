@@ -216,3 +216,18 @@ async def test_with_auth_on_trades_carrying_ids_never_reach_a_client(
     assert set(update["trades"][0]) == set(PublicTradeView.__struct_fields__)
     assert REGISTRY.get_sample_value("stream_bad_payloads_total",
                                      {"channel": "trades"}) == bad + 1
+
+
+async def test_signing_in_as_another_user_ends_the_first_users_orders(
+        stream: Client, nc: Nats, kv: KeyValue, symbols: list[str]) -> None:
+    first, second = await issue(kv), await issue(kv)
+    ws, witness = await stream.ws_connect("/ws/"), await stream.ws_connect("/ws/")
+    await sign_in(witness, first)
+    await subscribe_orders(witness, symbols[:1])
+    await sign_in(ws, first)
+    await subscribe_orders(ws, symbols[:1])
+    assert (await sign_in(ws, second))["user_id"] == second.user_id
+
+    await publish_orders(nc, first.user_id, orders_message(symbols[0], 1, "first-1"))
+    assert (await receive(witness))["orders"][0]["order_id"] == "first-1"
+    await nothing_more(ws)
