@@ -36,6 +36,10 @@ def book(symbol: str) -> str:
 # wildcard, a second token or a broken subject.
 _SAFE_USER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 USER_ORDERS_WILDCARD = "md.orders.*"
+# Core, msgpack `OrdersInterest`: each svc_stream instance names the users it has `orders`
+# subscribers for, at once when one is added and every `INTEREST_EVERY` seconds; svc_orders
+# builds `user_orders` messages for those users only.
+ORDERS_INTEREST = "md.interest.orders"
 
 
 def user_orders(user_id: str) -> str:

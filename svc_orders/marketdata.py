@@ -9,8 +9,9 @@ is skipped for a moment and updates go straight to NATS.
 
 With auth on, market data is public: `md.trades` and the trades cache carry trades without
 user or order ids, and each user's own order updates and fills go to that user's
-`md.orders.<user>` subject instead (see `user_messages`). With auth off nothing of that is
-built: the matcher's side costs one test per batch.
+`md.orders.<user>` subject instead (see `user_messages`), for the users a svc_stream
+instance has subscribers for (`interest`). With auth off nothing of that is built: the
+matcher's side costs one test per batch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from functools import partial
 
 import msgspec
@@ -47,6 +48,7 @@ from common.views import (
     timestamp,
 )
 from svc_orders import metrics
+from svc_orders.interest import Interest
 from svc_orders.matching import Exchange
 from svc_orders.sequencer import Unavailable
 
@@ -77,6 +79,7 @@ class MarketData:
         self.last_book: dict[str, float] = {}
         self.trades: asyncio.Queue[TradesMessage] = asyncio.Queue()
         self.batches: asyncio.Queue[tuple[EventBatch, list[TradeView]]] = asyncio.Queue()
+        self.interest = Interest()
         self._redis_down_until = 0.0
 
     def journaled(self, batch: EventBatch, trades: list[TradeView]) -> None:
@@ -123,7 +126,11 @@ class MarketData:
         that user's subject, in journal order."""
         while True:
             batch, trades = await self.batches.get()
-            messages = user_messages(batch, trades, find, self.instruments[batch.symbol])
+            watched = self.interest.users()
+            if not watched:
+                continue
+            messages = user_messages(batch, trades, find, self.instruments[batch.symbol],
+                                     watched)
             for user_id, message in messages.items():
                 await self.nats.publish(subjects.user_orders(user_id),
                                         json_encoder.encode(message))
@@ -186,8 +193,11 @@ class MarketData:
 
     async def run(self) -> None:
         """Serve book requests and run the publishers until cancelled."""
-        subscription = await self.nats.subscribe(subjects.BOOK_REQUEST,
-                                                 cb=self.answer_book_request)
+        subscriptions = [await self.nats.subscribe(subjects.BOOK_REQUEST,
+                                                   cb=self.answer_book_request)]
+        if self.find_order is not None:
+            subscriptions.append(await self.nats.subscribe(subjects.ORDERS_INTEREST,
+                                                           cb=self.interest.on_message))
         jobs = [self.run_trades(), self.run_books()]
         if self.find_order is not None:
             jobs.append(self.run_orders(self.find_order))
@@ -198,13 +208,15 @@ class MarketData:
                 task.result()  # a publisher died: surface its error, never swallow it
         finally:
             await stop_tasks(tasks)
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
 
 
 def user_messages(batch: EventBatch, trades: list[TradeView], find: FindOrder,
-                  instrument: Instrument) -> dict[str, OrdersMessage]:
-    """By user: the orders `batch` changed, as they stand after it, and the user's fills.
+                  instrument: Instrument, watched: Container[str]) -> dict[str, OrdersMessage]:
+    """By `watched` user: the orders `batch` changed, as they stand after it, and the
+    user's fills.
 
     The batch is journaled, but the orders may have moved on since (the matcher runs ahead
     of the journal): an order changed by a later command is left to that command's
@@ -225,11 +237,12 @@ def user_messages(batch: EventBatch, trades: list[TradeView], find: FindOrder,
         for order_id in order_ids(event):
             state = None if order_id in seen else find(order_id)
             seen.add(order_id)
-            if state is not None and state.user_id is not None and state.seq == batch.seq:
+            if (state is not None and state.seq == batch.seq
+                    and state.user_id is not None and state.user_id in watched):
                 message(state.user_id).orders.append(order_view(state, instrument))
     for trade in trades:
         for user_id in {trade.buyer_user_id, trade.seller_user_id}:
-            if user_id is not None:
+            if user_id is not None and user_id in watched:
                 message(user_id).fills.extend(fills_of(trade, user_id))
     return messages
 

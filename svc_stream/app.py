@@ -117,4 +117,12 @@ def _add_gate(app: web.Application, settings: Settings, public: list[str]) -> No
             await stop_tasks([task])
         await limiter.close()
 
+    async def interest_ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = app[endpoints.RELAY]
+        task = asyncio.get_running_loop().create_task(supervise(
+            "interest", relay.announce_interest))
+        yield
+        await stop_tasks([task])
+
     app.cleanup_ctx.insert(1, keys_ctx)  # after NATS, before the relay takes clients
+    app.cleanup_ctx.append(interest_ctx)  # after the relay

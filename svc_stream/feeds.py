@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from common import subjects
 from common.views import BookMessage
 from svc_stream import metrics
 from svc_stream.client import Client
@@ -107,11 +108,12 @@ class OrdersSubscription(Sequential):
     No snapshot: live from the `subscribed` answer on (open orders are on GET /orders/)."""
 
     channel = "orders"
-    __slots__ = ("subject",)
+    __slots__ = ("subject", "user_id")
 
-    def __init__(self, client: Client, symbol: str, subject: str) -> None:
+    def __init__(self, client: Client, symbol: str, user_id: str) -> None:
         super().__init__(client, symbol)
-        self.subject = subject
+        self.user_id = user_id
+        self.subject = subjects.user_orders(user_id)
 
 
 class BookSubscription(Subscription):

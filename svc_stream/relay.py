@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import msgspec
 import structlog
@@ -21,6 +22,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from common import subjects
+from common.messages import OrdersInterest
+from common.messages import encoder as msgpack_encoder
 from common.views import BookMessage, OrdersMessage, json_encoder
 from svc_stream import metrics
 from svc_stream.client import text_frame
@@ -35,6 +38,9 @@ from svc_stream.market_cache import MarketCache
 from svc_stream.trade_shape import Trade, TradeShape, frame
 
 log = structlog.get_logger(__name__)
+
+INTEREST_EVERY = 0.5  # seconds between announcements of the users watched here
+INTEREST_TTL = 4 * INTEREST_EVERY  # how long svc_orders trusts one announcement
 
 
 _book = msgspec.json.Decoder(BookMessage)
@@ -83,6 +89,7 @@ class Relay:
         self.trades: dict[str, set[TradeSubscription]] = {}
         self.books: dict[str, dict[int, set[BookSubscription]]] = {}  # symbol, depth
         self.orders: dict[str, set[OrdersSubscription]] = {}  # by the user's subject
+        self.instance = str(uuid.uuid4())  # names this service's announcements
         self._subscriptions: list[NatsSubscription] = []
 
     @property
@@ -170,6 +177,21 @@ class Relay:
             frame = text_frame(payload)
             for sub in subs:
                 sub.deliver(book.seq, frame)
+
+    async def announce(self) -> None:
+        """Tell svc_orders which users have `orders` subscribers here; returns once NATS
+        has it, so a client's `subscribed` answer follows it."""
+        users = sorted({sub.user_id for subs in self.orders.values() for sub in subs})
+        await self.nats.publish(subjects.ORDERS_INTEREST, msgpack_encoder.encode(
+            OrdersInterest(instance=self.instance, user_ids=users, ttl=INTEREST_TTL)))
+        await self.nats.flush()
+
+    async def announce_interest(self) -> None:
+        """Announce again, before the last announcement expires, until cancelled."""
+        while True:
+            await asyncio.sleep(INTEREST_EVERY)
+            if self.nats.is_connected:
+                await self.announce()
 
     async def _on_orders(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("orders").inc()

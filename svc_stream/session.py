@@ -18,7 +18,6 @@ from collections.abc import Collection
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from common import subjects
 from common.keys import Identity
 from svc_stream import protocol
 from svc_stream.client import Client, text_frame
@@ -110,6 +109,8 @@ class Session:
             self.subs[channel, symbol] = sub
             self.relay.add(sub)
             new.append(sub)
+        if any(isinstance(sub, OrdersSubscription) for sub in new):
+            await self.relay.announce()  # svc_orders builds the user's updates from now on
         if acknowledge:
             self.client.send(text_frame(protocol.encode(protocol.Subscribed(
                 channels=request.channels, symbols=request.symbols))))
@@ -125,8 +126,7 @@ class Session:
                 return BookSubscription(self.client, symbol, depth)
             case "orders":
                 assert self.identity is not None, "checked by `subscribe`"
-                return OrdersSubscription(self.client, symbol,
-                                          subjects.user_orders(self.identity.user_id))
+                return OrdersSubscription(self.client, symbol, self.identity.user_id)
 
     def unsubscribe(self, request: Unsubscribe) -> None:
         self._check_symbols(request.symbols)

@@ -4,8 +4,9 @@ fills, JSON, subject names) and the public trades of `md.trades`.
 
 Runs the engine and the order store over the workload untimed, and times only what
 `MarketData` does with each batch once auth is on, as its publisher task does it right
-after the batch is journaled (every order current: none left to a later command). With
-auth off none of it runs. Prints one JSON line.
+after the batch is journaled (every order current: none left to a later command), with
+every user watched: the worst case. Users nobody watches cost a set lookup; with auth off
+none of it runs. Prints one JSON line.
 
     python ../shared/bench/workload.py --n 200000 --seed 1 --out /tmp/w_200k_s1.jsonl
     .venv/bin/python -m ops.bench.user_orders --workload /tmp/w_200k_s1.jsonl
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import subjects
-from common.messages import TradeExecuted
+from common.messages import PlaceOrder, TradeExecuted
 from common.views import json_encoder, public_trade, trade_view
 from ops.bench.workload import parse
 from svc_orders.marketdata import user_messages
@@ -33,6 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     commands, instruments = parse(args.workload)
     exchange, store = Exchange(instruments), OrderStore()
+    everyone = {command.user_id for command in commands
+                if type(command) is PlaceOrder and command.user_id is not None}
     batches = messages = trades = 0
     private = public = 0.0
     for command in commands:
@@ -44,7 +47,8 @@ def main() -> None:
         views = [trade_view(event, instrument) for event in batch.events
                  if type(event) is TradeExecuted]
         started = time.perf_counter()
-        for user_id, message in user_messages(batch, views, store.get, instrument).items():
+        for user_id, message in user_messages(batch, views, store.get, instrument,
+                                                   everyone).items():
             json_encoder.encode(message)
             subjects.user_orders(user_id)
             messages += 1

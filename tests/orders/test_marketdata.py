@@ -14,7 +14,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from common import cache, keys, subjects
 from common.config import Settings
 from common.instruments import load_instruments
-from common.messages import EventBatch, OrderType, Side, Stp, TimeInForce, TradeExecuted
+from common.messages import (
+    EventBatch,
+    OrdersInterest,
+    OrderType,
+    Side,
+    Stp,
+    TimeInForce,
+    TradeExecuted,
+    encoder,
+)
 from common.orderstate import OrderState
 from common.views import FillView, trade_view
 from ops.stack import free_port
@@ -120,6 +129,14 @@ async def signed_order(orders: AppClient, key: keys.IssuedKey, **order: object) 
     return await response.json()
 
 
+async def announce(connection: Any, user_ids: list[str]) -> None:
+    """What svc_stream says when these users have `orders` subscribers."""
+    await connection.publish(subjects.ORDERS_INTEREST, encoder.encode(OrdersInterest(
+        instance="test", user_ids=user_ids, ttl=5.0)))
+    await connection.flush()
+    await asyncio.sleep(0.1)  # svc_orders has read it
+
+
 async def test_with_auth_on_trades_are_public_and_each_user_hears_of_its_own_orders(
         settings: Settings, aiohttp_client: MakeClient) -> None:
     connection = await nats.connect(settings.nats_url)
@@ -144,6 +161,10 @@ async def test_with_auth_on_trades_are_public_and_each_user_hears_of_its_own_ord
     cached = redis.Redis.from_url(settings.redis_url)
     try:
         await cached.delete(cache.trades_key("DEFAULT"))
+        await signed_order(orders, seller_key, side="buy", quantity=1, price="1.00")
+        await signed_order(orders, buyer_key, side="sell", quantity=1, price="50.00")
+        await announce(connection, [seller, buyer, str(uuid.uuid4())])
+        assert private == {}  # nobody watched them then: nothing was built
         sell = await signed_order(orders, seller_key, side="sell", quantity=5, price="10.00")
         buy = await signed_order(orders, buyer_key, side="buy", quantity=7, price="10.00")
 
@@ -217,7 +238,8 @@ def test_a_view_changed_by_a_later_command_waits_for_that_command() -> None:
                           quantity=1, buy_order_id="t", sell_order_id="m",
                           aggressor_side=Side.BUY, buyer_user_id=taker, seller_user_id=maker)
     batch = EventBatch(symbol="DEFAULT", seq=8, events=[event])
-    messages = user_messages(batch, [trade_view(event, instrument)], states.get, instrument)
+    messages = user_messages(batch, [trade_view(event, instrument)], states.get, instrument,
+                             {maker, taker})
     assert [o.order_id for o in messages[taker].orders] == ["t"]
     assert messages[maker].orders == []
     assert [(f.order_id, f.liquidity) for f in messages[maker].fills] == [("m", "maker")]
