@@ -16,6 +16,7 @@ import contextlib
 import uuid
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
@@ -182,16 +183,18 @@ class Relay:
         """Tell svc_orders which users have `orders` subscribers here; returns once NATS
         has it, so a client's `subscribed` answer follows it."""
         users = sorted({sub.user_id for subs in self.orders.values() for sub in subs})
-        await self.nats.publish(subjects.ORDERS_INTEREST, msgpack_encoder.encode(
-            OrdersInterest(instance=self.instance, user_ids=users, ttl=INTEREST_TTL)))
-        await self.nats.flush()
+        try:
+            await self.nats.publish(subjects.ORDERS_INTEREST, msgpack_encoder.encode(
+                OrdersInterest(instance=self.instance, user_ids=users, ttl=INTEREST_TTL)))
+            await self.nats.flush(timeout=1)
+        except nats.errors.Error as error:  # NATS is away: the next announcement tells
+            log.warning("interest not announced", error=type(error).__name__)
 
     async def announce_interest(self) -> None:
         """Announce again, before the last announcement expires, until cancelled."""
         while True:
             await asyncio.sleep(INTEREST_EVERY)
-            if self.nats.is_connected:
-                await self.announce()
+            await self.announce()
 
     async def _on_orders(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("orders").inc()
