@@ -37,7 +37,7 @@ def book(symbol: str) -> str:
 _SAFE_USER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 USER_ORDERS_WILDCARD = "md.orders.*"
 # Core, msgpack `OrdersInterest`: each svc_stream instance names the users it has `orders`
-# subscribers for, at once when one is added and every `INTEREST_EVERY` seconds; svc_orders
+# subscribers for, at once when one is added and every half second; svc_orders
 # builds `user_orders` messages for those users only.
 ORDERS_INTEREST = "md.interest.orders"
 
