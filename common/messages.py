@@ -211,7 +211,17 @@ class TradeSettled(msgspec.Struct, frozen=True, kw_only=True):
     settlement_timestamp: int
 
 
+class OrdersInterest(msgspec.Struct, frozen=True, kw_only=True):
+    """One svc_stream instance's users with `orders` subscribers, on `md.interest.orders`:
+    good for `ttl` seconds, unless the instance announces again (it does before then)."""
+
+    instance: str
+    user_ids: list[str]
+    ttl: float
+
+
 command_decoder = msgspec.msgpack.Decoder(Command)
 batch_decoder = msgspec.msgpack.Decoder(EventBatch)
 settlement_decoder = msgspec.msgpack.Decoder(TradeSettled)
+interest_decoder = msgspec.msgpack.Decoder(OrdersInterest)
 encoder = msgspec.msgpack.Encoder()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 STREAM = "EXCHANGE"
 EVENTS_WILDCARD = "ex.events.>"
 SNAPSHOT_BUCKET = "EXCHANGE_SNAPSHOTS"
@@ -26,6 +29,26 @@ def trades(symbol: str) -> str:
 def book(symbol: str) -> str:
     """Core subject of one instrument's aggregated book (JSON, the /ws/orderbook/ message)."""
     return f"md.book.{symbol}"
+
+
+# A user id that is a canonical UUID (every user id the services issue or accept is) is a
+# safe subject token as it stands; anything else is hashed, so that no user id can form a
+# wildcard, a second token or a broken subject.
+_SAFE_USER = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+USER_ORDERS_WILDCARD = "md.orders.*"
+# Core, msgpack `OrdersInterest`: each svc_stream instance names the users it has `orders`
+# subscribers for, at once when one is added and every half second; svc_orders
+# builds `user_orders` messages for those users only.
+ORDERS_INTEREST = "md.interest.orders"
+
+
+def user_orders(user_id: str) -> str:
+    """Core subject of one user's order updates and fills (JSON `OrdersMessage`), published
+    with auth on only: `md.orders.<user_id>`, or `md.orders.h<sha256 of it>` for a user
+    id that is not a canonical UUID."""
+    if _SAFE_USER.match(user_id):
+        return f"md.orders.{user_id}"
+    return f"md.orders.h{hashlib.sha256(user_id.encode()).hexdigest()}"
 
 
 def settlements(symbol: str) -> str:

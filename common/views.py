@@ -123,6 +123,60 @@ class TradesMessage(msgspec.Struct, kw_only=True):
     trades: list[TradeView]
 
 
+class PublicTradeView(msgspec.Struct, kw_only=True, gc=False, forbid_unknown_fields=True):
+    """A trade as anyone may see it with auth on: no user ids, no order ids. Unknown
+    fields are refused, so a full `TradeView` can never pass for a public one."""
+
+    trade_id: str
+    symbol: str
+    price: str
+    quantity: int
+    aggressor_side: str
+    execution_timestamp: str
+    seq: int
+    trade_no: int
+    is_settled: bool = False
+    settlement_timestamp: str | None = None
+
+
+class PublicTradesMessage(msgspec.Struct, kw_only=True):
+    """`md.trades.<SYMBOL>` and the /ws/trades/ message with auth on."""
+
+    type: Literal["snapshot", "update"]
+    channel: Literal["trades"] = "trades"
+    symbol: str
+    seq: int
+    trades: list[PublicTradeView]
+
+
+class FillView(msgspec.Struct, kw_only=True, gc=False):
+    """One side of a trade, for the user who owns that side's order: the counterparty's
+    user and order stay unnamed."""
+
+    trade_id: str
+    symbol: str
+    order_id: str
+    side: Literal["buy", "sell"]
+    price: str
+    quantity: int
+    liquidity: Literal["maker", "taker"]
+    execution_timestamp: str
+    seq: int
+    trade_no: int
+
+
+class OrdersMessage(msgspec.Struct, kw_only=True):
+    """`md.orders.<user>` and the WebSocket `orders` channel: what one journaled command
+    did to one user's orders (each as it stands after the command) and its fills."""
+
+    type: Literal["update"] = "update"
+    channel: Literal["orders"] = "orders"
+    symbol: str
+    seq: int
+    orders: list[OrderView]
+    fills: list[FillView]
+
+
 def trade_view(event: TradeExecuted, instrument: Instrument) -> TradeView:
     return TradeView(
         trade_id=trade_id(event.symbol, event.trade_no), symbol=event.symbol,
@@ -166,3 +220,24 @@ def order_view(state: OrderState, instrument: Instrument) -> OrderView:
 def levels(depth: list[tuple[int, int, int]], instrument: Instrument) -> list[Level]:
     return [Level(instrument.format_price(price), quantity, orders)
             for price, quantity, orders in depth]
+
+
+def public_trade(trade: TradeView) -> PublicTradeView:
+    return PublicTradeView(
+        trade_id=trade.trade_id, symbol=trade.symbol, price=trade.price,
+        quantity=trade.quantity, aggressor_side=trade.aggressor_side,
+        execution_timestamp=trade.execution_timestamp, seq=trade.seq, trade_no=trade.trade_no,
+        is_settled=trade.is_settled, settlement_timestamp=trade.settlement_timestamp)
+
+
+def fills_of(trade: TradeView, user_id: str) -> list[FillView]:
+    """The sides of `trade` whose order `user_id` owns (both in a self-trade)."""
+    sides: tuple[tuple[str | None, Literal["buy", "sell"], str], ...] = (
+        (trade.buyer_user_id, "buy", trade.bid_order_id),
+        (trade.seller_user_id, "sell", trade.ask_order_id))
+    return [FillView(trade_id=trade.trade_id, symbol=trade.symbol, order_id=order_id,
+                     side=side, price=trade.price, quantity=trade.quantity,
+                     liquidity="taker" if trade.aggressor_side == side else "maker",
+                     execution_timestamp=trade.execution_timestamp, seq=trade.seq,
+                     trade_no=trade.trade_no)
+            for owner, side, order_id in sides if owner == user_id]

@@ -70,7 +70,9 @@ def create_app(settings: Settings) -> web.Application:
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
                             lambda: sequencer.engine, sequencer.acknowledged,
-                            settings.book_interval, settings.book_heartbeat)
+                            settings.book_interval, settings.book_heartbeat,
+                            find_order=(lambda order_id: sequencer.store.get(order_id))
+                            if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
         tasks = [asyncio.create_task(supervise("marketdata", market.run))]

@@ -6,6 +6,12 @@ or in both (svc_stream drops the duplicates by seq). Nothing here may slow match
 sequencer hands over journaled batches, with their trade views, by a non-blocking call,
 and one task per feed does the I/O. Redis holds caches only: when a write fails, Redis
 is skipped for a moment and updates go straight to NATS.
+
+With auth on, market data is public: `md.trades` and the trades cache carry trades without
+user or order ids, and each user's own order updates and fills go to that user's
+`md.orders.<user>` subject instead (see `user_messages`), for the users a svc_stream
+instance has subscribers for (`interest`). With auth off nothing of that is built: the
+matcher's side costs one test per batch.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from functools import partial
 
 import msgspec
@@ -26,16 +32,23 @@ from redis.asyncio.client import Pipeline
 from common import cache, subjects
 from common.instruments import Instrument
 from common.messages import EventBatch
+from common.orderstate import OrderState, order_ids
 from common.tasks import stop_tasks
 from common.views import (
     BookMessage,
+    OrdersMessage,
+    PublicTradesMessage,
     TradesMessage,
     TradeView,
+    fills_of,
     json_encoder,
     levels,
+    order_view,
+    public_trade,
     timestamp,
 )
 from svc_orders import metrics
+from svc_orders.interest import Interest
 from svc_orders.matching import Exchange
 from svc_orders.sequencer import Unavailable
 
@@ -46,12 +59,17 @@ BURST = 500  # trade updates cached in one Redis round trip
 COALESCE = 0.002  # seconds a trade update waits for others to share its Redis round trip
 REDIS_BACKOFF = 1.0  # seconds without Redis after a failed write
 
+FindOrder = Callable[[str], OrderState | None]  # an order as svc_orders holds it now
+
 
 class MarketData:
     def __init__(self, nats: Nats, redis: Redis, instruments: Mapping[str, Instrument],
                  engine: Callable[[], Exchange], acknowledged: Callable[[], Awaitable[None]],
-                 interval: float, heartbeat: float) -> None:
+                 interval: float, heartbeat: float, find_order: FindOrder | None = None) -> None:
+        """`find_order` (auth on only): the orders a batch changed, for the per-user
+        subjects; it also makes the trades public."""
         self.nats, self.redis, self.instruments = nats, redis, instruments
+        self.find_order = find_order
         self.engine = engine  # the current engine (recovery replaces it)
         # Books are read from the engine, which runs ahead of the journal by the appends
         # in flight: a book goes out only once those are acknowledged.
@@ -60,6 +78,8 @@ class MarketData:
         self.dirty: set[str] = set()
         self.last_book: dict[str, float] = {}
         self.trades: asyncio.Queue[TradesMessage] = asyncio.Queue()
+        self.batches: asyncio.Queue[tuple[EventBatch, list[TradeView]]] = asyncio.Queue()
+        self.interest = Interest()
         self._redis_down_until = 0.0
 
     def journaled(self, batch: EventBatch, trades: list[TradeView]) -> None:
@@ -69,6 +89,8 @@ class MarketData:
         if trades:
             self.trades.put_nowait(TradesMessage(type="update", symbol=batch.symbol,
                                                  seq=batch.seq, trades=trades))
+        if self.find_order is not None:
+            self.batches.put_nowait((batch, trades))
 
     def book_message(self, symbol: str, depth: int) -> BookMessage:
         """The book as it stands: the whole message for the cache and book requests (type
@@ -86,11 +108,33 @@ class MarketData:
             await asyncio.sleep(COALESCE)  # let a burst gather: one Redis round trip for all
             while not self.trades.empty() and len(messages) < BURST:
                 messages.append(self.trades.get_nowait())
-            await self._cache(partial(_cache_trades, messages=messages))
-            for message in messages:
+            published: list[TradesMessage] | list[PublicTradesMessage] = messages
+            if self.find_order is not None:
+                published = [
+                    PublicTradesMessage(type=message.type, symbol=message.symbol,
+                                        seq=message.seq,
+                                        trades=[public_trade(trade) for trade in message.trades])
+                    for message in messages]
+            await self._cache(partial(_cache_trades, messages=published))
+            for message in published:
                 await self.nats.publish(subjects.trades(message.symbol),
                                         json_encoder.encode(message))
             metrics.MD_MESSAGES.labels("trades").inc(len(messages))
+
+    async def run_orders(self, find: FindOrder) -> None:
+        """Each journaled batch, once per user whose orders it changed: one message on
+        that user's subject, in journal order."""
+        while True:
+            batch, trades = await self.batches.get()
+            watched = self.interest.users()
+            if not watched:
+                continue
+            messages = user_messages(batch, trades, find, self.instruments[batch.symbol],
+                                     watched)
+            for user_id, message in messages.items():
+                await self.nats.publish(subjects.user_orders(user_id),
+                                        json_encoder.encode(message))
+            metrics.MD_MESSAGES.labels("orders").inc(len(messages))
 
     async def run_books(self) -> None:
         """Conflated books: every `interval` while a book changes, every `heartbeat` anyway."""
@@ -149,20 +193,62 @@ class MarketData:
 
     async def run(self) -> None:
         """Serve book requests and run the publishers until cancelled."""
-        subscription = await self.nats.subscribe(subjects.BOOK_REQUEST,
-                                                 cb=self.answer_book_request)
-        tasks = [asyncio.create_task(job()) for job in (self.run_trades, self.run_books)]
+        subscriptions = [await self.nats.subscribe(subjects.BOOK_REQUEST,
+                                                   cb=self.answer_book_request)]
+        if self.find_order is not None:
+            subscriptions.append(await self.nats.subscribe(subjects.ORDERS_INTEREST,
+                                                           cb=self.interest.on_message))
+        jobs = [self.run_trades(), self.run_books()]
+        if self.find_order is not None:
+            jobs.append(self.run_orders(self.find_order))
+        tasks = [asyncio.create_task(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # a publisher died: surface its error, never swallow it
         finally:
             await stop_tasks(tasks)
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
 
 
-def _cache_trades(pipe: Pipeline, messages: list[TradesMessage]) -> None:
+def user_messages(batch: EventBatch, trades: list[TradeView], find: FindOrder,
+                  instrument: Instrument, watched: Container[str]) -> dict[str, OrdersMessage]:
+    """By `watched` user: the orders `batch` changed, as they stand after it, and the
+    user's fills.
+
+    The batch is journaled, but the orders may have moved on since (the matcher runs ahead
+    of the journal): an order changed by a later command is left to that command's
+    message, so every view sent is a state the journal holds. Orders without a user are
+    nobody's to see.
+    """
+    messages: dict[str, OrdersMessage] = {}
+
+    def message(user_id: str) -> OrdersMessage:
+        found = messages.get(user_id)
+        if found is None:
+            found = messages[user_id] = OrdersMessage(symbol=batch.symbol, seq=batch.seq,
+                                                      orders=[], fills=[])
+        return found
+
+    seen: set[str] = set()
+    for event in batch.events:
+        for order_id in order_ids(event):
+            state = None if order_id in seen else find(order_id)
+            seen.add(order_id)
+            if (state is not None and state.seq == batch.seq
+                    and state.user_id is not None and state.user_id in watched):
+                message(state.user_id).orders.append(order_view(state, instrument))
+    for trade in trades:
+        for user_id in {trade.buyer_user_id, trade.seller_user_id}:
+            if user_id is not None and user_id in watched:
+                message(user_id).fills.extend(fills_of(trade, user_id))
+    return messages
+
+
+def _cache_trades(pipe: Pipeline,
+                  messages: list[TradesMessage] | list[PublicTradesMessage]) -> None:
     """Two commands per symbol for a whole burst: one LPUSH in execution order (so the
     newest trade ends up first) and one LTRIM."""
     by_symbol: dict[str, list[bytes]] = {}

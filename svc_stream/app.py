@@ -12,13 +12,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from common import natsconn
-from common.config import Settings
-from common.http import add_probes, add_routes, new_app
+from common.access import protect
+from common.config import Settings, check_protected_mode
+from common.http import Handler, add_probes, add_routes, new_app
 from common.instruments import load_instruments
+from common.keyring import Keyring
+from common.keys import SecretBox
+from common.ratelimit import Limiter
 from common.shutdown import close_nats
+from common.signing import Verifier
+from common.tasks import stop_tasks, supervise
 from svc_stream import endpoints
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
+from svc_stream.private import Gate
 from svc_stream.relay import Relay
 
 NATS = web.AppKey("nats", Nats)
@@ -51,12 +58,12 @@ def create_app(settings: Settings) -> web.Application:
         app[REDIS] = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,
                                     socket_connect_timeout=REDIS_TIMEOUT,
                                     retry=Retry(NoBackoff(), 0))
-        app[endpoints.MARKET_CACHE] = MarketCache(app[REDIS])
+        app[endpoints.MARKET_CACHE] = MarketCache(app[REDIS], public=settings.auth == "on")
         yield
         await app[REDIS].aclose()
 
     async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-        relay = Relay(app[NATS])
+        relay = Relay(app[NATS], auth=settings.auth == "on")
         await relay.start()
         app[endpoints.RELAY] = relay
         yield
@@ -64,11 +71,14 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx])
     app.on_shutdown.append(_close_clients)
-    add_routes(app, [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "/ws/trades/", endpoints.trades),
         ("GET", "/ws/orderbook/", endpoints.orderbook),
         ("GET", "/ws/", endpoints.multiplex),
-    ])
+    ]
+    add_routes(app, routes)
+    if settings.auth == "on":
+        _add_gate(app, settings, public=[path for _, path, _ in routes])
 
     def ready() -> bool:
         relay = app.get(endpoints.RELAY)
@@ -84,3 +94,34 @@ async def _close_clients(app: web.Application) -> None:
     for client in clients:
         client.close(WSCloseCode.GOING_AWAY, "server shutting down")
     await asyncio.gather(*(client.stop() for client in clients))
+
+
+def _add_gate(app: web.Application, settings: Settings, public: list[str]) -> None:
+    """Auth on: every route is public (counted per client address); the private channel
+    opens with an `auth` message, checked against the keys the keyring follows."""
+    check_protected_mode(settings)
+    assert settings.secret_key is not None, "checked just above"
+    keyring = Keyring(SecretBox(settings.secret_key))
+    verifier = Verifier(keyring, settings.auth_window)
+    limiter = Limiter(settings)
+    gate = app[endpoints.GATE] = Gate(keyring, verifier, limiter)
+    protect(app, settings, verifier, limiter, public=public)
+
+    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        sessions = app[endpoints.SESSIONS]
+        async with keyring.watching(app[NATS]):
+            task = asyncio.get_running_loop().create_task(supervise(
+                "revocations", lambda: gate.watch(sessions)))
+            yield
+            await stop_tasks([task])
+        await limiter.close()
+
+    async def interest_ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = app[endpoints.RELAY]
+        task = asyncio.get_running_loop().create_task(supervise(
+            "interest", relay.announce_interest))
+        yield
+        await stop_tasks([task])
+
+    app.cleanup_ctx.insert(1, keys_ctx)  # after NATS, before the relay takes clients
+    app.cleanup_ctx.append(interest_ctx)  # after the relay

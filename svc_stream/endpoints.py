@@ -1,4 +1,5 @@
-"""The three WebSocket endpoints (the contract's feeds on :8002).
+"""The three WebSocket endpoints (the contract's feeds on :8002), all public: the private
+channel is opened by an `auth` message on `/ws/`, after the upgrade.
 
 Whatever can be refused is refused before the upgrade, as an HTTP error in the contract's
 shape: a bad query (400), or a connection over `EX_WS_MAX_CLIENTS` (503
@@ -18,6 +19,7 @@ from common.instruments import DEFAULT_SYMBOL
 from svc_stream import metrics
 from svc_stream.client import CLOSE_TIMEOUT, Client, Flusher
 from svc_stream.market_cache import MarketCache
+from svc_stream.private import Gate
 from svc_stream.protocol import MAX_DEPTH, Subscribe
 from svc_stream.relay import Relay
 from svc_stream.session import Session, serve
@@ -27,6 +29,7 @@ SYMBOLS: web.AppKey[Collection[str]] = web.AppKey("symbols")
 RELAY = web.AppKey("relay", Relay)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
+GATE = web.AppKey("gate", Gate)  # only with auth on
 
 MAX_FRAME = 16 * 1024  # bytes in one client frame: the largest request fits
 
@@ -101,7 +104,8 @@ async def _upgrade(request: web.Request, initial: Subscribe | None) -> web.WebSo
     if request.transport is None:  # the peer left during the handshake
         return ws
     client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue, app[FLUSHER])
-    session = Session(client, app[RELAY], app[MARKET_CACHE], app[SYMBOLS])
+    session = Session(client, app[RELAY], app[MARKET_CACHE], app[SYMBOLS], app.get(GATE),
+                      request.remote or "unknown")
     app[SESSIONS].add(session)
     try:
         await serve(request, ws, session, initial)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from common import subjects
 from common.views import BookMessage
 from svc_stream import metrics
 from svc_stream.client import Client
@@ -79,16 +80,15 @@ class Subscription(ABC):
         """Queue a live message for the client unless it has it already."""
 
 
-class TradeSubscription(Subscription):
-    """Every trade, in order: nothing may be conflated, so the client's bound applies."""
+class Sequential(Subscription):
+    """Every update, in order: nothing may be conflated, so the client's bound applies."""
 
-    channel = "trades"
     __slots__ = ()
 
     def buffer(self, backlog: list[tuple[int, bytes]], seq: int, frame: bytes) -> None:
         if len(backlog) >= self.client.limit:
-            self.client.fell_behind(f"too slow: {self.client.limit} trade updates arrived "
-                                    "before the snapshot could be read")
+            self.client.fell_behind(f"too slow: {self.client.limit} {self.channel} updates "
+                                    "arrived before the snapshot could be read")
             return
         backlog.append((seq, frame))
 
@@ -96,6 +96,24 @@ class TradeSubscription(Subscription):
         if seq > self.seq:
             self.seq = seq
             self.client.send(frame)
+
+
+class TradeSubscription(Sequential):
+    channel = "trades"
+    __slots__ = ()
+
+
+class OrdersSubscription(Sequential):
+    """One user's order updates and fills of one instrument, from that user's subject.
+    No snapshot: live from the `subscribed` answer on (open orders are on GET /orders/)."""
+
+    channel = "orders"
+    __slots__ = ("subject", "user_id")
+
+    def __init__(self, client: Client, symbol: str, user_id: str) -> None:
+        super().__init__(client, symbol)
+        self.user_id = user_id
+        self.subject = subjects.user_orders(user_id)
 
 
 class BookSubscription(Subscription):

@@ -22,15 +22,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common import cache
-from common.views import BookMessage, TradesMessage, TradeView, json_encoder, timestamp
+from common.views import BookMessage, json_encoder, timestamp
 from svc_stream import metrics
 from svc_stream.feeds import cut
+from svc_stream.trade_shape import Trade, TradeShape, frame
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-_trade = msgspec.json.Decoder(TradeView)
 _book = msgspec.json.Decoder(BookMessage)
 
 
@@ -67,9 +67,11 @@ class Coalescer(Generic[T]):
 
 
 class MarketCache:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, public: bool = False) -> None:
+        """`public` (auth on): cached trades must carry no user or order ids."""
         self.redis = redis
-        self._trades: Coalescer[list[TradeView]] = Coalescer()
+        self._shape = TradeShape(public)
+        self._trades: Coalescer[list[Trade]] = Coalescer()
         self._snapshots: Coalescer[tuple[int, bytes]] = Coalescer()  # trades, encoded once
         self._books: Coalescer[BookMessage | None] = Coalescer()
 
@@ -77,7 +79,7 @@ class MarketCache:
         """The recent trades, oldest first like the updates after them, and their max seq."""
         return await self._snapshots.read(symbol, lambda: self._encode_trades(symbol))
 
-    async def recent_trades(self, symbol: str) -> list[TradeView]:
+    async def recent_trades(self, symbol: str) -> list[Trade]:
         """The cached trades, oldest first; none if Redis fails."""
         return await self._trades.read(symbol, lambda: self._read_trades(symbol))
 
@@ -92,15 +94,14 @@ class MarketCache:
     async def _encode_trades(self, symbol: str) -> tuple[int, bytes]:
         trades = await self._read_trades(symbol)
         seq = max((trade.seq for trade in trades), default=0)
-        message = TradesMessage(type="snapshot", symbol=symbol, seq=seq, trades=trades)
-        return seq, json_encoder.encode(message)
+        return seq, json_encoder.encode(frame("snapshot", symbol, seq, trades))
 
-    async def _read_trades(self, symbol: str) -> list[TradeView]:
+    async def _read_trades(self, symbol: str) -> list[Trade]:
         metrics.CACHE_READS.labels("trades").inc()
         try:
             cached = await self.redis.lrange(cache.trades_key(symbol), 0,
                                              cache.RECENT_TRADES - 1)
-            return [_trade.decode(item) for item in reversed(cached)]
+            return [self._shape.trade(item) for item in reversed(cached)]
         except (RedisError, OSError, msgspec.DecodeError) as error:
             self._failed("trades", symbol, error)
             return []

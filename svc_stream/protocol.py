@@ -14,8 +14,9 @@ import msgspec
 
 from common.instruments import DEFAULT_SYMBOL
 
-Channel = Literal["trades", "orderbook"]
-CHANNELS: tuple[Channel, ...] = ("trades", "orderbook")
+Channel = Literal["trades", "orderbook", "orders"]
+CHANNELS: tuple[Channel, ...] = ("trades", "orderbook", "orders")
+PRIVATE: frozenset[Channel] = frozenset({"orders"})  # need an `auth` message first
 MAX_DEPTH = 50  # levels per side in an `md.book.<SYMBOL>` message
 MAX_SYMBOLS = 64  # in one request: a bound on the work one frame can ask for
 
@@ -52,7 +53,16 @@ class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type", kw_only=T
     symbols: Symbols = msgspec.field(default_factory=_default_symbols)
 
 
-Request = Ping | Subscribe | Unsubscribe
+class Auth(msgspec.Struct, tag="auth", tag_field="type", kw_only=True):
+    """Sign in with a key: `signature` is HMAC-SHA256 under its secret of timestamp +
+    "GET" + "/ws/". Missing fields are left to the verifier, which names the problem."""
+
+    key: str | None = None
+    timestamp: str | int | None = None
+    signature: str | None = None
+
+
+Request = Ping | Subscribe | Unsubscribe | Auth
 
 
 class Pong(msgspec.Struct, tag="pong", tag_field="type"):
@@ -69,12 +79,24 @@ class Unsubscribed(msgspec.Struct, tag="unsubscribed", tag_field="type"):
     symbols: list[str]
 
 
-class Error(msgspec.Struct, tag="error", tag_field="type"):
+class Authenticated(msgspec.Struct, tag="authenticated", tag_field="type"):
+    """The `auth` message was accepted: the private channels are open to this user."""
+
+    user_id: str
+    role: str
+
+
+class Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
     message: str
+    code: str | None = None  # the refusal's code, as the REST API would answer it
 
 
 class BadRequest(Exception):
-    """A frame the client should hear about in an `error` message."""
+    """A frame the client should hear about in an `error` message (with `code`, if any)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 _decoder: msgspec.json.Decoder[Request] = msgspec.json.Decoder(Request)
@@ -94,5 +116,5 @@ def decode(frame: str | bytes) -> Request:
         raise BadRequest("malformed JSON: nested too deeply") from None
 
 
-def error(message: str) -> bytes:
-    return encode(Error(message))
+def error(message: str, code: str | None = None) -> bytes:
+    return encode(Error(message, code))

@@ -1,43 +1,58 @@
 """The service's only NATS subscriptions, fanned out in memory to client subscriptions.
 
-One subscription per subject for the whole service (`md.trades.*`, `md.book.*`), however
-many clients watch. A message is parsed and checked once, framed once, and its bytes go
-to every client as they are; only a book shown at a smaller depth than published is
-re-encoded, once per (symbol, depth) per update. Delivering never awaits a socket (it
-appends to each client's queue, written at the end of the loop iteration; see `client`),
-so fan-out time does not depend on client speed.
+One subscription per subject for the whole service (`md.trades.*`, `md.book.*`, and with
+auth on `md.orders.*`, every user's order updates), however many clients watch. A message
+is parsed and checked once, framed once, and its bytes go to every client as they are;
+only a book shown at a smaller depth than published is re-encoded, once per (symbol,
+depth) per update. Delivering never awaits a socket (it appends to each client's queue,
+written at the end of the loop iteration; see `client`), so fan-out time does not depend
+on client speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from common import subjects
-from common.views import BookMessage, TradesMessage, TradeView, json_encoder
+from common.messages import OrdersInterest
+from common.messages import encoder as msgpack_encoder
+from common.views import BookMessage, OrdersMessage, json_encoder
 from svc_stream import metrics
 from svc_stream.client import text_frame
-from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription, cut
+from svc_stream.feeds import (
+    BookSubscription,
+    OrdersSubscription,
+    Subscription,
+    TradeSubscription,
+    cut,
+)
 from svc_stream.market_cache import MarketCache
+from svc_stream.trade_shape import Trade, TradeShape, frame
 
 log = structlog.get_logger(__name__)
 
+INTEREST_EVERY = 0.5  # seconds between announcements of the users watched here
+INTEREST_TTL = 4 * INTEREST_EVERY  # how long svc_orders trusts one announcement
 
-_trades = msgspec.json.Decoder(TradesMessage)
+
 _book = msgspec.json.Decoder(BookMessage)
+_orders = msgspec.json.Decoder(OrdersMessage)
 
 
 class BadPayload(ValueError):
     """A market-data message that is not what svc_orders publishes: dropped and counted."""
 
 
-def trades_seq(symbol: str, payload: bytes) -> int:
+def trades_seq(shape: TradeShape, symbol: str, payload: bytes) -> int:
     """The seq of a trades update for `symbol`, checked whole before anyone sees it.
 
     A subscription forwards only seqs past the last it sent, so one message with a wild
@@ -45,7 +60,7 @@ def trades_seq(symbol: str, payload: bytes) -> int:
     trades, each with the command's seq and the subject's symbol.
     """
     try:
-        message = _trades.decode(payload)
+        message = shape.update(payload)
     except (msgspec.DecodeError, RecursionError) as error:
         raise BadPayload(str(error)) from None
     if message.type != "update" or message.symbol != symbol or not message.trades:
@@ -67,10 +82,15 @@ def book_message(symbol: str, payload: bytes) -> BookMessage:
 
 
 class Relay:
-    def __init__(self, nats: Nats) -> None:
-        self.nats = nats
+    def __init__(self, nats: Nats, auth: bool = False) -> None:
+        """`auth`: trades are public (checked to carry no ids), and users' order updates
+        are relayed to their `orders` subscriptions."""
+        self.nats, self.auth = nats, auth
+        self.shape = TradeShape(public=auth)
         self.trades: dict[str, set[TradeSubscription]] = {}
         self.books: dict[str, dict[int, set[BookSubscription]]] = {}  # symbol, depth
+        self.orders: dict[str, set[OrdersSubscription]] = {}  # by the user's subject
+        self.instance = str(uuid.uuid4())  # names this service's announcements
         self._subscriptions: list[NatsSubscription] = []
 
     @property
@@ -83,6 +103,9 @@ class Relay:
             await self.nats.subscribe(subjects.trades("*"), cb=self._on_trades),
             await self.nats.subscribe(subjects.book("*"), cb=self._on_book),
         ]
+        if self.auth:
+            self._subscriptions.append(await self.nats.subscribe(
+                subjects.USER_ORDERS_WILDCARD, cb=self._on_orders))
         await self.nats.flush()
 
     async def stop(self) -> None:
@@ -96,6 +119,8 @@ class Relay:
             self.trades.setdefault(sub.symbol, set()).add(sub)
         elif isinstance(sub, BookSubscription):
             self.books.setdefault(sub.symbol, {}).setdefault(sub.depth, set()).add(sub)
+        elif isinstance(sub, OrdersSubscription):
+            self.orders.setdefault(sub.subject, set()).add(sub)
         metrics.SUBSCRIPTIONS.labels(sub.channel).inc()
 
     def remove(self, sub: Subscription) -> None:
@@ -113,6 +138,11 @@ class Relay:
                 depths.pop(sub.depth, None)
             if not depths:
                 self.books.pop(sub.symbol, None)
+        elif isinstance(sub, OrdersSubscription):
+            users = self.orders.get(sub.subject, set())
+            users.discard(sub)
+            if not users:
+                self.orders.pop(sub.subject, None)
         metrics.SUBSCRIPTIONS.labels(sub.channel).dec()
 
     async def _on_trades(self, msg: Msg) -> None:
@@ -122,7 +152,7 @@ class Relay:
         if not subs:
             return
         try:
-            seq = trades_seq(symbol, msg.data)
+            seq = trades_seq(self.shape, symbol, msg.data)
         except BadPayload as error:
             self._bad("trades", msg, error)
             return
@@ -148,6 +178,38 @@ class Relay:
             frame = text_frame(payload)
             for sub in subs:
                 sub.deliver(book.seq, frame)
+
+    async def announce(self) -> None:
+        """Tell svc_orders which users have `orders` subscribers here; returns once NATS
+        has it, so a client's `subscribed` answer follows it."""
+        users = sorted({sub.user_id for subs in self.orders.values() for sub in subs})
+        try:
+            await self.nats.publish(subjects.ORDERS_INTEREST, msgpack_encoder.encode(
+                OrdersInterest(instance=self.instance, user_ids=users, ttl=INTEREST_TTL)))
+            await self.nats.flush(timeout=1)
+        except nats.errors.Error as error:  # NATS is away: the next announcement tells
+            log.warning("interest not announced", error=type(error).__name__)
+
+    async def announce_interest(self) -> None:
+        """Announce again, before the last announcement expires, until cancelled."""
+        while True:
+            await asyncio.sleep(INTEREST_EVERY)
+            await self.announce()
+
+    async def _on_orders(self, msg: Msg) -> None:
+        metrics.MESSAGES_IN.labels("orders").inc()
+        subs = self.orders.get(msg.subject)
+        if not subs:
+            return
+        try:
+            message = _orders.decode(msg.data)
+        except (msgspec.DecodeError, RecursionError) as error:
+            self._bad("orders", msg, BadPayload(str(error)))
+            return
+        frame = text_frame(msg.data)
+        for sub in subs:
+            if sub.symbol == message.symbol:
+                sub.deliver(message.seq, frame)
 
     async def catch_up(self, market_cache: MarketCache) -> None:
         """After a NATS reconnect: the trades published meanwhile never reached us, but
@@ -176,10 +238,10 @@ class Relay:
         log.warning("unexpected market-data payload", subject=msg.subject, error=str(error))
 
 
-def _missed(symbol: str, trades: list[TradeView], seq: int) -> tuple[int, bytes | None]:
+def _missed(symbol: str, trades: list[Trade], seq: int) -> tuple[int, bytes | None]:
     """The trades past `seq` as one update frame (None if there are none), and its seq."""
     missed = [trade for trade in trades if trade.seq > seq]
     if not missed:
         return seq, None
-    update = TradesMessage(type="update", symbol=symbol, seq=missed[-1].seq, trades=missed)
+    update = frame("update", symbol, missed[-1].seq, missed)
     return update.seq, text_frame(json_encoder.encode(update))

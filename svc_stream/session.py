@@ -3,7 +3,9 @@
 All three endpoints are sessions; `/ws/trades/` and `/ws/orderbook/` start subscribed to
 the feed named by their query (and send no acknowledgement, so the original system's
 clients see only market data), while `/ws/` starts with none and acknowledges each
-`subscribe`/`unsubscribe`.
+`subscribe`/`unsubscribe`. With auth on, a session that signed in (`auth`, see `private`)
+may subscribe to its user's private `orders` channel too, until it signs out by its key's
+revocation.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from collections.abc import Collection
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from common.keys import Identity
 from svc_stream import protocol
 from svc_stream.client import Client, text_frame
-from svc_stream.feeds import BookSubscription, Subscription, TradeSubscription
+from svc_stream.feeds import (
+    BookSubscription,
+    OrdersSubscription,
+    Subscription,
+    TradeSubscription,
+)
 from svc_stream.market_cache import MarketCache
-from svc_stream.protocol import Channel, Ping, Subscribe, Unsubscribe
+from svc_stream.private import Gate
+from svc_stream.protocol import PRIVATE, Auth, Channel, Ping, Subscribe, Unsubscribe
 from svc_stream.relay import Relay
 
 log = structlog.get_logger(__name__)
@@ -30,9 +39,14 @@ PONG = text_frame(protocol.PONG)
 
 class Session:
     def __init__(self, client: Client, relay: Relay, market_cache: MarketCache,
-                 symbols: Collection[str]) -> None:
+                 symbols: Collection[str], gate: Gate | None = None,
+                 address: str = "unknown") -> None:
+        """`gate` (auth on) signs the session in; `address` is the client's, for the
+        failed-authentication limit."""
         self.client, self.relay, self.market_cache = client, relay, market_cache
         self.symbols = symbols  # the instruments one may subscribe to
+        self.gate, self.address = gate, address
+        self.identity: Identity | None = None  # set by a successful `auth`
         self.subs: dict[tuple[Channel, str], Subscription] = {}
 
     async def run(self, ws: web.WebSocketResponse, initial: Subscribe | None) -> None:
@@ -55,27 +69,64 @@ class Session:
                     await self.subscribe(request)
                 case Unsubscribe():
                     self.unsubscribe(request)
+                case Auth():
+                    await self.sign_in(request)
         except protocol.BadRequest as error:
-            self.client.send(text_frame(protocol.error(str(error))))
+            self.client.send(text_frame(protocol.error(str(error), error.code)))
+
+    async def sign_in(self, request: Auth) -> None:
+        if self.gate is None:
+            raise protocol.BadRequest("authentication is off on this server (EX_AUTH=off): "
+                                      "there are no private channels", "AUTH_DISABLED")
+        identity = await self.gate.sign_in(self.address, request)
+        if self.identity is not None and self.identity.user_id != identity.user_id:
+            self._leave_private()  # another user now: the last one's orders are not theirs
+        self.identity = identity
+        self.client.send(text_frame(protocol.encode(protocol.Authenticated(
+            user_id=identity.user_id, role=identity.role))))
+
+    def sign_out(self, reason: str) -> None:
+        """The key is no longer valid: end the private subscriptions and say why."""
+        self.identity = None
+        self._leave_private()
+        self.client.send(text_frame(protocol.error(reason, "KEY_REVOKED")))
+
+    def _leave_private(self) -> None:
+        for key in [key for key in self.subs if key[0] in PRIVATE]:
+            self.relay.remove(self.subs.pop(key))
 
     async def subscribe(self, request: Subscribe, acknowledge: bool = True) -> None:
         """Register the new feeds (buffering), read their snapshots, then go live."""
         self._check_symbols(request.symbols)
+        if self.identity is None and PRIVATE.intersection(request.channels):
+            raise protocol.BadRequest("the orders channel needs an `auth` message first",
+                                      "AUTH_REQUIRED")
         new: list[Subscription] = []
         for channel, symbol in itertools.product(request.channels, request.symbols):
             if (channel, symbol) in self.subs:
                 continue
-            sub: Subscription = (TradeSubscription(self.client, symbol) if channel == "trades"
-                                 else BookSubscription(self.client, symbol, request.depth))
+            sub = self._new(channel, symbol, request.depth)
             self.subs[channel, symbol] = sub
             self.relay.add(sub)
             new.append(sub)
+        if any(isinstance(sub, OrdersSubscription) for sub in new):
+            await self.relay.announce()  # svc_orders builds the user's updates from now on
         if acknowledge:
             self.client.send(text_frame(protocol.encode(protocol.Subscribed(
                 channels=request.channels, symbols=request.symbols))))
         snapshots = await asyncio.gather(*(self._snapshot(sub) for sub in new))
         for sub, (seq, snapshot) in zip(new, snapshots, strict=True):
-            sub.start(seq, text_frame(snapshot))
+            sub.start(seq, None if snapshot is None else text_frame(snapshot))
+
+    def _new(self, channel: Channel, symbol: str, depth: int) -> Subscription:
+        match channel:
+            case "trades":
+                return TradeSubscription(self.client, symbol)
+            case "orderbook":
+                return BookSubscription(self.client, symbol, depth)
+            case "orders":
+                assert self.identity is not None, "checked by `subscribe`"
+                return OrdersSubscription(self.client, symbol, self.identity.user_id)
 
     def unsubscribe(self, request: Unsubscribe) -> None:
         self._check_symbols(request.symbols)
@@ -97,9 +148,11 @@ class Session:
         if unknown:
             raise protocol.BadRequest(f"unknown symbol(s): {', '.join(unknown)}")
 
-    async def _snapshot(self, sub: Subscription) -> tuple[int, bytes]:
+    async def _snapshot(self, sub: Subscription) -> tuple[int, bytes | None]:
         if isinstance(sub, BookSubscription):
             return await self.market_cache.book_snapshot(sub.symbol, sub.depth)
+        if isinstance(sub, OrdersSubscription):
+            return 0, None  # live only
         return await self.market_cache.trades_snapshot(sub.symbol)
 
 

@@ -65,7 +65,9 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"$O.{subjects.SNAPSHOT_BUCKET}.>",
             *_KEYS_READ, _FLOW_CONTROL,
         ],
-        "subscribe": [subjects.BOOK_REQUEST, "_INBOX.svc_orders.>"],
+        "subscribe": [subjects.BOOK_REQUEST,
+                      subjects.ORDERS_INTEREST,  # which users' order updates svc_stream wants
+                      "_INBOX.svc_orders.>"],
     },
     "svc_trades": {
         "publish": [
@@ -83,7 +85,8 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "subscribe": ["ex.query.>", "_INBOX.svc_trades.>"],
     },
     "svc_stream": {
-        "publish": [*_KEYS_READ, _FLOW_CONTROL],
+        "publish": [subjects.ORDERS_INTEREST,  # the users whose orders its clients watch
+                    *_KEYS_READ, _FLOW_CONTROL],
         "subscribe": ["md.>", "_INBOX.svc_stream.>"],
     },
     ADMIN: {"publish": [">"], "subscribe": [">"]},
