@@ -123,6 +123,10 @@ async def test_services_work_as_their_server_users_and_no_password_is_shown(
         async with http.get(f"{trades}/orderbook/") as response:
             assert response.status == 200
 
+    # svc_stream runs on the C allocator, which hands departed clients' memory back.
+    stream = launcher.pids_started("svc_stream")[-1]
+    assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{stream}/environ").read_bytes().split(b"\0")
+
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{ports['EX_PG_PORT']}/postgres")
     anonymous = redis.from_url(f"redis://127.0.0.1:{ports['EX_REDIS_PORT']}/0")
