@@ -210,6 +210,7 @@ class PostgresServer(EmbeddedServer):
         self.settings = dict(settings or {})
         self.password = credentials.password(self.data_dir / "password") if password else None
         self.hba_path = self.data_dir / "pg_hba.conf"
+        self._password_set = self.data_dir / "password.set"  # the role has the password
 
     @property
     def dsn(self) -> str:
@@ -246,7 +247,9 @@ class PostgresServer(EmbeddedServer):
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(account)
         if self.password:
-            self._require_password()
+            self.hba_path.write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+            if not self._password_set.exists():  # a cluster an older run made without one
+                self._set_password()
 
     def _initdb(self, account: pwd.struct_passwd | None) -> None:
         # initdb writes PG_VERSION long before it finishes; it runs in a staging folder
@@ -262,6 +265,7 @@ class PostgresServer(EmbeddedServer):
             "-D", str(staging),
             "-U", self.user,
             "--auth=trust",
+            *([f"--pwfile={self._pwfile(account)}"] if self.password else []),
             "--encoding=UTF8",
             "--locale=C",
             "--no-sync",
@@ -280,13 +284,26 @@ class PostgresServer(EmbeddedServer):
             self._fail(f"initdb failed with code {result.returncode}")
         if self.pgdata.exists():  # an empty folder left by an older, interrupted start
             self.pgdata.rmdir()
+        (self.data_dir / "initdb.pwfile").unlink(missing_ok=True)
         staging.rename(self.pgdata)
+        if self.password:
+            self._password_set.touch()
 
-    def _require_password(self) -> None:
-        """Give the role its password (in single-user mode, before the server listens:
-        also a cluster made without one) and admit only clients that prove it."""
+    def _pwfile(self, account: pwd.struct_passwd | None) -> Path:
+        """The password for initdb, in a file only the server's user can read (not in
+        the cluster's folder: initdb wants that empty)."""
         assert self.password is not None
-        self.hba_path.write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+        path = self.data_dir / "initdb.pwfile"
+        credentials.write_private(path, self.password + "\n")
+        if account is not None:
+            os.chown(path, account.pw_uid, account.pw_gid)
+        return path
+
+    def _set_password(self) -> None:
+        """Give the role of a cluster made without a password its password, in
+        single-user mode before the server listens (once: a restart after a crash
+        must not depend on single-user mode)."""
+        assert self.password is not None
         statement = (f"ALTER ROLE {self.user} PASSWORD "
                      f"'{self.password}'\n")  # hex: nothing to escape
         with self.log_path.open("ab") as log:
@@ -299,6 +316,8 @@ class PostgresServer(EmbeddedServer):
                 check=False, **self.popen_extra())
         if result.returncode != 0:
             self._fail(f"setting the password failed with code {result.returncode}")
+        self._password_set.touch()
+
     def command(self) -> list[str]:
         settings = {
             "listen_addresses": HOST,

@@ -102,3 +102,18 @@ async def test_redis_with_a_password_refuses_clients_without_it(tmp_path: Path) 
             await anonymous.get("smoke")
         await anonymous.aclose()
     assert (tmp_path / "redis" / "password").stat().st_mode & 0o077 == 0
+
+
+async def test_a_new_postgres_with_a_password_never_trusts_a_client(tmp_path: Path) -> None:
+    """A cluster made with a password has it from initdb on; restarts keep it."""
+    server = PostgresServer(tmp_path / "pg", password=True)
+    for _ in range(2):
+        with server.start():
+            conn = await asyncpg.connect(server.dsn)
+            assert await conn.fetchval("select 1") == 1
+            await conn.close()
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+    assert not (tmp_path / "pg" / "initdb.pwfile").exists()
+    assert server.password is not None
+    assert server.password not in server.log_path.read_text()
