@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/trades/{trade_id}/", api.get_trade),
         ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
         ("GET", "/orderbook/", api.orderbook),
+        ("GET", "/candles/", api.list_candles),
         ("GET", "/orders/", api.list_orders),
     ])
 
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> web.Application:
         assert settings.secret_key is not None, "check_protected_mode refuses to start without"
         app.cleanup_ctx.append(keys_ctx)
         add_key_routes(app, keys.SecretBox(settings.secret_key))
-    guard(app, settings, api.NATS, public=("/orderbook/", "/trades/public/"))
+    guard(app, settings, api.NATS, public=("/orderbook/", "/trades/public/", "/candles/"))
 
     def ready() -> bool:
         """PostgreSQL and NATS answered the projector within the last second or so."""
