@@ -24,6 +24,7 @@ from common.shutdown import close_nats
 from common.signing import Verifier
 from common.tasks import stop_tasks, supervise
 from svc_stream import endpoints, memory
+from svc_stream.candles import CandleSource
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
 from svc_stream.private import Gate
@@ -60,6 +61,8 @@ def create_app(settings: Settings) -> web.Application:
                                     socket_connect_timeout=REDIS_TIMEOUT,
                                     retry=Retry(NoBackoff(), 0))
         app[endpoints.MARKET_CACHE] = MarketCache(app[REDIS], public=settings.auth == "on")
+        app[endpoints.CANDLE_SOURCE] = CandleSource(app[NATS], app[endpoints.MARKET_CACHE],
+                                                    settings.query_timeout)
         yield
         await app[REDIS].aclose()
 
