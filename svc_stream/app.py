@@ -27,6 +27,7 @@ from svc_stream import endpoints, memory
 from svc_stream.candles import CandleSource
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
+from svc_stream.page import add_page
 from svc_stream.private import Gate
 from svc_stream.relay import Relay
 
@@ -88,8 +89,9 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/ws/", endpoints.multiplex),
     ]
     add_routes(app, routes)
+    page = add_page(app, settings, app[endpoints.SYMBOLS])
     if settings.auth == "on":
-        _add_gate(app, settings, public=[path for _, path, _ in routes])
+        _add_gate(app, settings, public=[path for _, path, _ in routes] + page)
 
     def ready() -> bool:
         relay = app.get(endpoints.RELAY)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from common import keys, natsconn
 from common.access import guard
 from common.config import Settings
+from common.cors import allow_page
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.openapi import add_openapi
@@ -30,6 +31,7 @@ PROJECTOR = web.AppKey("projector", Projector)
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
+    allow_page(app, settings)  # the exchange page, served by svc_stream
     instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
 
     async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -49,6 +49,10 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         for port in service_ports:
             assert await ready(http, port), launcher.output()
+        page = f"http://localhost:{ports['EX_STREAM_PORT']}/"
+        await eventually(lambda: says(f"page       {page}"), timeout=5)
+        async with http.get(page) as response:  # the URL printed is the exchange page
+            assert (response.status, response.content_type) == (200, "text/html")
 
         before = descendants(launcher.proc.pid)
         [first] = launcher.pids_started("svc_orders")
