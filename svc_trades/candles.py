@@ -8,7 +8,7 @@ of the lowest trade number seen, close that of the highest, and a batch whose tr
 numbers the row holds already (a batch written again) changes nothing.
 
 `read` answers `GET /candles/`: the one-minute rows of a time range, read by primary
-key and grouped by `date_bin` into the asked interval (aligned to the epoch, so a day is
+key and, for longer intervals, grouped by `date_bin` (aligned to the epoch, so a day is
 a UTC day), oldest first. Candles are whole: the range is widened to interval bounds.
 """
 
@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 
 from common.instruments import Instrument
-from common.views import Candle, CandleList, timestamp
-from svc_trades.reading import read_only
+from common.views import Candle, CandleList
+from svc_trades.reading import fetch_row
 from svc_trades.rows import (
     EPOCH,
     CandleRow,
@@ -32,7 +33,6 @@ from svc_trades.rows import (
     instrument_of,
     micros,
     sql_types,
-    units,
     values,
 )
 
@@ -65,18 +65,36 @@ ON CONFLICT (symbol, start) DO UPDATE SET
 WHERE EXCLUDED.first_trade_no > c.last_trade_no OR EXCLUDED.last_trade_no < c.first_trade_no
 """
 
-# One-minute rows grouped into buckets of $2 microseconds from the epoch, first and
+# The answer in one statement: the instrument's projected seq, and its candles as the
+# answer's JSON list. PostgreSQL writes the text: prices are stored on their instrument's
+# grid with its decimals (as the trades are), so a NUMERIC's text is the API's decimal
+# string, and times are RFC 3339 UTC with microseconds. A day of one-minute candles is
+# then one string to decode, not 1,440 rows of Decimals.
+_ANSWER = """
+SELECT (SELECT seq FROM projection_symbols WHERE symbol = $1) AS seq,
+       (SELECT coalesce(json_agg(json_build_object(
+           'start', to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'open', open::text, 'high', high::text, 'low', low::text, 'close', close::text,
+           'volume', volume, 'trades', trades) ORDER BY bucket), '[]')::text
+        FROM ({candles}) AS c) AS candles"""
+# One-minute candles are the rows as they are ($2, the interval, unused but typed) ...
+MINUTES = _ANSWER.format(candles="""
+    SELECT start AS bucket, open, high, low, close, volume, trades FROM candles
+    WHERE symbol = $1 AND $2::bigint > 0 AND start >= $3 AND start < $4
+    ORDER BY start LIMIT $5""")
+# ... longer ones group them into buckets of $2 microseconds from the epoch, first and
 # last by trade number.
-READ = """
-SELECT date_bin(make_interval(secs => $2::bigint / 1e6), start,
-                TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
-       (array_agg(open ORDER BY first_trade_no))[1] AS open,
-       max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY last_trade_no DESC))[1] AS close,
-       sum(volume)::bigint AS volume, sum(trades)::bigint AS trades
-FROM candles
-WHERE symbol = $1 AND start >= $3 AND start < $4
-GROUP BY bucket ORDER BY bucket LIMIT $5"""
+GROUPED = _ANSWER.format(candles="""
+    SELECT date_bin(make_interval(secs => $2::bigint / 1e6), start,
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
+           (array_agg(open ORDER BY first_trade_no))[1] AS open,
+           max(high) AS high, min(low) AS low,
+           (array_agg(close ORDER BY last_trade_no DESC))[1] AS close,
+           sum(volume)::bigint AS volume, sum(trades)::bigint AS trades
+    FROM candles
+    WHERE symbol = $1 AND start >= $3 AND start < $4
+    GROUP BY bucket ORDER BY bucket LIMIT $5""")
+_candles = msgspec.json.Decoder(list[Candle])
 
 
 @dataclass
@@ -148,20 +166,10 @@ def bounds(query: CandleQuery, now: datetime) -> tuple[datetime, datetime]:
 
 async def read(pool: asyncpg.Pool, query: CandleQuery, now: datetime,
                instruments: Mapping[str, Instrument]) -> CandleList:
-    instrument = instrument_of(instruments, query.symbol)
+    instrument_of(instruments, query.symbol)  # a configured instrument, or LookupError
     since, until = bounds(query, now)
-    async with read_only(pool) as conn:
-        rows = await conn.fetch(READ, query.symbol, INTERVALS[query.interval], since, until,
-                                query.limit)
-        seq = await conn.fetchval("SELECT seq FROM projection_symbols WHERE symbol = $1",
-                                  query.symbol)
-
-    def price(value: Decimal) -> str:
-        return instrument.format_price(units(value, instrument))
-
-    return CandleList(symbol=query.symbol, interval=query.interval, as_of_seq=seq or 0,
-                      candles=[Candle(start=timestamp(micros(row["bucket"]) * 1000),
-                                      open=price(row["open"]), high=price(row["high"]),
-                                      low=price(row["low"]), close=price(row["close"]),
-                                      volume=row["volume"], trades=row["trades"])
-                               for row in rows])
+    size = INTERVALS[query.interval]
+    row = await fetch_row(pool, MINUTES if size == MINUTE else GROUPED, query.symbol, size,
+                          since, until, query.limit)
+    return CandleList(symbol=query.symbol, interval=query.interval,
+                      as_of_seq=row["seq"] or 0, candles=_candles.decode(row["candles"]))

@@ -4,8 +4,9 @@ A durable pull consumer on `ex.events.>` hands over up to `batch` journal messag
 time (`svc_trades.pull`, fetching ahead). Each fetch is folded with
 `common.orderstate.apply` (the fold svc_orders uses; `svc_trades.changes`) and written in
 ONE transaction: its trades and new orders, its changed orders, the one-minute candles of
-its trades (`svc_trades.candles`), the instruments' sequences and the consumer's position; only after the commit are the messages acknowledged. Folding
-the next fetch overlaps with writing the previous one (two cores: Python and PostgreSQL).
+its trades (`svc_trades.candles`), the instruments' sequences and the consumer's
+position; only after the commit are the messages acknowledged. Folding the next fetch
+overlaps with writing the previous one (two cores: Python and PostgreSQL).
 
 Exactly once rests on three things:
 
