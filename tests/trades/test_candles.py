@@ -24,6 +24,7 @@ from common.views import TradeView, timestamp
 from svc_trades import candles
 from svc_trades.rows import TradeRow, Uuid, micros, moment
 from tests.helpers import AppClient
+from tests.openapi_check import check_answer
 from tests.trades.journal import (
     BASE_NS,
     INSTRUMENTS,
@@ -107,9 +108,11 @@ def moment_near(rng: Random, trades: list[TradeView]) -> datetime:
 
 
 async def get_candles(api: AppClient, **query: str) -> list[Json]:
+    """The candles the endpoint answers, checked against the service's own OpenAPI."""
     response = await api.get("/candles/", params=query)
     assert response.status == 200, await response.text()
     body: Json = await response.json()
+    check_answer(await (await api.get("/openapi.json")).json(), "GET", "/candles/", 200, body)
     return list(body["candles"])
 
 
@@ -167,9 +170,10 @@ async def test_the_projection_rolls_candles_up_with_the_trades(
 
 
 async def test_bad_candle_queries_answer_400_or_404(trades: AppClient) -> None:
+    spec = await (await trades.get("/openapi.json")).json()
     for query, status in (({"interval": "2m"}, 400), ({"limit": "0"}, 400),
                           ({"limit": "1501"}, 400), ({"since": "yesterday"}, 400),
                           ({"symbol": "NOPE"}, 404)):
         response = await trades.get("/candles/", params=query)
         assert response.status == status, query
-        assert "error" in await response.json()
+        check_answer(spec, "GET", "/candles/", status, await response.json())
