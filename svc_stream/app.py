@@ -23,7 +23,7 @@ from common.ratelimit import Limiter
 from common.shutdown import close_nats
 from common.signing import Verifier
 from common.tasks import stop_tasks, supervise
-from svc_stream import endpoints, memory
+from svc_stream import candles, endpoints, memory
 from svc_stream.candles import CandleSource
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
             relay = app.get(endpoints.RELAY)
             if relay is not None:
                 await relay.catch_up(app[endpoints.MARKET_CACHE])
+                await candles.catch_up(relay.candles, app[endpoints.CANDLE_SOURCE])
 
         app[NATS] = await natsconn.connect(settings, "svc_stream", reconnected_cb=reconnected)
         yield

@@ -16,7 +16,8 @@ came while the snapshot was read are folded on top of it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -97,14 +98,23 @@ class CandleFeed:
         elif seq > self.seq:
             self._apply(seq, trades)
 
+    def restart(self) -> None:
+        """Trades may have been missed (NATS reconnected): keep the new ones until the
+        next `seed`."""
+        if self.pending is None:
+            self.pending = []
+
     def seed(self, seq: int, candles: list[Candle]) -> None:
-        """The first snapshot: its newest candle is current, the trades kept meanwhile
-        past its seq are folded on top."""
+        """A snapshot after a (re)start: its newest candle is current, the trades kept
+        meanwhile past its seq are folded on top. Subscriptions already live get the
+        current candle (one just starting has it in its snapshot and drops it by seq)."""
         if self.pending is None:
             return
         pending, self.pending = self.pending, None
         self.seq = seq
         self.current = msgspec.structs.replace(candles[-1]) if candles else None
+        if self.current is not None:
+            self._send(seq, [self.current])
         for message_seq, trades in pending:
             if message_seq > self.seq:
                 self._apply(message_seq, trades)
@@ -115,8 +125,11 @@ class CandleFeed:
         if not changed:
             return
         self.current = changed[-1]
+        self._send(seq, changed)
+
+    def _send(self, seq: int, candles: list[Candle]) -> None:
         frame = text_frame(json_encoder.encode(CandlesMessage(
-            type="update", symbol=self.symbol, seq=seq, candles=changed)))
+            type="update", symbol=self.symbol, seq=seq, candles=candles)))
         for sub in self.subs:
             sub.deliver(seq, frame)
 
@@ -148,6 +161,19 @@ class CandleSource:
             reason = reply.reason if isinstance(reply, QueryFailed) else "unexpected reply"
         log.warning("no candle snapshot from svc_trades", symbol=symbol, reason=reason)
         return 0, []
+
+
+async def catch_up(feeds: Mapping[str, CandleFeed], source: CandleSource) -> None:
+    """After a NATS reconnect: the trades published meanwhile never reached the feeds, so
+    each starts again from a new snapshot, and live clients get its current candle."""
+    for feed in feeds.values():
+        feed.restart()
+    symbols = list(feeds)
+    for symbol, (seq, recent) in zip(symbols, await asyncio.gather(
+            *(source.recent(symbol) for symbol in symbols)), strict=True):
+        still = feeds.get(symbol)
+        if still is not None:  # its last subscriber may have left meanwhile
+            still.seed(seq, recent)
 
 
 def snapshot(symbol: str, seq: int, candles: list[Candle]) -> bytes:

@@ -22,6 +22,7 @@ from common import subjects
 from common.messages import encoder
 from common.queries import CandlesFound, RecentCandles
 from common.views import Candle, CandleList, TradeView
+from svc_stream import candles, endpoints
 from svc_stream.candles import fold
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import cache_trades, publish_trades, receive, trade, trade_command
@@ -132,3 +133,25 @@ def test_fold_keeps_earlier_minutes_out_of_the_current_candle() -> None:
                              at("S", 1, "2.00", f"{MINUTE}:59.999999Z")])
     assert msgspec.to_builtins(changed) == [
         candle(MINUTE, "1.00", "2.00", "1.00", "2.00", 2, 2)]
+
+
+async def test_after_a_nats_reconnect_the_feed_starts_again_from_a_snapshot(
+        stream: Client, nc: Nats, redis: Redis, symbols: list[str]) -> None:
+    symbol = symbols[2]
+    before = candle(MINUTE, "100.00", "100.00", "100.00", "100.00", 1, 1)
+    async with svc_trades(nc, symbol, 1, [before]):
+        ws = await subscribe(stream, symbol)
+        assert (await receive(ws))["candles"] == [before]
+    # Trade 2 was published while svc_stream's NATS connection was down: only svc_trades
+    # (and the Redis cache) have it.
+    await cache_trades(redis, symbol, [at(symbol, 2, "103.00", f"{MINUTE}:20.000000Z")])
+    missed = candle(MINUTE, "100.00", "103.00", "100.00", "103.00", 2, 2)
+    async with svc_trades(nc, symbol, 2, [missed]) as asked:
+        await candles.catch_up(stream.app[endpoints.RELAY].candles,
+                               stream.app[endpoints.CANDLE_SOURCE])
+        assert asked[0].seq == 2
+    update = await receive(ws)
+    assert (update["seq"], update["candles"]) == (2, [missed])
+    await publish_trades(nc, symbol, 3, [at(symbol, 3, "99.00", f"{MINUTE}:30.000000Z")])
+    assert (await receive(ws))["candles"] == [
+        candle(MINUTE, "100.00", "103.00", "99.00", "99.00", 3, 3)]
