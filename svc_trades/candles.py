@@ -25,16 +25,8 @@ import msgspec
 from common.instruments import Instrument
 from common.views import Candle, CandleList
 from svc_trades.reading import fetch_row
-from svc_trades.rows import (
-    EPOCH,
-    CandleRow,
-    TradeRow,
-    columns,
-    instrument_of,
-    micros,
-    sql_types,
-    values,
-)
+from svc_trades.repository import _arrays, _unnest
+from svc_trades.rows import EPOCH, CandleRow, TradeRow, columns, instrument_of, micros
 
 MINUTE = 60_000_000  # microseconds
 INTERVALS = {"1m": MINUTE, "5m": 5 * MINUTE, "15m": 15 * MINUTE, "1h": 60 * MINUTE,
@@ -45,12 +37,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 500, 1500  # candles in one answer (a day of 1m fits)
 FIRST = micros(datetime.min.replace(tzinfo=UTC))
 LAST = micros(datetime.max.replace(tzinfo=UTC))
 
-_COLUMNS = columns(CandleRow)
 MERGE = f"""
-INSERT INTO candles AS c ({", ".join(_COLUMNS)})
-SELECT * FROM unnest({", ".join(f"${n}::{kind}[]" for n, kind
-                                in enumerate(sql_types(CandleRow), 1))})
-    AS u({", ".join(_COLUMNS)})
+INSERT INTO candles AS c ({", ".join(columns(CandleRow))})
+SELECT * FROM {_unnest(CandleRow)}
 ON CONFLICT (symbol, start) DO UPDATE SET
     open = CASE WHEN EXCLUDED.first_trade_no < c.first_trade_no THEN EXCLUDED.open
                 ELSE c.open END,
@@ -139,7 +128,7 @@ async def record(conn: asyncpg.Connection, trades: Sequence[TradeRow]) -> None:
     """Merge a projected batch's trades into the candles, in the caller's transaction."""
     rows = minute_candles(trades)
     if rows:
-        await conn.execute(MERGE, *zip(*map(values, rows), strict=True))
+        await conn.execute(MERGE, *_arrays(rows))
 
 
 @dataclass(frozen=True)

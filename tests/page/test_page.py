@@ -38,7 +38,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 PROMPT = 1000  # ms: what an order does is on the page within a second
-SCREENSHOT = REPO / "svc_stream" / "screenshot.png"
+SCREENSHOT = REPO / "tests" / "page" / "screenshot.png"
 VIEWPORT = {"width": 1400, "height": 860}
 # What Chromium itself logs while svc_stream is down on purpose: the page's reconnection
 # attempts failing. Anything else in the console is an error of the page.

@@ -8,7 +8,6 @@ stand-in svc_trades answers the snapshot question with chosen candles.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +23,7 @@ from common.queries import CandlesFound, RecentCandles
 from common.views import Candle, CandleList, TradeView
 from svc_stream import candles, endpoints
 from svc_stream.candles import fold
+from tests.helpers import eventually
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import cache_trades, publish_trades, receive, trade, trade_command
 
@@ -87,7 +87,8 @@ async def test_snapshot_then_live_without_a_gap_across_the_minute(
         """Trade 4 happens while the snapshot is being read: it must not be lost."""
         await trade_command(nc, redis, symbol, 4, [at(symbol, 4, "102.00",
                                                       f"{MINUTE}:50.000000Z", 2)])
-        await asyncio.sleep(0.05)  # the relay has it buffered before the answer leaves
+        feed = stream.app[endpoints.RELAY].candles[symbol]
+        await eventually(lambda: bool(feed.pending))  # kept, until the snapshot is there
 
     async with svc_trades(nc, symbol, 3, recent, trade_meanwhile) as asked:
         ws = await subscribe(stream, symbol)
