@@ -66,23 +66,23 @@ SELECT (SELECT seq FROM projection_symbols WHERE symbol = $1) AS seq,
            'open', open::text, 'high', high::text, 'low', low::text, 'close', close::text,
            'volume', volume, 'trades', trades) ORDER BY bucket), '[]')::text
         FROM ({candles}) AS c) AS candles"""
-# One-minute candles are the rows as they are ($2, the interval, unused but typed) ...
+# One-minute candles are the rows as they are ...
 MINUTES = _ANSWER.format(candles="""
     SELECT start AS bucket, open, high, low, close, volume, trades FROM candles
-    WHERE symbol = $1 AND $2::bigint > 0 AND start >= $3 AND start < $4
-    ORDER BY start LIMIT $5""")
-# ... longer ones group them into buckets of $2 microseconds from the epoch, first and
+    WHERE symbol = $1 AND start >= $2 AND start < $3
+    ORDER BY start LIMIT $4""")
+# ... longer ones group them into buckets of $5 microseconds from the epoch, first and
 # last by trade number.
 GROUPED = _ANSWER.format(candles="""
-    SELECT date_bin(make_interval(secs => $2::bigint / 1e6), start,
+    SELECT date_bin(make_interval(secs => $5::bigint / 1e6), start,
                     TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
            (array_agg(open ORDER BY first_trade_no))[1] AS open,
            max(high) AS high, min(low) AS low,
            (array_agg(close ORDER BY last_trade_no DESC))[1] AS close,
            sum(volume)::bigint AS volume, sum(trades)::bigint AS trades
     FROM candles
-    WHERE symbol = $1 AND start >= $3 AND start < $4
-    GROUP BY bucket ORDER BY bucket LIMIT $5""")
+    WHERE symbol = $1 AND start >= $2 AND start < $3
+    GROUP BY bucket ORDER BY bucket LIMIT $4""")
 _candles = msgspec.json.Decoder(list[Candle])
 
 
@@ -158,7 +158,8 @@ async def read(pool: asyncpg.Pool, query: CandleQuery, now: datetime,
     instrument_of(instruments, query.symbol)  # a configured instrument, or LookupError
     since, until = bounds(query, now)
     size = INTERVALS[query.interval]
-    row = await fetch_row(pool, MINUTES if size == MINUTE else GROUPED, query.symbol, size,
-                          since, until, query.limit)
+    args = (query.symbol, since, until, query.limit)
+    row = await (fetch_row(pool, MINUTES, *args) if size == MINUTE
+                 else fetch_row(pool, GROUPED, *args, size))
     return CandleList(symbol=query.symbol, interval=query.interval,
                       as_of_seq=row["seq"] or 0, candles=_candles.decode(row["candles"]))
