@@ -13,6 +13,8 @@ BOOK_REQUEST = "ex.book.request"  # request-reply: svc_orders answers with the b
 # queue group, so each request is answered once.
 ORDER_QUERY = "ex.query.order"  # `GetOrder` -> `FoundOrder` | `QueryFailed`
 ORDERS_QUERY = "ex.query.orders"  # `ListOrders` -> `OrderPage` | `QueryFailed`
+# Asked by svc_stream for a `candles` snapshot: `RecentCandles` -> `CandlesFound` | `QueryFailed`.
+CANDLES_QUERY = "ex.query.candles"
 QUERY_QUEUE = "svc_trades"
 
 

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from common import natsconn
 from common.access import guard
 from common.config import Settings
+from common.cors import allow_page
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.journal import ensure_stream
@@ -36,6 +37,7 @@ REDIS = web.AppKey("redis", Redis)
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
+    allow_page(app, settings)  # the exchange page, served by svc_stream
     app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:

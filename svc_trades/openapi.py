@@ -14,8 +14,9 @@ from common.openapi import (
     int_param,
     text_param,
 )
-from common.views import TradeView
+from common.views import CandleList, TradeView
 from svc_trades.api import DEFAULT_DEPTH, FLAG_WORDS, MAX_DEPTH, OrderBook, Settled
+from svc_trades.candles import DEFAULT_INTERVAL, DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
 from svc_trades.repository import TradeList
 
 MOMENT = {"type": "string", "format": "date-time"}
@@ -37,6 +38,17 @@ OPERATIONS = [
     Operation("GET", "/orderbook/", "Aggregated book, best levels first", {200: OrderBook},
               query={"symbol": text_param("instrument (default DEFAULT); unknown: 404"),
                      "depth": int_param("levels per side", 1, MAX_DEPTH, DEFAULT_DEPTH)},
+              failures=(400, 404, 503)),
+    Operation("GET", "/candles/", "OHLCV candles of the trades, oldest first",
+              {200: CandleList}, query={
+                  "symbol": text_param("instrument (default DEFAULT); unknown: 404"),
+                  "interval": Param(f"candle length (default {DEFAULT_INTERVAL})",
+                                    {"type": "string", "enum": list(INTERVALS)}),
+                  "since": Param("RFC 3339 time: the candle holding it comes first", MOMENT),
+                  "until": Param("RFC 3339 time: candles starting before it (default now, "
+                                 "the current candle included)", MOMENT),
+                  "limit": int_param("most candles; without since, the latest", 1,
+                                     MAX_LIMIT, DEFAULT_LIMIT)},
               failures=(400, 404, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),

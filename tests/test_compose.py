@@ -149,14 +149,18 @@ def test_the_installed_package_has_every_data_file_the_services_read() -> None:
     """The image runs a regular install, which leaves out any file that is neither a module
     nor declared package data (svc_trades' SQL migrations, for one)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
     data_files = [
-        path for package in ("common", *PORTS) for path in (REPO / package).rglob("*")
+        (package, path) for package in ("common", *PORTS)
+        for path in (REPO / package).rglob("*")
         if path.is_file() and path.suffix not in (".py", ".pyc")
     ]
     assert data_files, "expected at least svc_trades' migrations"
-    for path in data_files:
-        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), path
+    for package, path in data_files:  # "*" patterns by name, a package's by its path
+        inside = path.relative_to(REPO / package).as_posix()
+        assert (any(fnmatch.fnmatch(path.name, pattern) for pattern in package_data["*"])
+                or any(fnmatch.fnmatch(inside, pattern)
+                       for pattern in package_data.get(package, []))), path
 
 
 def test_nats_admits_only_its_users_with_the_config_of_the_table(

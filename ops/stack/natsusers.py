@@ -85,6 +85,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "svc_stream": {
         "publish": [subjects.ORDERS_INTEREST,  # the users whose orders its clients watch
+                    subjects.CANDLES_QUERY,  # asks svc_trades for candle snapshots
                     *_KEYS_READ, _FLOW_CONTROL],
         "subscribe": ["md.>", "_INBOX.svc_stream.>"],
     },

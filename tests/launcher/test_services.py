@@ -49,6 +49,10 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         for port in service_ports:
             assert await ready(http, port), launcher.output()
+        page = f"http://localhost:{ports['EX_STREAM_PORT']}/"
+        await eventually(lambda: says(f"page       {page}"), timeout=5)
+        async with http.get(page) as response:  # the URL printed is the exchange page
+            assert (response.status, response.content_type) == (200, "text/html")
 
         before = descendants(launcher.proc.pid)
         [first] = launcher.pids_started("svc_orders")
@@ -125,7 +129,8 @@ async def test_services_work_as_their_server_users_and_no_password_is_shown(
 
     # svc_stream runs on the C allocator, which hands departed clients' memory back.
     stream = launcher.pids_started("svc_stream")[-1]
-    assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{stream}/environ").read_bytes().split(b"\0")
+    environ = await asyncio.to_thread(Path(f"/proc/{stream}/environ").read_bytes)
+    assert b"PYTHONMALLOC=malloc" in environ.split(b"\0")
 
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{ports['EX_PG_PORT']}/postgres")

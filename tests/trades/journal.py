@@ -62,15 +62,15 @@ def write_instruments(folder: Path) -> str:
 INSTRUMENTS = {"DEFAULT": DEFAULT_INSTRUMENT, "ALT": ALT.to_instrument()}
 
 
-def random_batches(count: int, seed: int) -> list[EventBatch]:
-    """`count` random commands (both symbols, every order type) through the engine;
-    returns the journaled batches (those with a sequence number)."""
+def random_batches(count: int, seed: int, step_ns: int = 1_000_777) -> list[EventBatch]:
+    """`count` random commands (both symbols, every order type) through the engine,
+    `step_ns` apart; returns the journaled batches (those with a sequence number)."""
     rng = Random(seed)
     engine = Exchange(INSTRUMENTS)
     placed: list[tuple[str, str]] = []  # order id, symbol
     batches = []
     for n in range(count):
-        command = _command(rng, placed, BASE_NS + n * 1_000_777)
+        command = _command(rng, placed, BASE_NS + n * step_ns)
         batch = engine.submit(command)
         if batch.seq:
             batches.append(batch)
