@@ -64,7 +64,8 @@ def create_app(settings: Settings) -> web.Application:
         journal = Journal(app[NATS], settings.journal_timeout)
         await journal.start()
         sequencer = Sequencer(js, journal, await snapshots.bucket(js), app[api.INSTRUMENTS],
-                              snapshot_every=settings.snapshot_every)
+                              snapshot_every=settings.snapshot_every,
+                              funding=settings.funding == "on")
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])

@@ -24,6 +24,9 @@ from common.messages import (
     CancelOrder,
     Command,
     EventBatch,
+    FundsExchanged,
+    FundsHeld,
+    FundsReleased,
     ModifyOrder,
     OrderAccepted,
     OrderRejected,
@@ -222,6 +225,7 @@ def timestamp_of(batch: EventBatch) -> str:
     event = batch.events[0]
     if isinstance(event, OrderAccepted | OrderRejected):
         return timestamp(event.order.timestamp)
+    assert not isinstance(event, FundsHeld | FundsReleased | FundsExchanged), "never first"
     return timestamp(event.timestamp)
 
 
