@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import msgspec
+from hypothesis import event as statistic
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,14 +145,24 @@ def test_funded_engine_equals_funded_model(data: st.DataObject) -> None:
     ids, balances = Ids(), Balances()
     journal: list[EventBatch] = []
     steps = data.draw(st.integers(1, 80), label="steps")
-    for step in range(steps):
-        cmd = data.draw(funded_commands(ids, step, timestamp=1_000 * (step + 1)),
-                        label=f"command {step}")
+    seeds = data.draw(st.lists(st.sampled_from([0, 5, 50, 500]), min_size=12, max_size=12),
+                      label="opening balances")
+    opening = [TransferFunds(transfer_id=f"open-{n}", user_id=user, asset=asset,
+                             amount=whole * BASE_UNIT)
+               for n, (whole, (user, asset)) in enumerate(zip(seeds, (
+                   (user, asset) for user in ("u1", "u2", "u3") for asset in ASSETS),
+                   strict=True)) if whole]
+    for step in range(-len(opening), steps):
+        cmd = (opening[step] if step < 0 else
+               data.draw(funded_commands(ids, step, timestamp=1_000 * (step + 1)),
+                         label=f"command {step}"))
         got = engine.submit(cmd)
         assert without_messages(got) == model.submit(cmd), f"after {cmd}"
         assert book_of(engine) == book_of(model), f"after {cmd}"
         balances.fold(got)
         balances.check(engine, model)
+        for e in got.events:  # what the stream exercised (--hypothesis-show-statistics)
+            statistic(type(e).__name__ + (f" {e.reason.value}" if hasattr(e, "reason") else ""))
         if got.seq:
             journal.append(journaled(got))
         ids.note(cmd, engine)
