@@ -18,14 +18,23 @@ from time import time_ns
 
 from aiohttp import web
 
-from common.access import identity, is_admin
+from common.access import identity, is_admin, requires
+from common.accountviews import BalanceView, TransferView
+from common.assets import format_amount, homes
 from common.http import ApiError, json_response, read_json, uuid_path
 from common.instruments import Instrument
-from common.messages import CancelOrder, Command, CommandRejected, RejectReason
+from common.messages import CancelOrder, Command, CommandRejected, RejectReason, TransferFunds
 from common.orderstate import OrderState
 from common.views import TradeView, order_view
 from svc_orders import metrics
-from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
+from svc_orders.requests import (
+    ModifyBody,
+    PlaceBody,
+    TransferBody,
+    modify_command,
+    place_command,
+    transfer_command,
+)
 from svc_orders.sequencer import FindOrder as FindOrder  # the type of FIND_ORDER
 from svc_orders.sequencer import Outcome, Sequencer, Unavailable
 
@@ -140,3 +149,62 @@ async def cancel_order(request: web.Request) -> web.Response:
     outcome = await _submit(request, "cancel", CancelOrder(order_id=order_id,
                                                           timestamp=time_ns()), named)
     return _answer(request, outcome.order)
+
+
+# ---- deposits and withdrawals (admin; funding on) ------------------------------------
+
+
+@requires("admin")
+async def deposit(request: web.Request) -> web.Response:
+    return await _transfer(request, withdrawal=False)
+
+
+@requires("admin")
+async def withdraw(request: web.Request) -> web.Response:
+    return await _transfer(request, withdrawal=True)
+
+
+async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
+    """201 with the transfer and the balance after it; a transfer id seen before answers
+    the original transfer with 200 and changes nothing."""
+    user_id = uuid_path(request, "user_id")
+    body = await read_json(request, TransferBody)
+    sequencer = request.app[SEQUENCER]
+    funds = sequencer.engine.funds
+    if funds is None:
+        raise ApiError(409, "FUNDING_OFF", "balances are kept only with EX_FUNDING=on")
+    command = transfer_command(user_id, body, homes(request.app[INSTRUMENTS]), withdrawal)
+    status = 201
+    if command.transfer_id not in funds.transfers:
+        kind = "withdrawal" if withdrawal else "deposit"
+        try:
+            outcome = await sequencer.submit(command, None, _key_id(request))
+        except Unavailable as error:
+            metrics.COMMANDS.labels(kind, "unavailable").inc()
+            raise _unavailable(error) from None
+        refusal = outcome.refusal
+        if refusal is not None and refusal.reason is not RejectReason.DUPLICATE_TRANSFER:
+            metrics.COMMANDS.labels(kind, "rejected").inc()
+            raise _refused(refusal, None)
+        metrics.COMMANDS.labels(kind, "ok" if refusal is None else "repeat").inc()
+        status = 201 if refusal is None else 200
+    else:
+        status = 200
+    try:
+        await sequencer.acknowledged()  # the original, for a repeat, is journaled
+    except Unavailable as error:
+        raise _unavailable(error) from None
+    funds = sequencer.engine.funds  # a rebuild may have replaced the engine
+    assert funds is not None
+    done: TransferFunds = funds.transfers[command.transfer_id]
+    available, held = funds.balances.get((done.user_id, done.asset), (0, 0))
+    return json_response(TransferView(
+        transfer_id=done.transfer_id, user_id=done.user_id, asset=done.asset,
+        amount=format_amount(done.amount),
+        balance=BalanceView(asset=done.asset, available=format_amount(available),
+                            held=format_amount(held))), status)
+
+
+def _key_id(request: web.Request) -> str | None:
+    caller = identity(request)
+    return None if caller is None else caller.key_id

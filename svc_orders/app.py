@@ -94,6 +94,8 @@ def create_app(settings: Settings) -> web.Application:
         ("PATCH", "/orders/{order_id}/", api.modify_order),
         ("DELETE", "/orders/{order_id}/", api.cancel_order),
         ("GET", "/orders/", list_orders),
+        ("POST", "/accounts/{user_id}/deposits/", api.deposit),
+        ("POST", "/accounts/{user_id}/withdrawals/", api.withdraw),
     ])
 
     def ready() -> bool:

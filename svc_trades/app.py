@@ -17,7 +17,7 @@ from common.instruments import load_instruments
 from common.openapi import add_openapi
 from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
-from svc_trades import api
+from svc_trades import accounts, api
 from svc_trades.keys import KEYS_BUCKET, add_key_routes
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
         ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
         ("GET", "/orderbook/", api.orderbook),
         ("GET", "/orders/", api.list_orders),
+        *accounts.ROUTES,
     ])
 
     if settings.auth == "on":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.accountviews import BalancesView, LedgerList
 from common.listing import OrderList
 from common.openapi import (
     ORDER_LIST_QUERY,
@@ -40,4 +41,12 @@ OPERATIONS = [
               failures=(400, 404, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
+    Operation("GET", "/accounts/me/balances/", "The caller's balances per asset (auth on)",
+              {200: BalancesView}, failures=(400, 503)),
+    Operation("GET", "/accounts/me/ledger/", "The caller's ledger postings, newest first",
+              {200: LedgerList}, query=PAGE_QUERY, failures=(400, 503)),
+    Operation("GET", "/accounts/{user_id}/balances/", "A user's balances per asset (admin)",
+              {200: BalancesView}, failures=(400, 503)),
+    Operation("GET", "/accounts/{user_id}/ledger/", "A user's ledger postings (admin)",
+              {200: LedgerList}, query=PAGE_QUERY, failures=(400, 503)),
 ]

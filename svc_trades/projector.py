@@ -42,7 +42,7 @@ from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.orderstate import OrderState
 from common.tasks import supervise
-from svc_trades import metrics, repository
+from svc_trades import ledger, metrics, repository
 from svc_trades.changes import Changes, Fold
 from svc_trades.pull import Puller
 
@@ -202,5 +202,6 @@ class Projector:
                 raise PositionMoved(f"consumer {self.durable} moved past {self.position}")
             await repository.insert(conn, changes.new_orders, changes.trades, careful)
             await repository.update_orders(conn, changes.updated_orders)
+            await ledger.write(conn, changes.postings)
             await repository.set_symbol_positions(conn, changes.seqs)
             await repository.park(conn, changes.parked)

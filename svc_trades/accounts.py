@@ -1,0 +1,56 @@
+"""The account routes: balances and ledger postings, read from the projection.
+
+`/accounts/me/...` is the caller's own (a key is needed: with auth off there is no
+caller, and these answer 400); `/accounts/{user_id}/...` any user's, for an admin (with
+auth off, for anyone, like every route then). Balances are the ledger's: they follow the
+engine by the projection's lag. Deposits and withdrawals change balances in the engine,
+so svc_orders takes them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from common.access import identity, requires
+from common.http import ApiError, json_response, uuid_path
+from common.listing import page_request
+from svc_trades import ledger
+from svc_trades.api import POOL
+
+
+def _me(request: web.Request) -> str:
+    caller = identity(request)
+    if caller is None:
+        raise ApiError(400, "NO_CALLER", "with auth off there is no caller: ask "
+                       "/accounts/{user_id}/... instead")
+    return caller.user_id
+
+
+async def my_balances(request: web.Request) -> web.Response:
+    return json_response(await ledger.balances(request.app[POOL], _me(request)))
+
+
+async def my_ledger(request: web.Request) -> web.Response:
+    page = page_request(request, "ledger")
+    return json_response(await ledger.postings(request.app[POOL], _me(request), page))
+
+
+@requires("admin")
+async def user_balances(request: web.Request) -> web.Response:
+    user_id = uuid_path(request, "user_id")
+    return json_response(await ledger.balances(request.app[POOL], user_id))
+
+
+@requires("admin")
+async def user_ledger(request: web.Request) -> web.Response:
+    user_id = uuid_path(request, "user_id")
+    page = page_request(request, "ledger")
+    return json_response(await ledger.postings(request.app[POOL], user_id, page))
+
+
+ROUTES = [  # "me" first: it would match {user_id} too
+    ("GET", "/accounts/me/balances/", my_balances),
+    ("GET", "/accounts/me/ledger/", my_ledger),
+    ("GET", "/accounts/{user_id}/balances/", user_balances),
+    ("GET", "/accounts/{user_id}/ledger/", user_ledger),
+]
