@@ -1,7 +1,7 @@
 """The account routes: balances and ledger postings, read from the projection.
 
 `/accounts/me/...` is the caller's own (a key is needed: with auth off there is no
-caller, and these answer 400); `/accounts/{user_id}/...` any user's, for an admin (with
+caller, and there is no such account: 404); `/accounts/{user_id}/...` any user's, for an admin (with
 auth off, for anyone, like every route then). Balances are the ledger's: they follow the
 engine by the projection's lag. Deposits and withdrawals change balances in the engine,
 so svc_orders takes them.
@@ -21,7 +21,7 @@ from svc_trades.api import POOL
 def _me(request: web.Request) -> str:
     caller = identity(request)
     if caller is None:
-        raise ApiError(400, "NO_CALLER", "with auth off there is no caller: ask "
+        raise ApiError(404, "ACCOUNT_NOT_FOUND", "with auth off there is no caller: ask "
                        "/accounts/{user_id}/... instead")
     return caller.user_id
 
