@@ -95,6 +95,13 @@ class Funds:
             worst = instrument.max_price * self.factors[symbol] * instrument.max_quantity * 2
             if worst >= MAX_AMOUNT or instrument.max_quantity * BASE_UNIT >= MAX_AMOUNT:
                 raise ValueError(f"{symbol}: an order's worth does not fit a 64-bit amount")
+        # per symbol: quote units per price unit, the buy's fee rate (the higher one)
+        self.buy_costs = {symbol: (self.factors[symbol], max(i.maker_fee_bps, i.taker_fee_bps))
+                          for symbol, i in instruments.items()}
+        # per symbol: base, quote, quote units per price unit, taker and maker rates
+        self.trade_terms = {symbol: (i.base_asset, i.quote, self.factors[symbol],
+                                     i.taker_fee_bps, i.maker_fee_bps)
+                            for symbol, i in instruments.items()}
         self.homes = homes(instruments)
         self.balances: dict[tuple[str | None, str], list[int]] = {}  # [available, held]
         self.fees: dict[str, int] = defaultdict(int)
@@ -103,11 +110,11 @@ class Funds:
 
     # ---- what orders need ------------------------------------------------------------
 
-    def unit_cost(self, instrument: Instrument, price: int) -> int:
+    def unit_cost(self, symbol: str, price: int) -> int:
         """What one unit of a buy at `price` holds: price and fee, in quote units."""
-        units = price * self.factors[instrument.symbol]
-        rate = max(instrument.maker_fee_bps, instrument.taker_fee_bps)
-        return units + fee(1, units, rate)
+        factor, rate = self.buy_costs[symbol]
+        units = price * factor
+        return units + -(-units * rate // BPS)
 
     def need(self, order: Order, price: int | None = None, remaining: int | None = None,
              ) -> int:
@@ -117,14 +124,14 @@ class Funds:
             return remaining * BASE_UNIT
         price = order.price if price is None else price
         assert price is not None, order
-        return remaining * self.unit_cost(self.instruments[order.symbol], price)
+        return remaining * self.unit_cost(order.placed.symbol, price)
 
     def placement(self, book: Book, command: PlaceOrder) -> int:
         """What a new order must hold before it enters matching."""
         if command.side is Side.SELL:
             return command.quantity * BASE_UNIT
         if command.price is not None:
-            return command.quantity * self.unit_cost(book.instrument, command.price)
+            return command.quantity * self.unit_cost(command.symbol, command.price)
         return self._market_cost(book, command)
 
     def _market_cost(self, book: Book, command: PlaceOrder) -> int:
@@ -202,16 +209,14 @@ class Funds:
         touched: dict[str, None] = {}  # order ids, first touched first
         for event in batch.events:
             events.append(event)
-            kind = type(event)
-            if kind is TradeExecuted:
-                assert isinstance(event, TradeExecuted)
+            if type(event) is TradeExecuted:
                 touched[event.buy_order_id] = touched[event.sell_order_id] = None
-                self._emit(events, self._exchange(event))
-            elif kind is OrderCancelled or kind is OrderExpired:
-                assert isinstance(event, OrderCancelled | OrderExpired)
+                exchanged = self._exchange(event)
+                self._exchanged(exchanged)
+                events.append(exchanged)
+            elif type(event) is OrderCancelled or type(event) is OrderExpired:
                 self._release(events, seq, event.order_id, None)
-            elif kind is OrderAccepted:
-                assert isinstance(event, OrderAccepted)
+            elif type(event) is OrderAccepted:
                 placed = event.order
                 touched[placed.order_id] = None
                 if extra is not None and extra[0] == placed.order_id and extra[1]:
@@ -220,8 +225,7 @@ class Funds:
                              else instrument.base_asset)
                     self._emit(events, FundsHeld(seq, placed.order_id, placed.user_id, asset,
                                                  extra[1]))
-            elif kind is OrderModified:
-                assert isinstance(event, OrderModified)
+            elif type(event) is OrderModified:
                 touched[event.order_id] = None
                 if extra is not None and extra[0] == event.order_id and extra[1]:
                     hold = self.holds[event.order_id]  # a live order always holds
@@ -241,39 +245,43 @@ class Funds:
     def apply(self, event: Event) -> None:
         """Fold one balance event (live or replayed)."""
         if type(event) is FundsHeld:
-            assert isinstance(event, FundsHeld)
-            balance = self._balance(event.user_id, event.asset)
-            balance[0] -= event.amount
-            balance[1] += event.amount
-            hold = self.holds.get(event.order_id)
-            if hold is None:
-                self.holds[event.order_id] = Hold(event.user_id, event.asset, event.amount)
-            else:
-                hold.amount += event.amount
+            self._held(event)
         elif type(event) is FundsReleased:
-            assert isinstance(event, FundsReleased)
-            balance = self._balance(event.user_id, event.asset)
-            balance[0] += event.amount
-            balance[1] -= event.amount
-            self._unhold(event.order_id, event.amount)
+            self._released(event)
         elif type(event) is FundsExchanged:
-            assert isinstance(event, FundsExchanged)
-            paid = event.amount + event.buyer_fee
-            self._balance(event.buyer_user_id, event.quote)[1] -= paid
-            self._unhold(event.buy_order_id, paid)
-            self._balance(event.buyer_user_id, event.base)[0] += event.base_amount
-            self._balance(event.seller_user_id, event.base)[1] -= event.base_amount
-            self._unhold(event.sell_order_id, event.base_amount)
-            self._balance(event.seller_user_id, event.quote)[0] += (
-                event.amount - event.seller_fee)
-            self.fees[event.quote] += event.buyer_fee + event.seller_fee
+            self._exchanged(event)
         elif type(event) is FundsTransferred:
-            assert isinstance(event, FundsTransferred)
             sign = -1 if event.withdrawal else 1
             self._balance(event.user_id, event.asset)[0] += sign * event.amount
             self.transfers[event.transfer_id] = TransferFunds(
                 transfer_id=event.transfer_id, user_id=event.user_id, asset=event.asset,
                 amount=event.amount, withdrawal=event.withdrawal, timestamp=event.timestamp)
+
+    def _held(self, event: FundsHeld) -> None:
+        balance = self._balance(event.user_id, event.asset)
+        balance[0] -= event.amount
+        balance[1] += event.amount
+        hold = self.holds.get(event.order_id)
+        if hold is None:
+            self.holds[event.order_id] = Hold(event.user_id, event.asset, event.amount)
+        else:
+            hold.amount += event.amount
+
+    def _released(self, event: FundsReleased) -> None:
+        balance = self._balance(event.user_id, event.asset)
+        balance[0] += event.amount
+        balance[1] -= event.amount
+        self._unhold(event.order_id, event.amount)
+
+    def _exchanged(self, event: FundsExchanged) -> None:
+        paid = event.amount + event.buyer_fee
+        self._balance(event.buyer_user_id, event.quote)[1] -= paid
+        self._unhold(event.buy_order_id, paid)
+        self._balance(event.buyer_user_id, event.base)[0] += event.base_amount
+        self._balance(event.seller_user_id, event.base)[1] -= event.base_amount
+        self._unhold(event.sell_order_id, event.base_amount)
+        self._balance(event.seller_user_id, event.quote)[0] += event.amount - event.seller_fee
+        self.fees[event.quote] += event.buyer_fee + event.seller_fee
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -351,18 +359,14 @@ class Funds:
         return instrument.quote if order.is_buy else instrument.base_asset
 
     def _exchange(self, trade: TradeExecuted) -> FundsExchanged:
-        instrument = self.instruments[trade.symbol]
-        units = trade.price * self.factors[trade.symbol]
-        taker, maker = instrument.taker_fee_bps, instrument.maker_fee_bps
+        base, quote, factor, taker, maker = self.trade_terms[trade.symbol]
+        units, quantity = trade.price * factor, trade.quantity
         buyer_rate, seller_rate = ((taker, maker) if trade.aggressor_side is Side.BUY
                                    else (maker, taker))
         return FundsExchanged(
-            seq=trade.seq, trade_no=trade.trade_no, base=instrument.base_asset,
-            quote=instrument.quote, buy_order_id=trade.buy_order_id,
-            sell_order_id=trade.sell_order_id, buyer_user_id=trade.buyer_user_id,
-            seller_user_id=trade.seller_user_id, base_amount=trade.quantity * BASE_UNIT,
-            amount=trade.quantity * units, buyer_fee=fee(trade.quantity, units, buyer_rate),
-            seller_fee=fee(trade.quantity, units, seller_rate))
+            trade.seq, trade.trade_no, base, quote, trade.buy_order_id, trade.sell_order_id,
+            trade.buyer_user_id, trade.seller_user_id, quantity * BASE_UNIT, quantity * units,
+            quantity * -(-units * buyer_rate // BPS), quantity * -(-units * seller_rate // BPS))
 
     def _release(self, events: list[Event], seq: int, order_id: str,
                  amount: int | None) -> None:
@@ -374,8 +378,11 @@ class Funds:
                 self._emit(events, FundsReleased(seq, order_id, hold.user_id, hold.asset,
                                                  amount))
 
-    def _emit(self, events: list[Event], event: Event) -> None:
-        self.apply(event)
+    def _emit(self, events: list[Event], event: FundsHeld | FundsReleased) -> None:
+        if type(event) is FundsHeld:
+            self._held(event)
+        elif type(event) is FundsReleased:
+            self._released(event)
         events.append(event)
 
 
