@@ -13,9 +13,12 @@ answering like the engine.
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections import defaultdict
 
 import msgspec
+import pytest
 from hypothesis import event as statistic
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,6 +52,7 @@ from tests.engine.test_properties import (
     book_of,
     commands,
     journaled,
+    long_stream,
     mostly,
     without_messages,
 )
@@ -283,3 +287,32 @@ def test_funding_off_refuses_transfers_and_makes_no_balance_events() -> None:
                                       quantity=10, price=100, user_id="u"))
     assert engine.funds is None
     assert not [e for e in placed.events if isinstance(e, FundsHeld)]
+
+
+# ---- long streams: deep books, many holds ----------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_long_funded_streams_match_the_model(seed: int) -> None:
+    """`long_stream`'s deep books with balances: users funded for most of their orders,
+    deposits and withdrawals now and then; invariants checked every 50 commands."""
+    engine, model, balances = Exchange(FUNDED, funding=True), FundedReference(FUNDED), Balances()
+    rng = random.Random(seed)
+    opening: list[Command] = [
+        TransferFunds(transfer_id=f"open-{user}-{asset}", user_id=user, asset=asset,
+                      amount=rng.choice([200, 2_000, 20_000]) * BASE_UNIT)
+        for user in ("u1", "u2", "u3") for asset in ASSETS]
+    stream = long_stream(rng, 2_000, engine)
+    for n, cmd in enumerate(itertools.chain(opening, stream)):
+        if n % 40 == 39:
+            cmd = TransferFunds(transfer_id=f"t{n}", user_id=rng.choice(["u1", "u2", "u3"]),
+                                asset=rng.choice(ASSETS), amount=rng.randint(1, 500) * BASE_UNIT,
+                                withdrawal=rng.random() < 0.5, timestamp=n)
+        got = engine.submit(cmd)
+        assert without_messages(got) == model.submit(cmd), f"after {cmd}"
+        balances.fold(got)
+        if n % 50 == 0:
+            assert book_of(engine) == book_of(model)
+            balances.check(engine, model)
+    balances.check(engine, model)
+    assert sum(len(engine.levels(s, side)) for s in FUNDED for side in Side) >= 10
