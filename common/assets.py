@@ -18,6 +18,7 @@ from common.instruments import Instrument, format_units, parse_decimal
 ASSET_DECIMALS = 6
 BASE_UNIT: int = 10**ASSET_DECIMALS  # asset units in one whole unit of an asset
 MAX_AMOUNT = 2**62  # no balance or single amount reaches this (a 64-bit integer holds it)
+MAX_TRANSFER = 10**12 * BASE_UNIT  # a deposit or withdrawal is below a trillion
 
 
 def price_factor(instrument: Instrument) -> int:
@@ -49,11 +50,12 @@ def to_decimal(units: int) -> Decimal:
 
 
 def parse_amount(raw: str | int | float) -> int | None:
-    """Asset units of a positive decimal amount, or None if it is not one on the scale."""
+    """Asset units of a positive decimal amount below a trillion, or None if it is not one
+    on the scale."""
     value = None if isinstance(raw, bool) else parse_decimal(raw)
     if value is None or value <= 0:
         return None
     scaled = value.scaleb(ASSET_DECIMALS)
-    if scaled != scaled.to_integral_value() or scaled >= MAX_AMOUNT:
+    if scaled != scaled.to_integral_value() or scaled >= MAX_TRANSFER:
         return None
     return int(scaled)

@@ -23,7 +23,7 @@ from common.accountviews import BalanceView, TransferView
 from common.assets import format_amount, homes
 from common.http import ApiError, json_response, read_json, uuid_path
 from common.instruments import Instrument
-from common.messages import CancelOrder, Command, CommandRejected, RejectReason, TransferFunds
+from common.messages import CancelOrder, Command, CommandRejected, RejectReason
 from common.orderstate import OrderState
 from common.views import TradeView, order_view
 from svc_orders import metrics
@@ -174,7 +174,7 @@ async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
     if funds is None:
         raise ApiError(409, "FUNDING_OFF", "balances are kept only with EX_FUNDING=on")
     command = transfer_command(user_id, body, homes(request.app[INSTRUMENTS]), withdrawal)
-    status = 201
+    status = 200  # a transfer id seen before: the original
     if command.transfer_id not in funds.transfers:
         kind = "withdrawal" if withdrawal else "deposit"
         try:
@@ -183,20 +183,21 @@ async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
             metrics.COMMANDS.labels(kind, "unavailable").inc()
             raise _unavailable(error) from None
         refusal = outcome.refusal
-        if refusal is not None and refusal.reason is not RejectReason.DUPLICATE_TRANSFER:
+        if refusal is None:
+            status = 201
+        elif refusal.reason is not RejectReason.DUPLICATE_TRANSFER:  # else: a race, lost
             metrics.COMMANDS.labels(kind, "rejected").inc()
             raise _refused(refusal, None)
         metrics.COMMANDS.labels(kind, "ok" if refusal is None else "repeat").inc()
-        status = 201 if refusal is None else 200
-    else:
-        status = 200
     try:
         await sequencer.acknowledged()  # the original, for a repeat, is journaled
     except Unavailable as error:
         raise _unavailable(error) from None
     funds = sequencer.engine.funds  # a rebuild may have replaced the engine
     assert funds is not None
-    done: TransferFunds = funds.transfers[command.transfer_id]
+    done = funds.transfers.get(command.transfer_id)
+    if done is None:  # journaled, then lost with a rebuild's state? never served as such
+        raise _unavailable(Unavailable("the transfer is not confirmed; retry it"))
     available, held = funds.balances.get((done.user_id, done.asset), (0, 0))
     return json_response(TransferView(
         transfer_id=done.transfer_id, user_id=done.user_id, asset=done.asset,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from common.access import is_admin, permission_denied
-from common.assets import ASSET_DECIMALS, MAX_AMOUNT, parse_amount
+from common.assets import ASSET_DECIMALS, MAX_TRANSFER, parse_amount
 from common.http import ApiError, has_control_characters, parse_uuid
 from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument, parse_decimal
 from common.keys import Identity
@@ -239,16 +239,21 @@ def modify_command(order_id: str, body: ModifyBody, instrument: Instrument) -> M
         timestamp=time.time_ns())
 
 
+_WHOLE_DIGITS = len(str(MAX_TRANSFER // 10**ASSET_DECIMALS)) - 1
 _AMOUNT = {"oneOf": [
-    {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT // 10**ASSET_DECIMALS},
-    {"type": "string", "pattern": f"^0*[0-9]{{1,12}}(?:\\.[0-9]{{1,{ASSET_DECIMALS}}})?$"}],
-    "description": f"positive, at most {ASSET_DECIMALS} decimals"}
+    {"type": "number", "exclusiveMinimum": 0,
+     "exclusiveMaximum": MAX_TRANSFER // 10**ASSET_DECIMALS},
+    {"type": "string", "pattern": f"^(?=[0-9.]*[1-9])0*[0-9]{{1,{_WHOLE_DIGITS}}}"
+                                  f"(?:\\.[0-9]{{1,{ASSET_DECIMALS}}}0*)?$"}],
+    "description": f"positive, below a trillion, at most {ASSET_DECIMALS} decimals"}
 
 
 class TransferBody(msgspec.Struct, kw_only=True):
     """A deposit or withdrawal: `transfer_id` makes it idempotent."""
 
-    asset: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    asset: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$", extra_json_schema={
+        "examples": ["USD", DEFAULT_SYMBOL], "description": "an asset some instrument "
+        "trades: the default instrument's, or those of EX_INSTRUMENTS_FILE"})]
     amount: Annotated[Number, _exactly(_AMOUNT)]
     transfer_id: Annotated[str, msgspec.Meta(min_length=1, extra_json_schema={
         "maxLength": MAX_ID_LENGTH, "pattern": f"^{PLAIN_TEXT}*$"})]
@@ -262,8 +267,8 @@ def transfer_command(user_id: str, body: TransferBody, assets: Collection[str],
                       body.asset)
     amount = parse_amount(body.amount)
     if amount is None:
-        raise invalid("INVALID_AMOUNT", f"amount must be positive with at most "
-                      f"{ASSET_DECIMALS} decimals", "amount", body.amount)
+        raise invalid("INVALID_AMOUNT", "amount must be positive, below a trillion, with "
+                      f"at most {ASSET_DECIMALS} decimals", "amount", body.amount)
     if len(body.transfer_id) > MAX_ID_LENGTH or has_control_characters(body.transfer_id):
         raise invalid("INVALID_TRANSFER_ID", f"transfer_id must be 1 to {MAX_ID_LENGTH} "
                       "characters without control characters", "transfer_id")
