@@ -196,7 +196,7 @@ async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
     funds = sequencer.engine.funds  # a rebuild may have replaced the engine
     assert funds is not None
     done = funds.transfers.get(command.transfer_id)
-    if done is None:  # journaled, then lost with a rebuild's state? never served as such
+    if done is None:  # not in the rebuilt state: never guess an answer
         raise _unavailable(Unavailable("the transfer is not confirmed; retry it"))
     available, held = funds.balances.get((done.user_id, done.asset), (0, 0))
     return json_response(TransferView(
