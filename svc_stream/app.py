@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import WSCloseCode, web
 from nats.aio.client import Client as Nats
@@ -22,7 +23,7 @@ from common.ratelimit import Limiter
 from common.shutdown import close_nats
 from common.signing import Verifier
 from common.tasks import stop_tasks, supervise
-from svc_stream import endpoints
+from svc_stream import endpoints, memory
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
 from svc_stream.private import Gate
@@ -69,7 +70,14 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await relay.stop()
 
-    app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx])
+    async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
+        trim = memory.malloc_trim()
+        tasks = [] if trim is None else [asyncio.get_running_loop().create_task(supervise(
+            "memory", partial(memory.trim_after_departures, app[endpoints.CAPACITY], trim)))]
+        yield
+        await stop_tasks(tasks)
+
+    app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx, memory_ctx])
     app.on_shutdown.append(_close_clients)
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/ws/trades/", endpoints.trades),

@@ -35,10 +35,11 @@ MAX_FRAME = 16 * 1024  # bytes in one client frame: the largest request fits
 
 
 class Capacity:
-    """Connections counted from before their upgrade, so a burst cannot overshoot."""
+    """Connections counted from before their upgrade, so a burst cannot overshoot; the
+    peak is the most open at once since `memory` last handed memory back."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.open = limit, 0
+        self.limit, self.open, self.peak = limit, 0, 0
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -49,6 +50,7 @@ class Capacity:
                            f"this server already has {self.limit} WebSocket clients; "
                            "try again later", {"max_clients": self.limit})
         self.open += 1
+        self.peak = max(self.peak, self.open)
         metrics.CLIENTS.inc()
         try:
             yield

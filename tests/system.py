@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from ops.stack import free_port
+from ops.stack.natsusers import ADMIN
 from tests.helpers import eventually
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,14 @@ class Launcher:
 
     proc: asyncio.subprocess.Process
     ports: dict[str, int]
+    run_dir: Path
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def admin_nats_url(self) -> str:
+        """The embedded NATS as its `admin` user (the launcher's NATS admits only users)."""
+        password = (self.run_dir / "nats" / "users" / ADMIN).read_text().strip()
+        return f"nats://{ADMIN}:{password}@127.0.0.1:{self.ports['EX_NATS_PORT']}"
 
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)
@@ -106,13 +114,14 @@ async def run_launcher(tmp_path: Path,
     # Only our EX_ variables: a developer's EX_NATS_URL would replace the embedded server.
     env = {key: value for key, value in os.environ.items() if not key.startswith("EX_")}
     env |= {var: str(port) for var, port in ports.items()}
-    env["EX_RUN_DIR"] = str(tmp_path / "run")
+    run_dir = tmp_path / "run"
+    env["EX_RUN_DIR"] = str(run_dir)
     env |= extra_env or {}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ops.launcher", "--ready-timeout", "25",
         cwd=REPO, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    running = Launcher(proc, ports)
+    running = Launcher(proc, ports, run_dir)
 
     async def read() -> None:
         assert proc.stdout is not None

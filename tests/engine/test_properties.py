@@ -398,6 +398,8 @@ def test_engine_equals_reference_model(data: st.DataObject) -> None:
         replayed.apply(batch)
     assert book_of(restored) == book_of(engine)
     assert book_of(replayed) == book_of(engine)
+    restored.check()  # the level totals too, which `book_of` does not show
+    replayed.check()
 
     # All four keep behaving identically: a few more random commands, then sweeps.
     more = data.draw(st.integers(0, 5), label="more")
@@ -519,6 +521,8 @@ def test_long_streams_match_the_model(seed: int) -> None:
         replayed.apply(batch)
     restored = Exchange.restore(engine.capture(), INSTRUMENTS)
     assert book_of(replayed) == book_of(restored) == book_of(engine)
+    replayed.check()
+    restored.check()
     for cmd in sweeps(10**9):
         got = engine.submit(cmd)
         assert without_messages(got) == model.submit(cmd)
