@@ -10,7 +10,7 @@ from aiohttp import web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
-from common import natsconn
+from common import natsconn, subjects
 from common.access import guard
 from common.config import Settings
 from common.http import add_probes, add_routes, new_app
@@ -76,12 +76,16 @@ def create_app(settings: Settings) -> web.Application:
                             if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
+        transfers = await app[NATS].subscribe(  # deposits and withdrawals svc_trades took
+            subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
+            cb=api.transfer_responder(sequencer, app[api.INSTRUMENTS]))
         tasks = [asyncio.create_task(supervise("marketdata", market.run))]
         if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
             tasks.append(asyncio.create_task(supervise(
                 "session_close",
                 lambda: expire_at_session_close(sequencer, app[api.INSTRUMENTS]))))
         yield
+        await transfers.unsubscribe()
         await stop_tasks(tasks)
         await journal.close()
 

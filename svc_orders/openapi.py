@@ -5,8 +5,9 @@ from __future__ import annotations
 from common.accountviews import TransferView
 from common.listing import OrderList
 from common.openapi import ORDER_LIST_QUERY, Operation
+from common.transfers import TransferBody
 from common.views import OrderView
-from svc_orders.requests import ModifyRequest, PlaceRequest, TransferBody
+from svc_orders.requests import ModifyRequest, PlaceRequest
 
 ORDER = "/orders/{order_id}/"
 MODIFY_FAILURES = (400, 404, 409, 413, 503)

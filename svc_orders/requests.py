@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from common.access import is_admin, permission_denied
-from common.assets import ASSET_DECIMALS, MAX_TRANSFER, parse_amount
 from common.http import ApiError, has_control_characters, parse_uuid
 from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL, Instrument, parse_decimal
 from common.keys import Identity
-from common.messages import (
-    ModifyOrder,
-    OrderType,
-    PlaceOrder,
-    Side,
-    Stp,
-    TimeInForce,
-    TransferFunds,
-)
+from common.messages import ModifyOrder, OrderType, PlaceOrder, Side, Stp, TimeInForce
 from common.openapi import PLAIN_TEXT, UUID, any_case, any_case_enum, price_schema, quantity_schema
 
 Number = int | float | str
@@ -238,39 +229,3 @@ def modify_command(order_id: str, body: ModifyBody, instrument: Instrument) -> M
         quantity=None if body.quantity is None else quantity(body.quantity, instrument),
         timestamp=time.time_ns())
 
-
-_WHOLE_DIGITS = len(str(MAX_TRANSFER // 10**ASSET_DECIMALS)) - 1
-_AMOUNT = {"oneOf": [
-    {"type": "number", "exclusiveMinimum": 0,
-     "exclusiveMaximum": MAX_TRANSFER // 10**ASSET_DECIMALS},
-    {"type": "string", "pattern": f"^(?=[0-9.]*[1-9])0*[0-9]{{1,{_WHOLE_DIGITS}}}"
-                                  f"(?:\\.[0-9]{{1,{ASSET_DECIMALS}}}0*)?$"}],
-    "description": f"positive, below a trillion, at most {ASSET_DECIMALS} decimals"}
-
-
-class TransferBody(msgspec.Struct, kw_only=True):
-    """A deposit or withdrawal: `transfer_id` makes it idempotent."""
-
-    asset: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$", extra_json_schema={
-        "examples": ["USD", DEFAULT_SYMBOL], "description": "an asset some instrument "
-        "trades: the default instrument's, or those of EX_INSTRUMENTS_FILE"})]
-    amount: Annotated[Number, _exactly(_AMOUNT)]
-    transfer_id: Annotated[str, msgspec.Meta(min_length=1, extra_json_schema={
-        "maxLength": MAX_ID_LENGTH, "pattern": f"^{PLAIN_TEXT}*$"})]
-
-
-def transfer_command(user_id: str, body: TransferBody, assets: Collection[str],
-                     withdrawal: bool) -> TransferFunds:
-    """Validate a deposit or withdrawal body for `user_id` into a `TransferFunds`."""
-    if body.asset not in assets:
-        raise invalid("UNKNOWN_ASSET", f"no instrument trades {body.asset!r}", "asset",
-                      body.asset)
-    amount = parse_amount(body.amount)
-    if amount is None:
-        raise invalid("INVALID_AMOUNT", "amount must be positive, below a trillion, with "
-                      f"at most {ASSET_DECIMALS} decimals", "amount", body.amount)
-    if len(body.transfer_id) > MAX_ID_LENGTH or has_control_characters(body.transfer_id):
-        raise invalid("INVALID_TRANSFER_ID", f"transfer_id must be 1 to {MAX_ID_LENGTH} "
-                      "characters without control characters", "transfer_id")
-    return TransferFunds(transfer_id=body.transfer_id, user_id=user_id, asset=body.asset,
-                         amount=amount, withdrawal=withdrawal, timestamp=time.time_ns())

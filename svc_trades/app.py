@@ -31,6 +31,7 @@ PROJECTOR = web.AppKey("projector", Projector)
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
     instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
+    app[accounts.TRANSFER_TIMEOUT] = settings.query_timeout
 
     async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.pg_dsn, min_size=2, max_size=10,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.accountviews import BalancesView, LedgerList
+from common.accountviews import BalancesView, LedgerList, TransferView
 from common.listing import OrderList
 from common.openapi import (
     ORDER_LIST_QUERY,
@@ -15,6 +15,7 @@ from common.openapi import (
     int_param,
     text_param,
 )
+from common.transfers import TransferBody
 from common.views import TradeView
 from svc_trades.api import DEFAULT_DEPTH, FLAG_WORDS, MAX_DEPTH, OrderBook, Settled
 from svc_trades.repository import TradeList
@@ -49,4 +50,12 @@ OPERATIONS = [
               {200: BalancesView}, failures=(400, 503)),
     Operation("GET", "/accounts/{user_id}/ledger/", "A user's ledger postings (admin)",
               {200: LedgerList}, query=PAGE_QUERY, failures=(400, 503)),
+    Operation("POST", "/accounts/{user_id}/deposits/",
+              "Deposit into a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
+    Operation("POST", "/accounts/{user_id}/withdrawals/",
+              "Withdraw from a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
 ]

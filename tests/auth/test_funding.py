@@ -28,7 +28,8 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
 
 async def transfer(admin: Caller, user_id: str, kind: str, asset: str, amount: str,
                    transfer_id: str) -> tuple[int, Any]:
-    return await answer(await admin.orders.post(f"/accounts/{user_id}/{kind}/", json={
+    """Through svc_trades, which relays it to svc_orders."""
+    return await answer(await admin.trades.post(f"/accounts/{user_id}/{kind}/", json={
         "asset": asset, "amount": amount, "transfer_id": transfer_id}))
 
 
@@ -48,6 +49,10 @@ async def test_funded_traders_through_the_original_examples(exchange: Exchange) 
                     "amount": "20000.000000", "balance": {
                         "asset": "USD", "available": "20000.000000", "held": "0.000000"}}
     status, again = await transfer(admin, alice.user_id, "deposits", "USD", "5", "a1")
+    assert (status, again) == (200, done)
+    status, again = await answer(await admin.orders.post(  # svc_orders takes them too
+        f"/accounts/{alice.user_id}/deposits/",
+        json={"asset": "USD", "amount": "5", "transfer_id": "a1"}))
     assert (status, again) == (200, done)
     status, _ = await transfer(admin, bob.user_id, "deposits", "DEFAULT", "100", "b1")
     assert status == 201

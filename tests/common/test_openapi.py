@@ -16,15 +16,9 @@ from common.instruments import DEFAULT_INSTRUMENT
 from common.listing import MAX_PAGE, MAX_PAGE_SIZE, order_filters
 from common.messages import OrderStatus
 from common.openapi import document
+from common.transfers import TransferBody, transfer_command
 from svc_orders import openapi as orders
-from svc_orders.requests import (
-    ModifyBody,
-    PlaceBody,
-    TransferBody,
-    modify_command,
-    place_command,
-    transfer_command,
-)
+from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
 from svc_trades import openapi as trades
 from svc_trades.api import MAX_DEPTH
 from tests.openapi_check import body_validator, check_answer
