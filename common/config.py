@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_public: RateLimit = "20/second"  # per client address, on public routes
     rate_auth_failures: RateLimit = "10/minute"  # failed authentications per client address
     metrics_token: SecretKey | None = None  # bearer token /metrics asks for (see README)
+    funding: Literal["off", "on"] = "off"  # orders backed by balances (see README, Accounts)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={_hide_secret(name, getattr(self, name))!r}"

@@ -10,7 +10,7 @@ from aiohttp import web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
-from common import natsconn
+from common import natsconn, subjects
 from common.access import guard
 from common.config import Settings
 from common.cors import allow_page
@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> web.Application:
         journal = Journal(app[NATS], settings.journal_timeout)
         await journal.start()
         sequencer = Sequencer(js, journal, await snapshots.bucket(js), app[api.INSTRUMENTS],
-                              snapshot_every=settings.snapshot_every)
+                              snapshot_every=settings.snapshot_every,
+                              funding=settings.funding == "on")
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
@@ -77,12 +78,16 @@ def create_app(settings: Settings) -> web.Application:
                             if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
+        transfers = await app[NATS].subscribe(  # deposits and withdrawals svc_trades took
+            subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
+            cb=api.transfer_responder(sequencer, app[api.INSTRUMENTS]))
         tasks = [asyncio.create_task(supervise("marketdata", market.run))]
         if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
             tasks.append(asyncio.create_task(supervise(
                 "session_close",
                 lambda: expire_at_session_close(sequencer, app[api.INSTRUMENTS]))))
         yield
+        await transfers.unsubscribe()
         await stop_tasks(tasks)
         await journal.close()
 
@@ -95,6 +100,8 @@ def create_app(settings: Settings) -> web.Application:
         ("PATCH", "/orders/{order_id}/", api.modify_order),
         ("DELETE", "/orders/{order_id}/", api.cancel_order),
         ("GET", "/orders/", list_orders),
+        ("POST", "/accounts/{user_id}/deposits/", api.deposit),
+        ("POST", "/accounts/{user_id}/withdrawals/", api.withdraw),
     ])
 
     def ready() -> bool:

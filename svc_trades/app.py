@@ -18,7 +18,7 @@ from common.instruments import load_instruments
 from common.openapi import add_openapi
 from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
-from svc_trades import api
+from svc_trades import accounts, api
 from svc_trades.keys import KEYS_BUCKET, add_key_routes
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
     allow_page(app, settings)  # the exchange page, served by svc_stream
     instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
+    app[accounts.TRANSFER_TIMEOUT] = settings.query_timeout
 
     async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.pg_dsn, min_size=2, max_size=10,
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/orderbook/", api.orderbook),
         ("GET", "/candles/", api.list_candles),
         ("GET", "/orders/", api.list_orders),
+        *accounts.ROUTES,
     ])
 
     if settings.auth == "on":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.accountviews import BalancesView, LedgerList, TransferView
 from common.listing import OrderList
 from common.openapi import (
     ORDER_LIST_QUERY,
@@ -14,6 +15,7 @@ from common.openapi import (
     int_param,
     text_param,
 )
+from common.transfers import TransferBody
 from common.views import CandleList, TradeView
 from svc_trades.api import DEFAULT_DEPTH, FLAG_WORDS, MAX_DEPTH, OrderBook, Settled
 from svc_trades.candles import DEFAULT_INTERVAL, DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
@@ -52,4 +54,20 @@ OPERATIONS = [
               failures=(400, 404, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
+    Operation("GET", "/accounts/me/balances/", "The caller's balances per asset (auth on)",
+              {200: BalancesView}, failures=(404, 503)),
+    Operation("GET", "/accounts/me/ledger/", "The caller's ledger postings, newest first",
+              {200: LedgerList}, query=PAGE_QUERY, failures=(400, 404, 503)),
+    Operation("GET", "/accounts/{user_id}/balances/", "A user's balances per asset (admin)",
+              {200: BalancesView}, failures=(400, 503)),
+    Operation("GET", "/accounts/{user_id}/ledger/", "A user's ledger postings (admin)",
+              {200: LedgerList}, query=PAGE_QUERY, failures=(400, 503)),
+    Operation("POST", "/accounts/{user_id}/deposits/",
+              "Deposit into a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
+    Operation("POST", "/accounts/{user_id}/withdrawals/",
+              "Withdraw from a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
 ]

@@ -43,7 +43,7 @@ from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.orderstate import OrderState
 from common.tasks import supervise
-from svc_trades import candles, metrics, repository
+from svc_trades import candles, ledger, metrics, repository
 from svc_trades.changes import Changes, Fold
 from svc_trades.pull import Puller
 
@@ -204,5 +204,6 @@ class Projector:
             await repository.insert(conn, changes.new_orders, changes.trades, careful)
             await candles.record(conn, changes.trades)  # candles roll up with their trades
             await repository.update_orders(conn, changes.updated_orders)
+            await ledger.write(conn, changes.postings)
             await repository.set_symbol_positions(conn, changes.seqs)
             await repository.park(conn, changes.parked)

@@ -117,6 +117,7 @@ def test_services_require_auth_and_a_secret_key_from_the_environment(
     for name in PORTS:
         env = services[name]["environment"]
         assert env["EX_AUTH"] == "on", name
+        assert env["EX_FUNDING"] == "on", name  # orders backed by balances
         assert env["EX_SECRET_KEY"].startswith("${EX_SECRET_KEY:?"), name
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "EX_AUTH=on" in dockerfile

@@ -66,12 +66,14 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
         "subscribe": [subjects.BOOK_REQUEST,
                       subjects.ORDERS_INTEREST,  # which users' order updates svc_stream wants
+                      subjects.TRANSFER_REQUEST,  # deposits and withdrawals from svc_trades
                       "_INBOX.svc_orders.>"],
     },
     "svc_trades": {
         "publish": [
             "ex.settlements.>",
             subjects.BOOK_REQUEST,  # asks svc_orders for a book missing from the cache
+            subjects.TRANSFER_REQUEST,  # has svc_orders make a deposit or withdrawal
             *_create(EVENTS),  # before svc_orders ever ran
             f"{_API}.STREAM.INFO.{EVENTS}",
             f"{_API}.CONSUMER.DURABLE.CREATE.{EVENTS}.>",  # its consumer, made at each start

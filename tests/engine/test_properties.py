@@ -54,6 +54,7 @@ from common.messages import (
     encoder,
 )
 from svc_orders.matching import Exchange
+from svc_orders.matching.funds import BALANCE_EVENTS
 from tests.engine.reference import ExchangeApi, ReferenceExchange
 
 # ---- instruments ---------------------------------------------------------------------
@@ -259,6 +260,7 @@ class Ledger:
         for event in batch.events:
             assert not isinstance(event, CommandRejected), batch
             assert event.seq == batch.seq, batch
+            assert not isinstance(event, BALANCE_EVENTS), "funding is off"
             stamp = (event.order.timestamp if isinstance(event, OrderAccepted | OrderRejected)
                      else event.timestamp)
             assert stamp == cmd.timestamp, batch
