@@ -32,6 +32,7 @@ from common.keyring import Keyring
 from common.keys import ROLES, Identity, Role, SecretBox
 from common.ratelimit import Limiter, Quota
 from common.signing import Verifier
+from common.views import TradeView, seen_by
 
 IDENTITY = web.RequestKey("identity", Identity)
 QUOTA = web.RequestKey("quota", Quota)
@@ -98,6 +99,15 @@ def owner_filter(caller: Identity | None, user_id: str | None) -> str | None:
     if user_id is not None and user_id != caller.user_id:
         raise permission_denied("a key lists only its own user's rows")
     return caller.user_id
+
+
+def trades_seen_by(caller: Identity | None, trades: list[TradeView]) -> list[TradeView]:
+    """`trades` as `caller` may see them: whole for an admin (or with auth off); for any
+    other key, each names the caller's own side only (`common.views.seen_by`)."""
+    if is_admin(caller):
+        return trades
+    assert caller is not None
+    return [seen_by(trade, caller.user_id) for trade in trades]
 
 
 def permission_denied(message: str) -> ApiError:
