@@ -3,7 +3,8 @@
 With `EX_AUTH=on`, every request to a route that is not public must be signed
 (`common.signing`); the request then carries the caller's `Identity`, the route's role
 rule is enforced (403 PERMISSION_DENIED), and the key's rate limit is counted. Public
-routes, and requests that carry no credentials at all, are counted per client address.
+routes (and the OpenAPI document), and requests that carry no credentials at all, are
+counted per client address.
 Failed authentications (a bad key, signature or timestamp, a replay) are counted per
 address too, with a stricter limit: once it is spent, that address gets 429 without its
 signatures being looked at. Every answer, handled or refused, carries the RateLimit-*
@@ -39,6 +40,7 @@ QUOTA = web.RequestKey("quota", Quota)
 # `common.http.add_probes`' routes: open to all and never counted, so that health checks
 # and metric scrapes cannot be locked out by the public limit.
 PROBES = frozenset({"/health/", "/ready/", "/metrics"})
+DOCUMENT = "/openapi.json"  # the service's OpenAPI document: public
 
 ACCESS_KEY = "EX-ACCESS-KEY"
 ACCESS_TIMESTAMP = "EX-ACCESS-TIMESTAMP"
@@ -55,6 +57,17 @@ def requires(role: Role) -> Callable[[H], H]:
         setattr(handler, _REQUIRED_ROLE, role)
         return handler
     return mark
+
+
+def default_role(method: str) -> Role:
+    """The least role of a handler not marked with `requires`."""
+    return "viewer" if method in _READS else "trader"
+
+
+def needed_role(method: str, handler: Handler) -> Role:
+    """The least role a request needs (see the module's role rule)."""
+    role: Role | None = getattr(handler, _REQUIRED_ROLE, None)
+    return role or default_role(method)
 
 
 def identity(request: web.Request) -> Identity | None:
@@ -126,7 +139,7 @@ def protect(app: web.Application, settings: Settings, verifier: Verifier, limite
 
 def access_middleware(verifier: Verifier, limiter: Limiter,
                       public: Collection[str]) -> Middleware:
-    public_paths = frozenset(path.rstrip("/") for path in public)
+    public_paths = frozenset(path.rstrip("/") for path in (*public, DOCUMENT))
     probes = frozenset(path.rstrip("/") for path in PROBES)
 
     @web.middleware
@@ -148,7 +161,8 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
                 request.headers.get(ACCESS_SIGN), request.method, request.raw_path,
                 await _body(request))
         except ApiError as error:
-            if error.code == "AUTH_REQUIRED":  # no credentials: counted as public traffic
+            if error.status != 401 or error.code == "AUTH_REQUIRED":
+                # No credentials, or a body too large to read: counted as public traffic.
                 quota = request[QUOTA] = await limiter.hit_address(address)
                 if not quota.allowed:
                     return _rate_limited("too many requests")
@@ -156,8 +170,7 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
                 request[QUOTA] = await limiter.hit_auth_failure(address)
             return error_response(error)
         request[IDENTITY] = caller
-        needed = getattr(route.handler, _REQUIRED_ROLE, None) or (
-            "viewer" if request.method in _READS else "trader")
+        needed = needed_role(request.method, route.handler)
         if ROLES.index(caller.role) < ROLES.index(needed):
             request[QUOTA] = await limiter.hit_key(caller.key_id)
             return error_response(permission_denied(f"this needs a key with the {needed} role"))

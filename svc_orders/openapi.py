@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.listing import OrderList
-from common.openapi import ORDER_LIST_QUERY, Operation
+from common.openapi import COMMON_OPERATIONS, ORDER_LIST_QUERY, Operation
 from common.views import OrderView
 from svc_orders.requests import ModifyRequest, PlaceRequest
 
@@ -11,7 +11,8 @@ ORDER = "/orders/{order_id}/"
 MODIFY_FAILURES = (400, 404, 409, 413, 503)
 
 OPERATIONS = [
-    Operation("POST", "/orders/", "Place an order; answers it after matching, with fills",
+    Operation("POST", "/orders/", "Place an order; answers it after matching, with fills "
+              "(with auth on, a fill names the other side's order and user only to an admin)",
               {201: OrderView, 200: OrderView}, body=PlaceRequest,
               failures=(400, 413, 503)),
     Operation("GET", ORDER, "One order, live or historical", {200: OrderView},
@@ -24,4 +25,5 @@ OPERATIONS = [
               failures=(400, 404, 409, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
+    *COMMON_OPERATIONS,
 ]

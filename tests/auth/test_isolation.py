@@ -10,6 +10,9 @@ from typing import Any
 from aiohttp import ClientSession
 
 from common import keys
+from common.openapi import Operation
+from svc_orders import openapi as orders_openapi
+from svc_trades import openapi as trades_openapi
 from svc_orders import api as orders_api
 from svc_orders import journaling
 from tests.auth.conftest import Caller, Exchange, answer
@@ -279,3 +282,22 @@ async def test_a_party_to_a_trade_never_learns_the_other_party(exchange: Exchang
     for caller, expected in [(ex.carol, as_carol), (ex.alice, as_alice), (ex.admin, first)]:
         status, seen = await answer(await caller.trades.get(f"/trades/{trade}/"))
         assert (status, party(seen)) == (200, expected)
+
+
+async def test_each_operation_is_as_open_as_its_document_says(exchange: Exchange) -> None:
+    """Unsigned, every operation the documents say needs a key answers 401; a public one
+    answers without a key and counts against the address; a probe is never counted."""
+    ex = exchange
+    some_id = str(uuid.uuid4())
+    documented: list[tuple[AppClient, Operation]] = [
+        *((ex.orders, op) for op in orders_openapi.OPERATIONS),
+        *((ex.trades, op) for op in trades_openapi.OPERATIONS)]
+    for client, op in documented:
+        path = op.path.replace("{order_id}", some_id).replace("{trade_id}", some_id).replace(
+            "{key_id}", some_id)
+        status, body, headers = await send(client, op.method, path)
+        if op.access == "key":
+            assert (status, body["error"]["code"]) == (401, "AUTH_REQUIRED"), op
+        else:
+            assert status in (200, 403), (op, body)  # 403: /metrics, without its token
+        assert ("RateLimit-Limit" in headers) == (op.access != "probe"), op
