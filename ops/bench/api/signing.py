@@ -40,6 +40,7 @@ ORDERS_PATH = "/orders/"
 class Key(msgspec.Struct, frozen=True):
     key_id: str
     secret: str
+    user_id: str
 
     def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
         """The EX-ACCESS-* headers of POST /orders/ with `body`."""
@@ -50,17 +51,17 @@ class Key(msgspec.Struct, frozen=True):
                                            hashlib.sha256).hexdigest()}
 
 
-def create_key(nats_url: str) -> Key:
-    """A trader key in the keys bucket of the NATS server at `nats_url`."""
+def create_key(nats_url: str, user_id: str) -> Key:
+    """A trader key of `user_id` in the keys bucket of the NATS server at `nats_url`."""
 
     async def create() -> Key:
         connection = await nats.connect(nats_url)
         try:
             issued = await keys.create_key(await keys.bucket(connection.jetstream()),
-                                           SecretBox(SECRET_KEY), "trader")
+                                           SecretBox(SECRET_KEY), "trader", user_id)
         finally:
             await connection.drain()
-        return Key(issued.key_id, issued.secret)
+        return Key(issued.key_id, issued.secret, issued.user_id)
 
     return asyncio.run(create())
 
