@@ -11,10 +11,10 @@ from aiohttp import ClientSession
 
 from common import keys
 from common.openapi import Operation
-from svc_orders import openapi as orders_openapi
-from svc_trades import openapi as trades_openapi
 from svc_orders import api as orders_api
 from svc_orders import journaling
+from svc_orders import openapi as orders_openapi
+from svc_trades import openapi as trades_openapi
 from tests.auth.conftest import Caller, Exchange, answer
 from tests.helpers import AppClient, eventually
 from tests.signing import signed_headers

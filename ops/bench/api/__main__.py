@@ -148,8 +148,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     figures: dict[str, Figures] = {}
                     for name in names:
                         url, pids, key = targets[name]
-                        with py_spy(args.profile if profiled and name == "order_api" else None,
-                                    service.pid):
+                        with py_spy(_profile_path(args.profile, name) if profiled else None,
+                                    pids["server"]):
                             figures[name] = measure(generator, url, concurrency, args.seconds,
                                                     pids, **load, key=key, user_id=plain_user)
                         time.sleep(PAUSE)
@@ -173,11 +173,20 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                          / max(1, one["order_api"].requests_per_s) for one in rounds]),
                     auth_cpu_cost=None if auth is None else _median(
                         [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
-                    profiled="order_api run sampled by py-spy (slower)" if profiled else None)
+                    profiled="order API runs sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
                 raise SystemExit("svc_orders died during the run:\n"
                                  + log_tail(folder / "svc_orders.log", 30))
+
+
+def _profile_path(given: Path, target: str) -> Path | None:
+    """Where the profile of `target` goes: `given` for the order API, the same name with
+    "_auth" for the one with auth on; the ceiling is not profiled."""
+    if target == "ceiling":
+        return None
+    suffix = "_auth" if target == "order_api_auth" else ""
+    return given.with_name(f"{given.stem}{suffix}{given.suffix}")
 
 
 def _cpu_cost(auth: Figures, plain: Figures) -> float:
@@ -222,8 +231,9 @@ def main() -> None:
                         help="plain orders name no user (the signed ones always carry "
                              "their key's): auth_cost then includes the cost of the user")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy raw (folded) profile of svc_orders during its run at "
-                             "the highest concurrency; sampling slows that run")
+                        help="py-spy raw (folded) profile of svc_orders during its runs at "
+                             "the highest concurrency (that of the one with auth on beside "
+                             "it, its name ending in _auth); sampling slows those runs")
     args = parser.parse_args()
     if min(args.seconds, min(args.concurrency), args.wrk_threads, args.rounds) < 1:
         parser.error("--seconds, --concurrency, --wrk-threads and --rounds must be at least 1")

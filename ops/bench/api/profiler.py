@@ -14,9 +14,10 @@ from ops.bench.harness import STOP_TIMEOUT
 
 
 @contextlib.contextmanager
-def py_spy(path: Path | None, pid: int) -> Iterator[None]:
-    """Sample `pid` with py-spy into `path` (raw folded stacks) while the block runs."""
-    if path is None:
+def py_spy(path: Path | None, pid: int | None) -> Iterator[None]:
+    """Sample `pid` with py-spy into `path` (raw folded stacks) while the block runs;
+    nothing without both."""
+    if path is None or pid is None:
         yield
         return
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
