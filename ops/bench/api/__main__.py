@@ -21,7 +21,8 @@ happen) and prints one JSON line: per target requests/s, latency p50/p99/max in 
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
 order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
-`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`). A
+`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`), with
+--rounds N the medians of the rounds' own comparisons (`auth_costs`: each round's). A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
@@ -156,6 +157,9 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     rounds.append(figures)
                 figures = {name: _median_run([one[name] for one in rounds]) for name in targets}
                 auth = figures.get("order_api_auth")
+                costs = [1 - one["order_api_auth"].requests_per_s
+                         / max(1, one["order_api"].requests_per_s)
+                         for one in rounds if "order_api_auth" in one]
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -168,9 +172,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                 / max(1, figures["ceiling"].requests_per_s), 3),
                     order_api_auth=auth,
                     rounds=args.rounds,
-                    auth_cost=None if auth is None else _median(
-                        [1 - one["order_api_auth"].requests_per_s
-                         / max(1, one["order_api"].requests_per_s) for one in rounds]),
+                    auth_cost=None if auth is None else _median(costs),
+                    auth_costs=None if auth is None else [round(c, 3) for c in costs],
                     auth_cpu_cost=None if auth is None else _median(
                         [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
                     profiled="order API runs sampled by py-spy (slower)" if profiled else None)

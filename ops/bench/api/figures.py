@@ -54,6 +54,8 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     order_api_auth: Figures | None = None
     auth_cost: float | None = None
     auth_cpu_cost: float | None = None
+    # Each round's own auth_cost, in run order: the spread on a busy machine.
+    auth_costs: list[float] | None = None
     profiled: str | None = None
 
 
