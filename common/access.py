@@ -3,7 +3,8 @@
 With `EX_AUTH=on`, every request to a route that is not public must be signed
 (`common.signing`); the request then carries the caller's `Identity`, the route's role
 rule is enforced (403 PERMISSION_DENIED), and the key's rate limit is counted. Public
-routes, and requests that carry no credentials at all, are counted per client address.
+routes (and the OpenAPI document), and requests that carry no credentials at all, are
+counted per client address.
 Failed authentications (a bad key, signature or timestamp, a replay) are counted per
 address too, with a stricter limit: once it is spent, that address gets 429 without its
 signatures being looked at. Every answer, handled or refused, carries the RateLimit-*
@@ -32,12 +33,14 @@ from common.keyring import Keyring
 from common.keys import ROLES, Identity, Role, SecretBox
 from common.ratelimit import Limiter, Quota
 from common.signing import Verifier
+from common.views import TradeView, seen_by
 
 IDENTITY = web.RequestKey("identity", Identity)
 QUOTA = web.RequestKey("quota", Quota)
 # `common.http.add_probes`' routes: open to all and never counted, so that health checks
 # and metric scrapes cannot be locked out by the public limit.
 PROBES = frozenset({"/health/", "/ready/", "/metrics"})
+DOCUMENT = "/openapi.json"  # the service's OpenAPI document: public
 
 ACCESS_KEY = "EX-ACCESS-KEY"
 ACCESS_TIMESTAMP = "EX-ACCESS-TIMESTAMP"
@@ -54,6 +57,17 @@ def requires(role: Role) -> Callable[[H], H]:
         setattr(handler, _REQUIRED_ROLE, role)
         return handler
     return mark
+
+
+def default_role(method: str) -> Role:
+    """The least role of a handler not marked with `requires`."""
+    return "viewer" if method in _READS else "trader"
+
+
+def needed_role(method: str, handler: Handler) -> Role:
+    """The least role a request needs (see the module's role rule)."""
+    role: Role | None = getattr(handler, _REQUIRED_ROLE, None)
+    return role or default_role(method)
 
 
 def identity(request: web.Request) -> Identity | None:
@@ -100,6 +114,15 @@ def owner_filter(caller: Identity | None, user_id: str | None) -> str | None:
     return caller.user_id
 
 
+def trades_seen_by(caller: Identity | None, trades: list[TradeView]) -> list[TradeView]:
+    """`trades` as `caller` may see them: whole for an admin (or with auth off); for any
+    other key, each names the caller's own side only (`common.views.seen_by`)."""
+    if is_admin(caller):
+        return trades
+    assert caller is not None
+    return [seen_by(trade, caller.user_id) for trade in trades]
+
+
 def permission_denied(message: str) -> ApiError:
     return ApiError(403, "PERMISSION_DENIED", message)
 
@@ -116,65 +139,66 @@ def protect(app: web.Application, settings: Settings, verifier: Verifier, limite
 
 def access_middleware(verifier: Verifier, limiter: Limiter,
                       public: Collection[str]) -> Middleware:
-    public_paths = frozenset(path.rstrip("/") for path in public)
+    public_paths = frozenset(path.rstrip("/") for path in (*public, DOCUMENT))
     probes = frozenset(path.rstrip("/") for path in PROBES)
+    kinds: dict[web.AbstractResource | None, str] = {None: "public"}  # None: no route (404/405)
+
+    def kind_of(resource: web.AbstractResource | None) -> str:
+        """"probe", "public" or "key", worked out once per route."""
+        kind = kinds.get(resource)
+        if kind is None:
+            assert resource is not None
+            path = resource.canonical.rstrip("/")
+            kind = kinds[resource] = ("probe" if path in probes else
+                                      "public" if path in public_paths else "key")
+        return kind
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        address = request.remote or "unknown"
         route = request.match_info.route
-        path = None if route.resource is None else route.resource.canonical.rstrip("/")
-        if path in probes:
+        kind = kind_of(route.resource)
+        if kind == "probe":
             return await handler(request)
-        if path is None or path in public_paths:  # None: no route, the answer is 404/405
-            return await _limited(request, handler, await limiter.hit_address(address))
-        failures = await limiter.auth_failures_left(address)
+        address = request.remote or "unknown"
+        if kind == "public":
+            quota = request[QUOTA] = limiter.hit_address(address)
+            return await handler(request) if quota.allowed else _rate_limited(
+                "too many requests")
+        failures = limiter.auth_failures_left(address)
         if not failures.allowed:
             request[QUOTA] = failures
             return _rate_limited("too many failed authentications from this address")
+        headers = request.headers
         try:
-            caller = verifier.verify(
-                request.headers.get(ACCESS_KEY), request.headers.get(ACCESS_TIMESTAMP),
-                request.headers.get(ACCESS_SIGN), request.method, request.raw_path,
-                await _body(request))
+            try:
+                body = await request.read()  # kept by aiohttp for the handler
+            except web.HTTPRequestEntityTooLarge:
+                raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
+            caller = verifier.verify(headers.get(ACCESS_KEY), headers.get(ACCESS_TIMESTAMP),
+                                     headers.get(ACCESS_SIGN), request.method,
+                                     request.raw_path, body)
         except ApiError as error:
-            if error.code == "AUTH_REQUIRED":  # no credentials: counted as public traffic
-                quota = request[QUOTA] = await limiter.hit_address(address)
+            if error.status != 401 or error.code == "AUTH_REQUIRED":
+                # No credentials, or a body too large to read: counted as public traffic.
+                quota = request[QUOTA] = limiter.hit_address(address)
                 if not quota.allowed:
                     return _rate_limited("too many requests")
-            elif error.status == 401:
-                request[QUOTA] = await limiter.hit_auth_failure(address)
+            else:
+                request[QUOTA] = limiter.hit_auth_failure(address)
             return error_response(error)
         request[IDENTITY] = caller
-        needed = getattr(route.handler, _REQUIRED_ROLE, None) or (
-            "viewer" if request.method in _READS else "trader")
+        quota = request[QUOTA] = limiter.hit_key(caller.key_id)
+        needed = needed_role(request.method, route.handler)
         if ROLES.index(caller.role) < ROLES.index(needed):
-            request[QUOTA] = await limiter.hit_key(caller.key_id)
             return error_response(permission_denied(f"this needs a key with the {needed} role"))
-        return await _limited(request, handler, await limiter.hit_key(caller.key_id))
+        return await handler(request) if quota.allowed else _rate_limited("too many requests")
 
     return middleware
-
-
-async def _limited(request: web.Request, handler: Handler,
-                   quota: Quota) -> web.StreamResponse:
-    request[QUOTA] = quota
-    if not quota.allowed:
-        return _rate_limited("too many requests")
-    return await handler(request)
 
 
 def _rate_limited(message: str) -> web.Response:
     """429; its Retry-After comes with the quota's headers."""
     return error_response(ApiError(429, "RATE_LIMITED", message))
-
-
-async def _body(request: web.Request) -> bytes:
-    """The body, read once here and kept by aiohttp for the handler."""
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
 
 
 async def _add_quota_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:

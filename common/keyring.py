@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,7 +33,9 @@ RETRY_WATCH = 0.2  # seconds before watching again after NATS failed us
 
 class LiveKey(msgspec.Struct, frozen=True):
     identity: Identity
-    secret: bytes  # the HMAC key: the secret's UTF-8 bytes
+    # HMAC-SHA256 keyed with the secret's UTF-8 bytes, nothing hashed yet: a request's
+    # check copies it rather than deriving the key's pads again.
+    mac: hmac.HMAC
 
     def __repr__(self) -> str:
         return f"LiveKey({self.identity!r}, secret=***)"
@@ -70,7 +73,8 @@ class Keyring:
             self._keys.pop(entry.key, None)
             return
         self._keys[entry.key] = LiveKey(
-            Identity(record.key_id, record.user_id, record.role), secret.encode())
+            Identity(record.key_id, record.user_id, record.role),
+            hmac.new(secret.encode(), digestmod="sha256"))
 
     async def follow(self, nc: Nats, kv: KeyValue) -> None:
         """Apply every update of the bucket, the current contents first, until cancelled.

@@ -6,7 +6,11 @@ types, so the document cannot drift from the code. Request bodies are lenient ty
 `Meta(extra_json_schema=...)`, built here from the same enums and instrument the
 validation uses: a value the document allows is accepted, one it refuses is refused.
 Where a rule is the instrument's (tick, bounds, lot), the document states the default
-instrument's. Served at `/openapi.json`.
+instrument's. Served at `/openapi.json`, for the service's mode: with `EX_AUTH=on` it
+names the signing headers (three `apiKey` security schemes, all required together), the
+operations that need no key, the least role of each other one, the 401/403/429 answers
+and the RateLimit-* headers of every answer; with auth off, none of that, and no
+operation that exists only with auth on.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
 
+from common.access import ACCESS_KEY, ACCESS_SIGN, ACCESS_TIMESTAMP, DOCUMENT, default_role
+from common.config import Settings
 from common.http import MAX_TEXT, UUID_TEXT, add_routes, json_response
 from common.instruments import Instrument
+from common.keys import Role
 from common.listing import DEFAULT_PAGE_SIZE, MAX_CURSOR, MAX_PAGE, MAX_PAGE_SIZE
 from common.messages import OrderStatus
 
@@ -146,15 +153,50 @@ class ErrorBody(msgspec.Struct):
     error: ErrorDetail
 
 
-# The failures an operation names (each an `ErrorBody`); any other, e.g. 401, 403 or 429
-# with authentication on, is the document's `default` answer.
+# The failures an operation names (each an `ErrorBody`); any other is the document's
+# `default` answer.
 FAILURES = {
     400: "invalid input: `code` says what, `details` names the field or parameter",
+    401: "no valid credentials: `AUTH_REQUIRED`, `INVALID_KEY`, `INVALID_SIGNATURE` (also "
+         "for an unknown or revoked key), `TIMESTAMP_OUT_OF_WINDOW`, `REPLAYED_REQUEST`; "
+         "nothing changed",
+    403: "`PERMISSION_DENIED`: the key's role is not enough, or it names another user; "
+         "nothing changed",
     404: "no such id (or symbol)",
     409: "the state forbids it (not live, already settled); nothing changed",
     413: "request body too large",
+    429: "`RATE_LIMITED`: over the limit of the key (or, without one, of the client "
+         "address); `Retry-After` says when to try again",
     503: "a dependency is down or the journal did not confirm: retry",
 }
+# How a request gets in with auth on: "key" signed with a key (of at least the
+# operation's role), "public" by anyone (counted per client address), "probe" by anyone
+# and never counted (health checks and metric scrapes).
+Access = Literal["key", "public", "probe"]
+SECURITY_SCHEMES = {
+    "accessKey": {"type": "apiKey", "in": "header", "name": ACCESS_KEY,
+                  "description": "the key id"},
+    "accessTimestamp": {"type": "apiKey", "in": "header", "name": ACCESS_TIMESTAMP,
+                        "description": "milliseconds since the epoch, within EX_AUTH_WINDOW "
+                                       "(default 5 s) of the server's clock"},
+    "accessSign": {"type": "apiKey", "in": "header", "name": ACCESS_SIGN,
+                   "description": "lowercase hex HMAC-SHA256 under the key's secret of "
+                                  "timestamp + METHOD + path with query string + body; "
+                                  "each signature is accepted once"},
+}
+# All three headers together.
+SIGNED: list[dict[str, list[str]]] = [{name: [] for name in SECURITY_SCHEMES}]
+_WHOLE = {"type": "integer", "minimum": 0}
+RATE_HEADERS = {
+    "RateLimit-Limit": {"description": "requests allowed in the window", "required": True,
+                        "schema": _WHOLE},
+    "RateLimit-Remaining": {"description": "requests left in the window", "required": True,
+                            "schema": _WHOLE},
+    "RateLimit-Reset": {"description": "seconds until the window frees up",
+                        "required": True, "schema": _WHOLE},
+}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "required": True,
+                               "schema": {"type": "integer", "minimum": 1}}}
 
 
 @dataclass(frozen=True)
@@ -165,28 +207,65 @@ class Operation:
     answers: dict[int, Any]  # status -> msgspec type of the JSON body
     body: Any = None
     query: dict[str, Param] = field(default_factory=dict)
-    failures: tuple[int, ...] = (400,)  # keys of FAILURES
+    failures: tuple[int, ...] = (400,)  # keys of FAILURES, in either mode
+    access: Access = "key"  # with auth on
+    role: Role | None = None  # "key" access: the least role (`common.access.requires`)
+    auth_only: bool = False  # served only with auth on
+
+    @property
+    def least_role(self) -> Role:
+        return self.role or default_role(self.method)
 
 
-def document(title: str, operations: list[Operation]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `operations`; every 4xx/5xx answers `ErrorBody`.
+class Health(msgspec.Struct):
+    status: Literal["ok"]
 
-    Path parameters are ids: the services answer 400 to anything but a UUID.
+
+class Readiness(msgspec.Struct):
+    ready: bool
+
+
+# What every service serves besides its own routes (`common.http.add_probes`, and the
+# document itself).
+COMMON_OPERATIONS = [
+    Operation("GET", "/health/", "Liveness: the process answers", {200: Health},
+              failures=(), access="probe"),
+    Operation("GET", "/ready/", "Readiness: dependencies up, state recovered",
+              {200: Readiness, 503: Readiness}, failures=(), access="probe"),
+    Operation("GET", "/metrics", "Prometheus metrics; with EX_METRICS_TOKEN set, they need "
+              "`Authorization: Bearer <token>` (401 without); with auth on and no token, 403",
+              {200: str}, failures=(401, 403), access="probe"),
+    Operation("GET", DOCUMENT, "This document", {200: dict[str, Any]}, failures=(),
+              access="public"),
+]
+
+
+def document(title: str, operations: list[Operation], auth: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `operations` with auth on or off; every 4xx/5xx
+    answers `ErrorBody`.
+
+    Path parameters are ids: the services answer 400 to anything but a UUID. An answer
+    of type `str` is plain text (the metrics).
     """
-    types = [ErrorBody, *(t for op in operations for t in op.answers.values()),
+    operations = [op for op in operations if auth or not op.auth_only]
+    types = [ErrorBody, *(t for op in operations for t in op.answers.values() if t is not str),
              *(op.body for op in operations if op.body is not None)]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
     ref_of = dict(zip(map(id, types), map(_plain_ref, refs), strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        responses = {str(status): {"description": str(status), "content": {
-            "application/json": {"schema": ref_of[id(kind)]}}}
-            for status, kind in op.answers.items()}
-        failure = {"application/json": {"schema": ref_of[id(ErrorBody)]}}
+        failures = set(op.failures)
+        if auth and op.access != "probe":
+            failures |= {429} if op.access == "public" else {401, 403, 429}
+        responses = {str(status): {"description": str(status), "content": _content(
+            ref_of, kind)} for status, kind in op.answers.items()}
+        failure = _content(ref_of, ErrorBody)
         responses |= {str(status): {"description": FAILURES[status], "content": failure}
-                      for status in op.failures}
+                      for status in sorted(failures)}
         responses["default"] = {"description": "another failure", "content": failure}
         entry: dict[str, Any] = {"summary": op.summary, "responses": responses}
+        if auth:
+            _describe_access(entry, op)
         parameters = [{"name": name, "in": "path", "required": True, "schema": UUID}
                       for name in _path_names(op.path)]
         parameters += [{"name": name, "in": "query", "required": False,
@@ -199,18 +278,46 @@ def document(title: str, operations: list[Operation]) -> dict[str, Any]:
             entry["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": ref_of[id(op.body)]}}}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
-    return {"openapi": "3.1.0", "info": {"title": title, "version": "1.0"},
-            "paths": paths, "components": {"schemas": components}}
+    spec: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": title, "version": "1.0"},
+                            "paths": paths, "components": {"schemas": components}}
+    if auth:
+        spec["components"]["securitySchemes"] = SECURITY_SCHEMES
+        spec["components"]["headers"] = RATE_HEADERS | RETRY_AFTER
+        spec["security"] = SIGNED
+    return spec
 
 
-def add_openapi(app: web.Application, title: str, operations: list[Operation]) -> None:
-    """Serve the document at /openapi.json (built once)."""
-    spec = document(title, operations)
+def _content(ref_of: dict[int, Any], kind: Any) -> dict[str, Any]:
+    if kind is str:
+        return {"text/plain": {"schema": {"type": "string"}}}
+    return {"application/json": {"schema": ref_of[id(kind)]}}
+
+
+def _describe_access(entry: dict[str, Any], op: Operation) -> None:
+    """With auth on: who may call `op`, and the headers of its answers."""
+    if op.access != "key":
+        entry["security"] = []  # no key needed
+        entry["description"] = ("public: no key needed" if op.access == "public" else
+                                "a probe: no key needed, never rate limited")
+    else:
+        entry["description"] = f"needs a key with the {op.least_role} role at least"
+    if op.access == "probe":
+        return
+    for status, response in entry["responses"].items():
+        names = [*RATE_HEADERS, *(RETRY_AFTER if status == "429" else ())]
+        response["headers"] = {name: {"$ref": f"#/components/headers/{name}"}
+                               for name in names}
+
+
+def add_openapi(app: web.Application, title: str, operations: list[Operation],
+                settings: Settings) -> None:
+    """Serve the document of the service's mode at /openapi.json (built once)."""
+    spec = document(title, operations, settings.auth == "on")
 
     async def serve(_: web.Request) -> web.Response:
         return json_response(spec)
 
-    add_routes(app, [("GET", "/openapi.json", serve)])
+    add_routes(app, [("GET", DOCUMENT, serve)])
 
 
 def _plain_ref(schema: dict[str, Any]) -> dict[str, Any]:

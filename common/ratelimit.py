@@ -1,6 +1,7 @@
 """Rate limits per key, per client address, and on failed authentications.
 
-Each request is counted in this process's memory, with no network round trip: a sliding
+Each request is counted in this process's memory, with no network round trip (and no
+coroutine: counting never waits): a sliding
 window counter per key or address (the current fixed window's count plus the previous
 window's, weighted by how much of it still overlaps the sliding window). Redis makes the
 instances of a service share their counts: every `SYNC_INTERVAL` one pipelined round trip
@@ -20,6 +21,7 @@ for): the sync logs the outage once and its recovery once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -50,11 +52,17 @@ class Quota(NamedTuple):
     reset: int  # whole seconds until a request is allowed again / the window frees up
 
     def headers(self) -> dict[str, str]:
-        headers = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining":
-                   str(self.remaining), "RateLimit-Reset": str(self.reset)}
+        headers = {"RateLimit-Limit": _text(self.limit), "RateLimit-Remaining":
+                   _text(self.remaining), "RateLimit-Reset": _text(self.reset)}
         if not self.allowed:
-            headers["Retry-After"] = str(max(1, self.reset))
+            headers["Retry-After"] = _text(max(1, self.reset))
         return headers
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(number: int) -> str:
+    """A header value: the same few numbers come back on every answer."""
+    return str(number)
 
 
 class Rate(NamedTuple):
@@ -105,16 +113,16 @@ class Limiter:
             await stop_tasks([self._syncing])
         await self._redis.aclose()
 
-    async def hit_key(self, key_id: str) -> Quota:
+    def hit_key(self, key_id: str) -> Quota:
         return self._count(self.private, "key", key_id, True)
 
-    async def hit_address(self, address: str) -> Quota:
+    def hit_address(self, address: str) -> Quota:
         return self._count(self.public, "address", address, True)
 
-    async def hit_auth_failure(self, address: str) -> Quota:
+    def hit_auth_failure(self, address: str) -> Quota:
         return self._count(self.auth_failures, "auth-failure", address, True)
 
-    async def auth_failures_left(self, address: str) -> Quota:
+    def auth_failures_left(self, address: str) -> Quota:
         """The failed-authentication quota of `address`, without counting a request."""
         return self._count(self.auth_failures, "auth-failure", address, False)
 

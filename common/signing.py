@@ -16,7 +16,6 @@ sent in the request line) + body. The checks run in an order that leaks nothing:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -41,7 +40,15 @@ def message(timestamp: str, method: str, path_qs: str, body: bytes) -> bytes:
 
 
 def signature(secret: bytes, signed: bytes) -> str:
-    return hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    """Lowercase hex HMAC-SHA256 of `signed` (what a client sends)."""
+    return hmac.digest(secret, signed, "sha256").hex()
+
+
+def _digest(mac: hmac.HMAC, signed: bytes) -> bytes:
+    """HMAC-SHA256 of `signed` under `mac`'s key (`mac` itself stays unused)."""
+    copy = mac.copy()
+    copy.update(signed)
+    return copy.digest()
 
 
 def _unauthorized(code: str, text: str) -> ApiError:
@@ -93,7 +100,8 @@ class Verifier:
         # A timestamp accepted now may be up to one window ahead: it can pass the check
         # until two windows from now, so the guard remembers it that long.
         self._guard = ReplayGuard(2 * window)
-        self._stand_in = secrets.token_urlsafe(32).encode()  # for keys that do not exist
+        # For keys that do not exist: the same work as for a key that does.
+        self._stand_in = hmac.new(secrets.token_urlsafe(32).encode(), digestmod="sha256")
 
     def verify(self, key_id: str | None, timestamp: str | None, sign: str | None,
                method: str, path_qs: str, body: bytes) -> Identity:
@@ -112,11 +120,12 @@ class Verifier:
                                f"the timestamp must be milliseconds since the epoch within "
                                f"{self._window_ms / 1000:g} s of the server's clock")
         live = self._keyring.get(key_id)
-        secret = self._stand_in if live is None else live.secret
-        expected = signature(secret, message(timestamp, method, path_qs, body))
-        if not hmac.compare_digest(expected, sign) or live is None:
+        mac = self._stand_in if live is None else live.mac
+        given = bytes.fromhex(sign)  # 64 lowercase hex digits, checked above
+        expected = _digest(mac, message(timestamp, method, path_qs, body))
+        if not hmac.compare_digest(expected, given) or live is None:
             raise _unauthorized("INVALID_SIGNATURE", "the key or the signature is not valid")
-        if not self._guard.admit(bytes.fromhex(sign), now):
+        if not self._guard.admit(given, now):
             raise _unauthorized("REPLAYED_REQUEST", "this signature was already used")
         return live.identity
 

@@ -55,8 +55,10 @@ class TradeView(msgspec.Struct, kw_only=True, gc=False):
     symbol: str
     price: str
     quantity: int
-    bid_order_id: str
-    ask_order_id: str
+    # With auth on, a party to the trade sees the other side's order and user as null
+    # (`seen_by`); everyone else's views carry both sides.
+    bid_order_id: str | None
+    ask_order_id: str | None
     buyer_user_id: str | None
     seller_user_id: str | None
     aggressor_side: str
@@ -265,9 +267,23 @@ def public_trade(trade: TradeView) -> PublicTradeView:
         is_settled=trade.is_settled, settlement_timestamp=trade.settlement_timestamp)
 
 
+def seen_by(trade: TradeView, user_id: str) -> TradeView:
+    """`trade` as the party `user_id` sees it: the other side's order and user are null
+    (a self-trade shows both sides). Never the other party's identity: a fill tells who
+    traded only to an admin."""
+    buyer, seller = trade.buyer_user_id == user_id, trade.seller_user_id == user_id
+    if buyer and seller:
+        return trade
+    return msgspec.structs.replace(
+        trade, bid_order_id=trade.bid_order_id if buyer else None,
+        buyer_user_id=trade.buyer_user_id if buyer else None,
+        ask_order_id=trade.ask_order_id if seller else None,
+        seller_user_id=trade.seller_user_id if seller else None)
+
+
 def fills_of(trade: TradeView, user_id: str) -> list[FillView]:
     """The sides of `trade` whose order `user_id` owns (both in a self-trade)."""
-    sides: tuple[tuple[str | None, Literal["buy", "sell"], str], ...] = (
+    sides: tuple[tuple[str | None, Literal["buy", "sell"], str | None], ...] = (
         (trade.buyer_user_id, "buy", trade.bid_order_id),
         (trade.seller_user_id, "sell", trade.ask_order_id))
     return [FillView(trade_id=trade.trade_id, symbol=trade.symbol, order_id=order_id,
@@ -275,4 +291,4 @@ def fills_of(trade: TradeView, user_id: str) -> list[FillView]:
                      liquidity="taker" if trade.aggressor_side == side else "maker",
                      execution_timestamp=trade.execution_timestamp, seq=trade.seq,
                      trade_no=trade.trade_no)
-            for owner, side, order_id in sides if owner == user_id]
+            for owner, side, order_id in sides if owner == user_id and order_id is not None]

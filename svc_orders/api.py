@@ -7,8 +7,9 @@ repeated placement; 404 or 409 for a cancel or modify that changed nothing; 503 
 journal could not confirm the command.
 
 With auth on, the user is the key's, another user's order answers 404 as if it did not
-exist (to anyone but an admin), every command journals the key that issued it, and an
-admin sees that key on `GET /orders/{order_id}/` (`issued_by_key`).
+exist (to anyone but an admin), a fill names the counterparty's order and user only to an
+admin, every command journals the key that issued it, and an admin sees that key on
+`GET /orders/{order_id}/` (`issued_by_key`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 from msgspec.json import encode as json_encode
 from nats.aio.msg import Msg
 
-from common.access import identity, is_admin, requires
+from common.access import identity, is_admin, requires, trades_seen_by
 from common.accountviews import BalanceView, TransferView
 from common.assets import format_amount, homes
 from common.http import (
@@ -113,11 +114,12 @@ async def _submit(request: web.Request, kind: str, command: Command,
 
 def _answer(request: web.Request, order: OrderState | None, status: int = 200,
             fills: list[TradeView] | None = None) -> web.Response:
-    """`order` as JSON, with `fills` if given (the answer to a place or modify)."""
+    """`order` as JSON, with `fills` if given (the answer to a place or modify), each
+    naming only the sides the caller may see."""
     assert order is not None, "an answered command names its order"
     view = order_view(order, request.app[INSTRUMENTS][order.symbol])
     if fills is not None:
-        view.fills = fills
+        view.fills = trades_seen_by(identity(request), fills)
     return json_response(view, status)
 
 

@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> web.Application:
         return bool(sequencer and sequencer.ready and nc and nc.is_connected)
 
     add_probes(app, ready, settings)
-    add_openapi(app, "exchange-core svc_orders", OPERATIONS)
+    add_openapi(app, "exchange-core svc_orders", OPERATIONS, settings)
     return app
 
 

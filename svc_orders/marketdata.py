@@ -89,7 +89,9 @@ class MarketData:
         if trades:
             self.trades.put_nowait(TradesMessage(type="update", symbol=batch.symbol,
                                                  seq=batch.seq, trades=trades))
-        if self.find_order is not None:
+        if self.find_order is not None and self.interest.users():
+            # Only while some connection watches someone: with nobody watching, a batch
+            # costs no queueing and no wake-up of `run_orders`.
             self.batches.put_nowait((batch, trades))
 
     def book_message(self, symbol: str, depth: int) -> BookMessage:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.accountviews import TransferView
 from common.listing import OrderList
-from common.openapi import ORDER_LIST_QUERY, Operation
+from common.openapi import COMMON_OPERATIONS, ORDER_LIST_QUERY, Operation
 from common.transfers import TransferBody
 from common.views import OrderView
 from svc_orders.requests import ModifyRequest, PlaceRequest
@@ -13,7 +13,8 @@ ORDER = "/orders/{order_id}/"
 MODIFY_FAILURES = (400, 404, 409, 413, 503)
 
 OPERATIONS = [
-    Operation("POST", "/orders/", "Place an order; answers it after matching, with fills",
+    Operation("POST", "/orders/", "Place an order; answers it after matching, with fills "
+              "(with auth on, a fill names the other side's order and user only to an admin)",
               {201: OrderView, 200: OrderView}, body=PlaceRequest,
               failures=(400, 413, 503)),
     Operation("GET", ORDER, "One order, live or historical", {200: OrderView},
@@ -29,9 +30,10 @@ OPERATIONS = [
     Operation("POST", "/accounts/{user_id}/deposits/",
               "Deposit into a user's available balance (admin; funding on)",
               {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503)),
+              failures=(400, 409, 413, 503), role="admin"),
     Operation("POST", "/accounts/{user_id}/withdrawals/",
               "Withdraw from a user's available balance (admin; funding on)",
               {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503)),
+              failures=(400, 409, 413, 503), role="admin"),
+    *COMMON_OPERATIONS,
 ]

@@ -41,7 +41,7 @@ class Gate:
 
     async def sign_in(self, address: str, request: Auth) -> Identity:
         """The key's identity, or BadRequest with the refusal's code."""
-        failures = await self.limiter.auth_failures_left(address)
+        failures = self.limiter.auth_failures_left(address)
         if not failures.allowed:
             raise BadRequest("too many failed authentications from this address; retry in "
                              f"{max(1, failures.reset)} s", "RATE_LIMITED")
@@ -50,7 +50,7 @@ class Gate:
                                                request.signature)
         except ApiError as error:
             if error.status == 401:
-                await self.limiter.hit_auth_failure(address)
+                self.limiter.hit_auth_failure(address)
             raise BadRequest(error.message, error.code) from None
 
     async def watch(self, sessions: Iterable[SignedIn]) -> None:

@@ -6,7 +6,8 @@ svc_orders' Redis snapshot or, when Redis has none, svc_orders' answer over NATS
 a scan of the orders table.
 
 With auth on, a key sees only its own user's trades and orders (an admin sees all):
-another user's trade answers 404 as if it did not exist, and settling is for admins.
+another user's trade answers 404 as if it did not exist, a trade names the other party's
+order and user only to an admin, and settling is for admins.
 `GET /trades/public/` and the order book are public: public trades carry no user or
 order ids.
 """
@@ -27,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common import cache, subjects
-from common.access import identity, is_admin, owner_filter, requires
+from common.access import identity, is_admin, owner_filter, requires, trades_seen_by
 from common.http import (
     ApiError,
     invalid,
@@ -128,14 +129,17 @@ def _moment(request: web.Request, name: str) -> datetime | None:
 
 
 async def list_trades(request: web.Request) -> web.Response:
+    caller = identity(request)
     filters = TradeFilters(
         symbol=query_text(request, "symbol"), order_id=query_uuid(request, "order_id"),
-        user_id=owner_filter(identity(request), query_uuid(request, "user_id")),
+        user_id=owner_filter(caller, query_uuid(request, "user_id")),
         settled=_flag(request, "settled"),
         since=_moment(request, "since"), until=_moment(request, "until"))
     page = page_request(request, "trades")
-    return json_response(await repository.list_trades(
-        request.app[POOL], filters, page, request.app[INSTRUMENTS]))
+    found = await repository.list_trades(request.app[POOL], filters, page,
+                                         request.app[INSTRUMENTS])
+    found.trades = trades_seen_by(caller, found.trades)
+    return json_response(found)
 
 
 async def public_trades(request: web.Request) -> web.Response:
@@ -159,7 +163,8 @@ async def get_trade(request: web.Request) -> web.Response:
     if view is None or (caller is not None and not is_admin(caller) and caller.user_id
                         not in (view.buyer_user_id, view.seller_user_id)):
         raise ApiError(404, "TRADE_NOT_FOUND", f"no trade {trade}")
-    return json_response(view)
+    [seen] = trades_seen_by(caller, [view])
+    return json_response(seen)
 
 
 @requires("admin")

@@ -101,5 +101,5 @@ def create_app(settings: Settings) -> web.Application:
         return bool(projector and projector.running and nc and nc.is_connected)
 
     add_probes(app, ready, settings)
-    add_openapi(app, "exchange-core svc_trades", OPERATIONS)
+    add_openapi(app, "exchange-core svc_trades", OPERATIONS, settings)
     return app

@@ -19,7 +19,8 @@ async def test_two_traders_and_an_admin_through_the_original_examples(
         "side": "sell", "quantity": 50, "price": 150.20}))
     assert (status, sell["status"], sell["user_id"]) == (201, "FILLED", bob.user_id)
     [fill] = sell["fills"]
-    assert (fill["buyer_user_id"], fill["seller_user_id"]) == (alice.user_id, bob.user_id)
+    # A fill names the caller's own side only, never the counterparty.
+    assert (fill["buyer_user_id"], fill["seller_user_id"]) == (None, bob.user_id)
     order = f"/orders/{buy['order_id']}/"
     # 3-5: get, modify, cancel one's own order.
     status, now = await answer(await alice.orders.get(order))

@@ -10,8 +10,11 @@ from typing import Any
 from aiohttp import ClientSession
 
 from common import keys
+from common.openapi import Operation
 from svc_orders import api as orders_api
 from svc_orders import journaling
+from svc_orders import openapi as orders_openapi
+from svc_trades import openapi as trades_openapi
 from tests.auth.conftest import Caller, Exchange, answer
 from tests.helpers import AppClient, eventually
 from tests.signing import signed_headers
@@ -38,8 +41,8 @@ async def trade_between_alice_and_carol(ex: Exchange) -> tuple[str, str, str]:
         "/orders/", json={"side": "sell", "quantity": 40, "price": "100.00"}))
     assert status == 201, sell
     [fill] = sell["fills"]
-    assert (fill["buyer_user_id"], fill["seller_user_id"]) == (ex.alice.user_id,
-                                                               ex.carol.user_id)
+    assert (fill["ask_order_id"], fill["seller_user_id"]) == (sell["order_id"],
+                                                              ex.carol.user_id)
     return buy["order_id"], sell["order_id"], fill["trade_id"]
 
 
@@ -231,3 +234,70 @@ async def test_an_idempotency_key_is_per_user(exchange: Exchange) -> None:
     assert (first[0], again[0], other[0]) == (201, 200, 201)
     assert first[1]["order_id"] == again[1]["order_id"] != other[1]["order_id"]
     assert other[1]["user_id"] == ex.bob.user_id
+
+
+def party(trade: dict[str, Any]) -> tuple[Any, ...]:
+    return (trade["bid_order_id"], trade["buyer_user_id"], trade["ask_order_id"],
+            trade["seller_user_id"])
+
+
+async def test_a_party_to_a_trade_never_learns_the_other_party(exchange: Exchange) -> None:
+    """Fills in command answers and trades in listings name the caller's own side only;
+    the other side's user and order are null (an admin sees both)."""
+    ex = exchange
+    order, sold, trade = await trade_between_alice_and_carol(ex)
+    status, resting = await answer(await ex.bob.orders.post(
+        "/orders/", json={"side": "sell", "quantity": 10, "price": "101.00"}))
+    assert status == 201, resting
+    status, moved = await answer(await ex.alice.orders.patch(
+        f"/orders/{order}/", json={"price": "101.00"}))
+    assert status == 200, moved
+    [fill] = moved["fills"]
+    assert party(fill) == (order, ex.alice.user_id, None, None)
+    status, sell = await answer(await ex.carol.orders.post(
+        "/orders/", json={"side": "sell", "quantity": 5, "price": "100.00"}))
+    [fill] = sell["fills"]
+    assert party(fill) == (None, None, sell["order_id"], ex.carol.user_id)
+    status, own = await answer(await ex.alice.orders.post(  # a self-trade: both sides hers
+        "/orders/", json={"side": "sell", "quantity": 1, "price": "101.00"}))
+    [fill] = own["fills"]
+    assert party(fill) == (order, ex.alice.user_id, own["order_id"], ex.alice.user_id)
+
+    async def trades_seen(caller: Caller) -> dict[str, tuple[Any, ...]]:
+        status, body = await answer(await caller.trades.get("/trades/"))
+        assert status == 200, body
+        return {row["trade_id"]: party(row) for row in body["trades"]}
+
+    async def projected() -> bool:
+        return len(await trades_seen(ex.admin)) == 4
+
+    await eventually(projected)
+    first = (order, ex.alice.user_id, sold, ex.carol.user_id)
+    as_carol, as_alice = (None, None, sold, ex.carol.user_id), (order, ex.alice.user_id,
+                                                                 None, None)
+    assert (await trades_seen(ex.admin))[trade] == first
+    carol_sees = await trades_seen(ex.carol)
+    assert (len(carol_sees), carol_sees[trade]) == (2, as_carol)
+    assert (await trades_seen(ex.alice_viewer))[trade] == as_alice
+    for caller, expected in [(ex.carol, as_carol), (ex.alice, as_alice), (ex.admin, first)]:
+        status, seen = await answer(await caller.trades.get(f"/trades/{trade}/"))
+        assert (status, party(seen)) == (200, expected)
+
+
+async def test_each_operation_is_as_open_as_its_document_says(exchange: Exchange) -> None:
+    """Unsigned, every operation the documents say needs a key answers 401; a public one
+    answers without a key and counts against the address; a probe is never counted."""
+    ex = exchange
+    some_id = str(uuid.uuid4())
+    documented: list[tuple[AppClient, Operation]] = [
+        *((ex.orders, op) for op in orders_openapi.OPERATIONS),
+        *((ex.trades, op) for op in trades_openapi.OPERATIONS)]
+    for client, op in documented:
+        path = op.path.replace("{order_id}", some_id).replace("{trade_id}", some_id).replace(
+            "{key_id}", some_id)
+        status, body, headers = await send(client, op.method, path)
+        if op.access == "key":
+            assert (status, body["error"]["code"]) == (401, "AUTH_REQUIRED"), op
+        else:
+            assert status in (200, 403), (op, body)  # 403: /metrics, without its token
+        assert ("RateLimit-Limit" in headers) == (op.access != "probe"), op

@@ -11,7 +11,7 @@ from common.keys import SecretBox
 from ops.stack import free_port
 from svc_orders.app import create_app as create_orders_app
 from svc_trades.app import create_app as create_trades_app
-from tests.auth.conftest import MakeClient, answer, url
+from tests.auth.conftest import Exchange, MakeClient, answer, url
 from tests.common.auth import SECRET_KEY
 from tests.signing import signing_session
 
@@ -73,3 +73,14 @@ async def test_limits_are_counted_in_memory_while_redis_is_down(
                 statuses.append(response.status)
                 assert response.headers["RateLimit-Limit"] == "2"
     assert statuses == [201, 201, 429]
+
+
+async def test_a_body_too_large_to_check_is_counted_against_the_address(
+        exchange: Exchange) -> None:
+    """A request refused before its signature could be checked still carries the
+    address's RateLimit-* headers, as every answer does."""
+    async with exchange.orders.post("/orders/", data=b"x" * (70 * 1024), headers={
+            "EX-ACCESS-KEY": exchange.alice.key.key_id, "EX-ACCESS-TIMESTAMP": "1",
+            "EX-ACCESS-SIGN": "0" * 64}) as response:
+        assert response.status == 413
+        assert response.headers["RateLimit-Limit"] == "1000"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
 
@@ -44,7 +45,9 @@ async def test_a_created_key_is_stored_sealed_and_verifies_everywhere(
             live = ring.get(issued.key_id)
             assert live is not None
             assert live.identity == keys.Identity(issued.key_id, issued.user_id, "trader")
-            assert live.secret == issued.secret.encode()
+            mac = live.mac.copy()  # keyed with the secret
+            mac.update(b"signed")
+            assert mac.digest() == hmac.digest(issued.secret.encode(), b"signed", "sha256")
 
 
 async def test_a_revoked_key_stops_working_within_a_second(nc: Nats, kv: KeyValue,

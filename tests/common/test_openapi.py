@@ -7,20 +7,27 @@ from typing import Any
 import jsonschema
 import msgspec
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from common.access import needed_role
+from common.config import Settings
 from common.http import UUID_TEXT, ApiError, decode, uuid_path
 from common.instruments import DEFAULT_INSTRUMENT
 from common.listing import MAX_PAGE, MAX_PAGE_SIZE, order_filters
 from common.messages import OrderStatus
-from common.openapi import document
+from common.openapi import SECURITY_SCHEMES, Operation, document
 from common.transfers import TransferBody, transfer_command
 from svc_orders import openapi as orders
+from svc_orders.app import create_app as orders_app
 from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
 from svc_trades import openapi as trades
 from svc_trades.api import MAX_DEPTH
+from svc_trades.app import create_app as trades_app
+from svc_trades.keys import NewKey
+from tests.common.auth import SECRET_KEY
 from tests.openapi_check import body_validator, check_answer
 
 ORDER = {
@@ -39,6 +46,117 @@ PLACE = body_validator(ORDERS, "POST", "/orders/")
 MODIFY = body_validator(ORDERS, "PUT", "/orders/{order_id}/")
 TRANSFER = body_validator(ORDERS, "POST", "/accounts/{user_id}/deposits/")
 INSTRUMENTS = {DEFAULT_INSTRUMENT.symbol: DEFAULT_INSTRUMENT}
+AUTH_ON = Settings(auth="on", secret_key=SECRET_KEY)
+SERVICES = [("svc_orders", orders.OPERATIONS, orders_app),
+            ("svc_trades", trades.OPERATIONS, trades_app)]
+
+
+def _served(app: web.Application) -> dict[tuple[str, str], Any]:
+    """(method, path) -> handler of every route, each path as written with its trailing
+    slash (`add_routes` serves it without one too)."""
+    routes = {(r.method, r.resource.canonical): r.handler for r in app.router.routes()
+              if r.resource is not None}
+    return {(method, path): handler for (method, path), handler in routes.items()
+            if (method, path + "/") not in routes}
+
+
+@pytest.mark.parametrize(("title", "operations", "create_app"), SERVICES)
+@pytest.mark.parametrize("settings", [Settings(), AUTH_ON], ids=["auth_off", "auth_on"])
+def test_each_document_names_every_route_served_and_only_those(
+        title: str, operations: list[Operation], create_app: Any, settings: Settings) -> None:
+    """Its operations and the least role of each are what the service really serves and
+    asks for in that mode."""
+    auth = settings.auth == "on"
+    spec = document(title, operations, auth)
+    served = _served(create_app(settings))
+    documented = {(method.upper(), path) for path, methods in spec["paths"].items()
+                  for method in methods}
+    assert documented == set(served)
+    if auth:
+        for op in operations:
+            if op.access == "key":
+                assert op.least_role == needed_role(op.method, served[op.method, op.path]), op
+
+
+def test_with_auth_on_a_document_names_the_signing_headers_and_auth_answers() -> None:
+    spec = document("svc_trades", trades.OPERATIONS, auth=True)
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["name"] for s in schemes.values()} == {
+        "EX-ACCESS-KEY", "EX-ACCESS-TIMESTAMP", "EX-ACCESS-SIGN"}
+    assert spec["security"] == [{key: [] for key in SECURITY_SCHEMES}]  # all three at once
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    paths = spec["paths"]
+    for path, method in [("/trades/", "get"), ("/trades/{trade_id}/settle/", "post"),
+                         ("/admin/keys/", "post"), ("/admin/keys/{key_id}/", "delete")]:
+        operation = paths[path][method]
+        assert "security" not in operation  # the document's: signed
+        for status in ("401", "403", "429"):
+            assert operation["responses"][status]["content"]["application/json"][
+                "schema"] == error, (path, status)
+        assert set(operation["responses"]["429"]["headers"]) == {
+            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"}
+        assert set(operation["responses"]["200" if method != "post" or "settle" in path
+                                         else "201"]["headers"]) == {
+            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+    assert "admin role" in paths["/trades/{trade_id}/settle/"]["post"]["description"]
+    for path in ("/trades/public/", "/orderbook/", "/openapi.json"):
+        public = paths[path]["get"]
+        assert public["security"] == []
+        assert "401" not in public["responses"]
+        assert "429" in public["responses"]
+    health = paths["/health/"]["get"]
+    assert (health["security"], set(health["responses"])) == ([], {"200", "default"})
+    headers = spec["components"]["headers"]
+    assert headers["RateLimit-Remaining"]["required"] is True
+    check_answer(spec, "POST", "/admin/keys/", 201, {
+        "key_id": "bd2597f1-d1c5-4f75-ad87-a677d9948c65", "secret": "s",
+        "user_id": "bd2597f1-d1c5-4f75-ad87-a677d9948c66", "role": "trader"})
+    check_answer(spec, "GET", "/trades/public/", 200, {
+        "trades": [{"trade_id": "bd2597f1-d1c5-4f75-ad87-a677d9948c65", "symbol": "DEFAULT",
+                    "price": "1.00", "quantity": 1, "aggressor_side": "buy",
+                    "execution_timestamp": "2026-11-24T14:11:55.252244Z", "seq": 1,
+                    "trade_no": 1}],
+        "pagination": {"page": 1, "page_size": 20, "total_pages": 1, "total_count": 1,
+                       "has_next": False, "has_previous": False, "next_cursor": None},
+        "as_of_seq": {"DEFAULT": 1}})
+    with pytest.raises(jsonschema.ValidationError):  # public trades carry no ids
+        check_answer(spec, "GET", "/trades/public/", 200, {
+            "trades": [{"trade_id": "x", "buyer_user_id": "y"}], "pagination": {},
+            "as_of_seq": {}})
+
+
+def test_with_auth_off_a_document_has_no_auth() -> None:
+    spec = document("svc_trades", trades.OPERATIONS)
+    assert "security" not in spec
+    assert "securitySchemes" not in spec["components"]
+    assert "/admin/keys/" not in spec["paths"]
+    assert "401" not in spec["paths"]["/trades/"]["get"]["responses"]
+    assert "headers" not in spec["paths"]["/trades/"]["get"]["responses"]["200"]
+
+
+def test_a_fill_may_name_no_counterparty() -> None:
+    """With auth on, a party's fill has the other side's order and user null."""
+    fill = {"trade_id": "bd2597f1-d1c5-4f75-ad87-a677d9948c65", "symbol": "DEFAULT",
+            "price": "1.00", "quantity": 1, "bid_order_id": None, "buyer_user_id": None,
+            "ask_order_id": "bd2597f1-d1c5-4f75-ad87-a677d9948c66", "seller_user_id": "u",
+            "aggressor_side": "sell", "execution_timestamp": "2026-11-24T14:11:55.252244Z",
+            "seq": 1, "trade_no": 1, "is_settled": False, "settlement_timestamp": None}
+    check_answer(ORDERS, "POST", "/orders/", 201, {**ORDER, "fills": [fill]})
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.fixed_dictionaries({"role": st.sampled_from(["admin", "trader", "viewer", "Admin",
+                                                       "root", "", 1])},
+                             optional={"user_id": st.none() | st.sampled_from([
+                                 "bd2597f1-d1c5-4f75-ad87-a677d9948c65",
+                                 "BD2597F1-D1C5-4F75-AD87-A677D9948C65", "bd2597f1",
+                                 "bd2597f1d1c54f75ad87a677d9948c65",
+                                 "{bd2597f1-d1c5-4f75-ad87-a677d9948c65}", 7]),
+                                       "other": st.just(1)}))
+def test_new_key_document_allows_exactly_what_the_route_reads(body: dict[str, Any]) -> None:
+    allowed = body_validator(document("svc_trades", trades.OPERATIONS, auth=True), "POST",
+                             "/admin/keys/").is_valid(body)
+    assert allowed == _accepted(lambda: decode(msgspec.json.encode(body), NewKey))
 
 
 def test_orders_document_accepts_real_answers_and_refuses_others() -> None:

@@ -39,41 +39,41 @@ def test_quota_headers() -> None:
 
 async def test_one_instance_counts_exactly(limiters: tuple[Limiter, Limiter]) -> None:
     limiter, _ = limiters
-    assert [(await limiter.hit_key("k")).remaining for _ in range(3)] == [2, 1, 0]
-    refused = await limiter.hit_key("k")
+    assert [limiter.hit_key("k").remaining for _ in range(3)] == [2, 1, 0]
+    refused = limiter.hit_key("k")
     assert (refused.allowed, refused.remaining) == (False, 0)
     assert 1 <= refused.reset <= 60
-    assert (await limiter.auth_failures_left("k")).remaining == 10  # another limit
-    assert (await limiter.hit_key("other")).allowed
+    assert limiter.auth_failures_left("k").remaining == 10  # another limit
+    assert limiter.hit_key("other").allowed
 
 
 async def test_instances_share_their_counts_in_redis(limiters: tuple[Limiter, Limiter]) -> None:
     first, second = limiters
-    assert (await first.hit_key("k")).remaining == 2
-    assert (await first.hit_key("k")).remaining == 1
+    assert first.hit_key("k").remaining == 2
+    assert first.hit_key("k").remaining == 1
     await first.sync()
-    assert (await second.hit_key("k")).remaining == 2  # it has not synced yet
+    assert second.hit_key("k").remaining == 2  # it has not synced yet
     await second.sync()  # learns first's two hits
-    refused = await second.hit_key("k")
+    refused = second.hit_key("k")
     assert (refused.allowed, refused.remaining) == (False, 0)
     await first.sync()  # learns second's hit
-    assert not (await first.hit_key("k")).allowed
+    assert not first.hit_key("k").allowed
     assert not first.on_fallback
 
 
 async def test_while_redis_is_down_limits_are_counted_in_memory_then_in_redis_again(
         redis: RedisServer, limiters: tuple[Limiter, Limiter]) -> None:
     limiter, other = limiters
-    await limiter.hit_key("k")
+    limiter.hit_key("k")
     redis.stop()
     with structlog.testing.capture_logs() as logs:
-        allowed = [(await limiter.hit_key("k")).allowed for _ in range(3)]
+        allowed = [limiter.hit_key("k").allowed for _ in range(3)]
         assert allowed == [True, True, False]  # counted on, in memory
         await eventually(lambda: limiter.on_fallback)  # the background sync found it down
         redis.start()
         await eventually(lambda: not limiter.on_fallback, timeout=5.0, interval=0.1)
     assert [entry["event"] for entry in logs] == [
         "redis unreachable, rate limits counted in memory", "rate limits counted on redis again"]
-    await other.hit_key("k")
+    other.hit_key("k")
     await other.sync()  # the hits counted while Redis was down reached it afterwards
-    assert not (await other.hit_key("k")).allowed
+    assert not other.hit_key("k").allowed

@@ -9,7 +9,11 @@ ceiling, a trivial aiohttp app on uvloop (`python -m ops.bench.api.ceiling PORT`
 that reads the POST body and answers a small JSON body; and, unless --no-auth, a second
 `python -m svc_orders` with EX_AUTH=on on a nats-server of its own, whose every order is
 signed with a trader key and unique as a real client sends it (ops/bench/api/signing.py;
-its rate limits are counted in the same Redis, set too high to refuse anything). For
+its rate limits are counted in the same Redis, set too high to refuse anything). The
+plain orders name the key's user in their body (`user_id`), so that both order APIs
+carry the same user through every order, trade, journal message and answer and the
+difference is the cost of auth alone (--plain-without-user: plain orders with no user,
+the comparison of the first figures in the README). For
 each concurrency it drives the ceiling, the order API and the order API with auth for
 a fixed time with crossing orders (sides
 alternate buy/sell, random prices 99.90-100.10, random quantities 1-10, so trades
@@ -17,7 +21,8 @@ happen) and prints one JSON line: per target requests/s, latency p50/p99/max in 
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
 order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
-`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`). A
+`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`), with
+--rounds N the medians of the rounds' own comparisons (`auth_costs`: each round's). A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
@@ -33,6 +38,7 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api --profile /tmp/orders.txt   # py-spy, see --help
     .venv/bin/python -m ops.bench.api --no-auth            # without the auth target
     .venv/bin/python -m ops.bench.api --rounds 5           # medians, on a busy machine
+    .venv/bin/python -m ops.bench.api --rounds 5 --concurrency 64   # auth_cost at 64
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -49,6 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -80,16 +87,18 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
 
 @contextlib.contextmanager
 def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enabled: bool,
-                  seconds: int) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
+                  seconds: int,
+                  user_id: str) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
     """svc_orders with auth on, on a nats-server of its own (one journal per svc_orders),
-    and a trader key: (its orders URL, its pids, the key); None when not `enabled`."""
+    and a trader key of `user_id`: (its orders URL, its pids, the key); None when not
+    `enabled`."""
     if not enabled:
         yield None
         return
     port = free_port()
     with NatsServer(folder / "nats-auth") as nats:
         auth = env | auth_env(seconds) | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
-        key = create_key(nats.address)
+        key = create_key(nats.address, user_id)
         with service_process("svc_orders (auth)", [sys.executable, "-m", "svc_orders"], auth,
                              port, folder / "svc_orders_auth.log") as service:
             yield (f"http://{HOST}:{port}{ORDERS_PATH}",
@@ -101,6 +110,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
           backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
         folder = Path(tmp)
         load = {"wrk_threads": args.wrk_threads, "processes": args.processes}
+        user_id = str(uuid.uuid4())
+        plain_user = None if args.plain_without_user else user_id
         orders_port, ceiling_port = free_port(), free_port()
         env = {**os.environ, "EX_NATS_URL": nats_url, "EX_REDIS_URL": redis_url,
                "EX_HOST": HOST, "EX_ORDERS_PORT": str(orders_port), "EX_LOG_FORMAT": "json"}
@@ -110,7 +121,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                           str(ceiling_port)], env,
                              ceiling_port, folder / "ceiling.log") as ceiling,
               authenticated(folder, env, backing_pids["redis"], args.auth,
-                            max(args.seconds, args.warmup)) as with_auth):
+                            max(args.seconds, args.warmup), user_id) as with_auth):
             targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
                             {"server": ceiling.pid}, None),
@@ -124,7 +135,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
             if args.warmup:
                 for url, _, key in targets.values():
                     measure(generator, url, max(args.concurrency), args.warmup, {}, **load,
-                            key=key)
+                            key=key, user_id=plain_user)
                     time.sleep(PAUSE)
             for concurrency in args.concurrency:
                 profiled = args.profile is not None and concurrency == args.concurrency[-1]
@@ -138,14 +149,17 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     figures: dict[str, Figures] = {}
                     for name in names:
                         url, pids, key = targets[name]
-                        with py_spy(args.profile if profiled and name == "order_api" else None,
-                                    service.pid):
+                        with py_spy(_profile_path(args.profile, name) if profiled else None,
+                                    pids["server"]):
                             figures[name] = measure(generator, url, concurrency, args.seconds,
-                                                    pids, **load, key=key)
+                                                    pids, **load, key=key, user_id=plain_user)
                         time.sleep(PAUSE)
                     rounds.append(figures)
                 figures = {name: _median_run([one[name] for one in rounds]) for name in targets}
                 auth = figures.get("order_api_auth")
+                costs = [1 - one["order_api_auth"].requests_per_s
+                         / max(1, one["order_api"].requests_per_s)
+                         for one in rounds if "order_api_auth" in one]
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -158,16 +172,24 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                 / max(1, figures["ceiling"].requests_per_s), 3),
                     order_api_auth=auth,
                     rounds=args.rounds,
-                    auth_cost=None if auth is None else _median(
-                        [1 - one["order_api_auth"].requests_per_s
-                         / max(1, one["order_api"].requests_per_s) for one in rounds]),
+                    auth_cost=None if auth is None else _median(costs),
+                    auth_costs=None if auth is None else [round(c, 3) for c in costs],
                     auth_cpu_cost=None if auth is None else _median(
                         [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
-                    profiled="order_api run sampled by py-spy (slower)" if profiled else None)
+                    profiled="order API runs sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
                 raise SystemExit("svc_orders died during the run:\n"
                                  + log_tail(folder / "svc_orders.log", 30))
+
+
+def _profile_path(given: Path, target: str) -> Path | None:
+    """Where the profile of `target` goes: `given` for the order API, the same name with
+    "_auth" for the one with auth on; the ceiling is not profiled."""
+    if target == "ceiling":
+        return None
+    suffix = "_auth" if target == "order_api_auth" else ""
+    return given.with_name(f"{given.stem}{suffix}{given.suffix}")
 
 
 def _cpu_cost(auth: Figures, plain: Figures) -> float:
@@ -208,9 +230,13 @@ def main() -> None:
                              "are medians of each round's own comparison")
     parser.add_argument("--no-auth", dest="auth", action="store_false",
                         help="skip the order API with auth on")
+    parser.add_argument("--plain-without-user", action="store_true",
+                        help="plain orders name no user (the signed ones always carry "
+                             "their key's): auth_cost then includes the cost of the user")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy raw (folded) profile of svc_orders during its run at "
-                             "the highest concurrency; sampling slows that run")
+                        help="py-spy raw (folded) profile of svc_orders during its runs at "
+                             "the highest concurrency (that of the one with auth on beside "
+                             "it, its name ending in _auth); sampling slows those runs")
     args = parser.parse_args()
     if min(args.seconds, min(args.concurrency), args.wrk_threads, args.rounds) < 1:
         parser.error("--seconds, --concurrency, --wrk-threads and --rounds must be at least 1")

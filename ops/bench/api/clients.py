@@ -37,22 +37,26 @@ Signed = tuple[str, Path, int, int]  # key id, `presign` file, this worker's par
 
 
 def client_worker(url: str, connections: int, seconds: float, seed: int, ready: Queue[int],
-                  go: Event, results: Queue[bytes], signed: Signed | None) -> None:
+                  go: Event, results: Queue[bytes], signed: Signed | None,
+                  user_id: str | None) -> None:
     """One client process: `connections` request loops for `seconds` once `go` is set;
-    with `signed`, it sends its part of the signed orders, each once."""
+    with `signed`, it sends its part of the signed orders, each once; else plain orders
+    (for `user_id` if given)."""
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.install()
-        outcome = asyncio.run(_client(url, connections, seconds, seed, ready, go, signed))
+        outcome = asyncio.run(_client(url, connections, seconds, seed, ready, go, signed,
+                                      user_id))
         results.put(msgspec.msgpack.encode(outcome))
 
 
-def _orders(seed: int, signed: Signed | None) -> Iterator[tuple[dict[str, str], bytes]]:
+def _orders(seed: int, signed: Signed | None,
+            user_id: str | None) -> Iterator[tuple[dict[str, str], bytes]]:
     """(headers, body) of each request: plain random orders, or the signed ones in turn
     (starting again when they run out: replays, which the server refuses)."""
     if signed is None:
         rng = random.Random(seed)
         for number in itertools.count():
-            yield JSON_HEADERS, order_body(rng, number)
+            yield JSON_HEADERS, order_body(rng, number, user_id)
     else:
         key_id, path, part, parts = signed
         common = JSON_HEADERS | {"EX-ACCESS-KEY": key_id}
@@ -61,8 +65,8 @@ def _orders(seed: int, signed: Signed | None) -> Iterator[tuple[dict[str, str], 
 
 
 async def _client(url: str, connections: int, seconds: float, seed: int, ready: Queue[int],
-                  go: Event, signed: Signed | None) -> WorkerResult:
-    orders = _orders(seed, signed)
+                  go: Event, signed: Signed | None, user_id: str | None) -> WorkerResult:
+    orders = _orders(seed, signed, user_id)
     latencies = array("d")
     non_2xx = socket_errors = 0
     connector = aiohttp.TCPConnector(limit=connections)
@@ -97,8 +101,9 @@ async def _client(url: str, connections: int, seconds: float, seed: int, ready: 
 
 
 def run_python(url: str, concurrency: int, seconds: int, processes: int,
-               signed: tuple[str, Path] | None = None) -> Result:
-    """`signed`: the key id and the file of orders signed with it (`signing.presign`)."""
+               signed: tuple[str, Path] | None = None, user_id: str | None = None) -> Result:
+    """`signed`: the key id and the file of orders signed with it (`signing.presign`);
+    `user_id`: the user of the plain orders."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
     results: Queue[bytes] = context.Queue()
@@ -108,7 +113,7 @@ def run_python(url: str, concurrency: int, seconds: int, processes: int,
     workers = [context.Process(target=client_worker, daemon=True,
                                args=(url, share, seconds, random.randrange(2**32), ready, go,
                                      results, None if signed is None
-                                     else (*signed, part, count)))
+                                     else (*signed, part, count), user_id))
                for part, share in enumerate(shares)]
     outcome: list[WorkerResult] = []
     for process in workers:

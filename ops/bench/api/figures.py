@@ -54,31 +54,35 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     order_api_auth: Figures | None = None
     auth_cost: float | None = None
     auth_cpu_cost: float | None = None
+    # Each round's own auth_cost, in run order: the spread on a busy machine.
+    auth_costs: list[float] | None = None
     profiled: str | None = None
 
 
 def measure(generator: Generator, url: str, concurrency: int, seconds: int,
             pids: dict[str, int | None], *, wrk_threads: int, processes: int,
-            key: Key | None = None) -> Figures:
+            key: Key | None = None, user_id: str | None = None) -> Figures:
     """One run's figures, with the CPU (in cores) of `pids` and of the load generator;
-    every request signed with `key` if given (just before the run starts)."""
+    every request signed with `key` if given (just before the run starts), else plain
+    orders for `user_id` if given."""
     with tempfile.TemporaryDirectory(prefix="bench_api_signed-") as folder:
         signed = None
         if key is not None:
             signed = key.key_id, presign(key, PRESIGNED_PER_SECOND * seconds,
                                          Path(folder) / "orders.tsv", seconds)
         return _measure(generator, url, concurrency, seconds, pids, wrk_threads, processes,
-                        signed)
+                        signed, user_id)
 
 
 def _measure(generator: Generator, url: str, concurrency: int, seconds: int,
              pids: dict[str, int | None], wrk_threads: int, processes: int,
-             signed: tuple[str, Path] | None) -> Figures:
+             signed: tuple[str, Path] | None, user_id: str | None) -> Figures:
     before = {name: cpu.process_seconds(pid) for name, pid in pids.items()}
     generator_before = cpu.waited_children_seconds()
     machine_before = cpu.machine_busy_seconds()
-    result = (run_wrk(url, concurrency, seconds, wrk_threads, signed) if generator == "wrk"
-              else run_python(url, concurrency, seconds, processes, signed))
+    result = (run_wrk(url, concurrency, seconds, wrk_threads, signed, user_id)
+              if generator == "wrk"
+              else run_python(url, concurrency, seconds, processes, signed, user_id))
     spent = {name: cpu.process_seconds(pid) - before[name]
              for name, pid in pids.items() if pid is not None}
     cores = {name: round(seconds / result.seconds, 2) for name, seconds in spent.items()}

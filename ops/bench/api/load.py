@@ -34,16 +34,17 @@ PRICES = range(9990, 10011)  # cents: 99.90 to 100.10
 QUANTITIES = range(1, 11)
 
 
-def order_body(rng: random.Random, number: int) -> bytes:
+def order_body(rng: random.Random, number: int, user_id: str | None = None) -> bytes:
     """The n-th order of a client: sides alternate, prices and quantities are random
-    (as wrk_orders.lua makes them)."""
+    (as wrk_orders.lua makes them), for `user_id` if given."""
     return order_json("sell" if number % 2 else "buy", rng.choice(QUANTITIES),
-                      rng.choice(PRICES))
+                      rng.choice(PRICES), user_id)
 
 
-def order_json(side: str, quantity: int, cents: int) -> bytes:
+def order_json(side: str, quantity: int, cents: int, user_id: str | None = None) -> bytes:
+    user = "" if user_id is None else f',"user_id":"{user_id}"'
     return (f'{{"side":"{side}","quantity":{quantity},'
-            f'"price":"{cents // 100}.{cents % 100:02d}"}}').encode()
+            f'"price":"{cents // 100}.{cents % 100:02d}"{user}}}').encode()
 
 
 def smoke_test(url: str, key: Key | None = None) -> None:

@@ -40,6 +40,7 @@ ORDERS_PATH = "/orders/"
 class Key(msgspec.Struct, frozen=True):
     key_id: str
     secret: str
+    user_id: str
 
     def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
         """The EX-ACCESS-* headers of POST /orders/ with `body`."""
@@ -50,17 +51,17 @@ class Key(msgspec.Struct, frozen=True):
                                            hashlib.sha256).hexdigest()}
 
 
-def create_key(nats_url: str) -> Key:
-    """A trader key in the keys bucket of the NATS server at `nats_url`."""
+def create_key(nats_url: str, user_id: str) -> Key:
+    """A trader key of `user_id` in the keys bucket of the NATS server at `nats_url`."""
 
     async def create() -> Key:
         connection = await nats.connect(nats_url)
         try:
             issued = await keys.create_key(await keys.bucket(connection.jetstream()),
-                                           SecretBox(SECRET_KEY), "trader")
+                                           SecretBox(SECRET_KEY), "trader", user_id)
         finally:
             await connection.drain()
-        return Key(issued.key_id, issued.secret)
+        return Key(issued.key_id, issued.secret, issued.user_id)
 
     return asyncio.run(create())
 
@@ -89,16 +90,26 @@ def _dealt(rng: random.Random) -> Iterator[tuple[int, bytes]]:
 
 
 def presign(key: Key, count: int, path: Path, seconds: float = 0) -> Path:
-    """`count` signed orders for a run of `seconds` starting now, one per line: timestamp
-    (the run's middle), signature and body, tab-separated (what wrk_orders.lua and the
-    Python clients read)."""
-    start = time.time_ns() // 1_000_000 + round(seconds * 500)
+    """`count` signed orders for a run of `seconds` starting once they are signed, one
+    per line: timestamp (the run's middle), signature and body, tab-separated (what
+    wrk_orders.lua and the Python clients read)."""
+    start = time.time_ns() // 1_000_000 + round((_signing_time(key, count) + seconds / 2) * 1000)
     with path.open("wb") as out:
         for offset, body in itertools.islice(_dealt(random.Random()), count):
             timestamp = str(start + offset)
             sign = key.headers(body, timestamp)["EX-ACCESS-SIGN"]
             out.write(f"{timestamp}\t{sign}\t".encode() + body + b"\n")
     return path
+
+
+def _signing_time(key: Key, count: int) -> float:
+    """Seconds that signing `count` orders will take (the run starts once they are
+    signed: on a busy machine that is seconds, which the timestamps must allow for)."""
+    sample = min(count, 500)
+    started = time.perf_counter()
+    for _ in range(sample):
+        key.headers(b'{"side":"buy","quantity":1,"price":"100.00"}', "0")
+    return (time.perf_counter() - started) / max(1, sample) * count
 
 
 def signed_lines(path: Path, part: int, parts: int) -> list[tuple[dict[str, str], bytes]]:

@@ -12,13 +12,16 @@ LUA_SCRIPT = Path(__file__).with_name("wrk_orders.lua")
 
 
 def run_wrk(url: str, concurrency: int, seconds: int, threads: int,
-            signed: tuple[str, Path] | None = None) -> Result:
-    """`signed`: the key id and the file of orders signed with it (`signing.presign`)."""
+            signed: tuple[str, Path] | None = None, user_id: str | None = None) -> Result:
+    """`signed`: the key id and the file of orders signed with it (`signing.presign`);
+    `user_id`: the user of the plain orders."""
     threads = min(threads, concurrency)
     command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s",
                "--timeout", f"{REQUEST_TIMEOUT:.0f}s", "-s", str(LUA_SCRIPT), url]
     if signed is not None:
-        command += ["--", signed[0], str(signed[1]), str(threads)]
+        command += ["--", "signed", signed[0], str(signed[1]), str(threads)]
+    elif user_id is not None:
+        command += ["--", "user", user_id]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           timeout=seconds + RUN_GRACE)
     line = next((line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")),
