@@ -293,8 +293,9 @@ async def test_each_operation_is_as_open_as_its_document_says(exchange: Exchange
         *((ex.orders, op) for op in orders_openapi.OPERATIONS),
         *((ex.trades, op) for op in trades_openapi.OPERATIONS)]
     for client, op in documented:
-        path = op.path.replace("{order_id}", some_id).replace("{trade_id}", some_id).replace(
-            "{key_id}", some_id)
+        path = op.path
+        for name in ("order_id", "trade_id", "key_id", "user_id"):
+            path = path.replace(f"{{{name}}}", some_id)
         status, body, headers = await send(client, op.method, path)
         if op.access == "key":
             assert (status, body["error"]["code"]) == (401, "AUTH_REQUIRED"), op
