@@ -42,7 +42,7 @@ from common.http import (
 from common.instruments import DEFAULT_SYMBOL, Instrument
 from common.listing import Pagination, order_filters, page_request
 from common.messages import TradeSettled, encoder
-from common.views import BookMessage, Level, TradeView
+from common.views import BookMessage, Level, PublicTradeView, TradeView, public_trade
 from svc_trades import candles, metrics, repository
 from svc_trades.readmodel import OrderReadModel
 from svc_trades.repository import TradeFilters
@@ -81,21 +81,8 @@ class BookRefused(msgspec.Struct):
     error: str
 
 
-class PublicTrade(msgspec.Struct, kw_only=True, gc=False):
-    """A trade as anyone may see it: no user ids, no order ids."""
-
-    trade_id: str
-    symbol: str
-    price: str
-    quantity: int
-    aggressor_side: str
-    execution_timestamp: str
-    seq: int
-    trade_no: int
-
-
 class PublicTrades(msgspec.Struct, kw_only=True):
-    trades: list[PublicTrade]
+    trades: list[PublicTradeView]
     pagination: Pagination
     as_of_seq: dict[str, int]
 
@@ -149,10 +136,7 @@ async def public_trades(request: web.Request) -> web.Response:
     found = await repository.list_trades(request.app[POOL], TradeFilters(symbol=symbol),
                                          page, request.app[INSTRUMENTS])
     return json_response(PublicTrades(
-        trades=[PublicTrade(trade_id=t.trade_id, symbol=t.symbol, price=t.price,
-                            quantity=t.quantity, aggressor_side=t.aggressor_side,
-                            execution_timestamp=t.execution_timestamp, seq=t.seq,
-                            trade_no=t.trade_no) for t in found.trades],
+        trades=[public_trade(trade) for trade in found.trades],
         pagination=found.pagination, as_of_seq=found.as_of_seq))
 
 
