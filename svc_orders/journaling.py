@@ -174,6 +174,7 @@ class Journal:
         group.token = token = str(self._next_token)
         self._waiting[token] = group
         self._order.append((time.monotonic() + self.timeout, token))
+        metrics.JOURNAL_GROUP.observe(len(group.batches))
         await self.nats.publish(subjects.events(group.batches[0].symbol),
                                 encoder.encode(group.batches), reply=self._inbox + token,
                                 headers=headers)

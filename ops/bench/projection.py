@@ -46,7 +46,7 @@ from common.messages import OrderAccepted, OrderRejected, TradeExecuted
 from common.service import settle_heap
 from ops.bench import cpu
 from ops.bench.harness import given_or_started
-from ops.bench.journaling import fresh_stream, journal, journal_payloads, publisher
+from ops.bench.journaling import GROUP, fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer, PostgresServer
 from svc_trades.migrations import migrate
 from svc_trades.projector import Projector
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str,
     trades = sum(type(e) is TradeExecuted for b in batches for e in b.events)
     orders = len({e.order.order_id for b in batches for e in b.events
                   if isinstance(e, OrderAccepted | OrderRejected)})
-    payloads = journal_payloads(batches)
+    payloads = journal_payloads(batches, args.group)
     settle_heap()  # as the service does after start-up
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -170,6 +170,8 @@ async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", type=Path, required=True)
+    parser.add_argument("--group", type=int, default=GROUP,
+                        help="commands per journal message (group commit; 1: one each)")
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=Settings().projection_batch,
                         help="journal messages per projection transaction (EX_PROJECTION_BATCH)")

@@ -46,7 +46,7 @@ from common.messages import (
 )
 from ops.bench.cpu import process_seconds, tree_seconds
 from ops.bench.harness import service_process
-from ops.bench.journaling import fresh_stream, journal_payloads, publish
+from ops.bench.journaling import GROUP, fresh_stream, journal_payloads, publish
 from ops.stack import HOST, NatsServer, RedisServer, free_port
 from svc_orders import snapshots
 from svc_orders.journaling import Journal, stream_last_seq
@@ -157,7 +157,7 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         js = nc.jetstream(publish_async_max_pending=20_000)
         await fresh_stream(js)
-        await publish(js, journal_payloads(book.journaled(commands, args.resting)))
+        await publish(js, journal_payloads(book.journaled(commands, args.resting), GROUP))
         sequencer = Sequencer(js, Journal(nc, ACK_TIMEOUT), await snapshots.bucket(js),
                               INSTRUMENTS, snapshot_every=args.tail + 1)
         sequencer.engine, sequencer.store = book.engine, book.store
@@ -178,7 +178,7 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
                    "longest_loop_stall_ms": round(1000 * longest["wall"], 1),
                    "longest_loop_stall_cpu_ms": round(1000 * longest["cpu"], 1),
                    "seconds": round(seconds, 3)}
-        await publish(js, journal_payloads(book.journaled(book.mixed(), args.tail)))
+        await publish(js, journal_payloads(book.journaled(book.mixed(), args.tail), GROUP))
     finally:
         await nc.close()
     return {"snapshot": figures, "resting_after_tail": len(book.engine.orders)}

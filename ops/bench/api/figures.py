@@ -54,6 +54,12 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     order_api_auth: Figures | None = None
     auth_cost: float | None = None
     auth_cpu_cost: float | None = None
+    commands_per_message: float | None = None  # order_api's journal: group commit
+    # svc_orders from another checkout (--baseline), measured in the same rounds: its
+    # ratio to the ceiling, and its server CPU per request / order_api's - 1.
+    order_api_baseline: Figures | None = None
+    baseline_ratio: float | None = None
+    baseline_cpu_cost: float | None = None
     profiled: str | None = None
 
 
