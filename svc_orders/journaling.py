@@ -77,12 +77,13 @@ class _Group:
     """Consecutive batches of one instrument, journaled as one message, and the futures
     of their commands."""
 
-    __slots__ = ("batches", "futures", "token")
+    __slots__ = ("batches", "futures", "sent", "token")
 
     def __init__(self) -> None:
         self.batches: list[EventBatch] = []
         self.futures: list[asyncio.Future[int]] = []
         self.token = ""  # names the acknowledgement once published
+        self.sent = 0.0  # when it was published (time.perf_counter)
 
 
 class Journal:
@@ -175,6 +176,7 @@ class Journal:
         self._waiting[token] = group
         self._order.append((time.monotonic() + self.timeout, token))
         metrics.JOURNAL_GROUP.observe(len(group.batches))
+        group.sent = time.perf_counter()
         await self.nats.publish(subjects.events(group.batches[0].symbol),
                                 encoder.encode(group.batches), reply=self._inbox + token,
                                 headers=headers)
@@ -209,6 +211,7 @@ class Journal:
                 f"JetStream refused the group: {ack.error.description} "
                 f"({ack.error.err_code})"))
         else:
+            metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - group.sent)
             self._settle(group, ack.seq)
 
     async def _watch(self) -> None:

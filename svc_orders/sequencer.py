@@ -184,13 +184,11 @@ class Sequencer:
         if order is not None:  # a copy: later commands change the stored one in place
             order = msgspec.structs.replace(order)
         ack = await self.journal.append(batch)  # joins this step's group: engine order
-        waited = time.perf_counter()
         try:
             await ack
         except Exception as error:
             self._fail("append", error)
             raise Unavailable("the journal did not confirm the command") from None
-        metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - waited)
         trades = self._trade_views(batch)
         self.on_journaled(batch, trades)
         self._announced[batch.symbol] = batch.seq

@@ -8,8 +8,9 @@ PostgreSQL servers (fsync on, as in production) or on `--nats-url`/`--pg-dsn`:
 1. drain: the whole journal is waiting; the projector (svc_trades' own, `--batch`
    messages per transaction) folds it: trades/s and journal messages/s;
 2. live: a fresh database, the projector running while another process publishes the
-   journal as fast as JetStream takes it: the lag (journal messages not yet projected)
-   sampled every 0.1 s, and how long it takes to catch up once publishing stops.
+   journal as fast as JetStream takes it: the lag sampled every 0.1 s, in journal
+   messages not yet projected and in seconds (how long ago the journal held the last
+   message projected), and how long it takes to catch up once publishing stops.
 
 Both runs are checked: PostgreSQL must end with every trade and every order. Prints
 one JSON line, with the CPU each run cost per trade (in microseconds): the projector
@@ -70,11 +71,17 @@ async def position(pool: asyncpg.Pool) -> int:
 
 
 async def projected(pool: asyncpg.Pool, js: JetStreamContext, end: int,
-                    lags: list[int]) -> None:
+                    lags: list[int], delays: list[float]) -> None:
     """Wait until the projection reaches stream sequence `end`, sampling `lags` (journal
-    messages not projected yet) as it goes."""
+    messages not projected yet) and `delays` (seconds since the journal held the last
+    message projected: at most that long ago, to the sampling interval) as it goes."""
+    journaled: list[tuple[float, int]] = []  # (when, the stream's last sequence then)
     while (reached := await position(pool)) < end:
-        lags.append((await js.stream_info(subjects.STREAM)).state.last_seq - reached)
+        now, last = time.perf_counter(), await last_seq(js)
+        journaled.append((now, last))
+        lags.append(last - reached)
+        since = next(when for when, held in journaled if held >= reached)
+        delays.append(now - since)
         await asyncio.sleep(SAMPLE_EVERY)
 
 
@@ -127,7 +134,7 @@ async def drain_run(args: argparse.Namespace, admin_dsn: str, nc: Nats,
         meter = cpu.Meter(servers, this="projector")
         started = time.perf_counter()
         task = asyncio.get_running_loop().create_task(projector.run())
-        await projected(pool, nc.jetstream(), last, [])
+        await projected(pool, nc.jetstream(), last, [], [])
         seconds = time.perf_counter() - started
         used = meter.seconds()
         task.cancel()
@@ -151,7 +158,9 @@ async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: 
         loop = asyncio.get_running_loop()
         task = loop.create_task(projector.run())
         lags: list[int] = []
-        sampler = loop.create_task(projected(pool, nc.jetstream(), len(payloads), lags))
+        delays: list[float] = []
+        sampler = loop.create_task(projected(pool, nc.jetstream(), len(payloads), lags,
+                                             delays))
         started = time.perf_counter()
         await publisher(nats_url, payloads)
         published = time.perf_counter()
@@ -164,6 +173,8 @@ async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: 
             "live_trades_per_s": round(trades / (done - started)),
             "live_lag_max_msgs": max(lags, default=0),
             "live_lag_median_msgs": round(statistics.median(lags)) if lags else 0,
+            "live_lag_max_seconds": round(max(delays, default=0.0), 2),
+            "live_lag_median_seconds": round(statistics.median(delays), 2) if delays else 0,
             "live_catch_up_seconds": round(done - published, 2)}
 
 
