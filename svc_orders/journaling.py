@@ -85,6 +85,13 @@ class _Group:
         self.token = ""  # names the acknowledgement once published
         self.sent = 0.0  # when it was published (time.perf_counter)
 
+    def halves(self) -> tuple[_Group, _Group]:
+        first, second = _Group(), _Group()
+        middle = len(self.batches) // 2
+        first.batches, second.batches = self.batches[:middle], self.batches[middle:]
+        first.futures, second.futures = self.futures[:middle], self.futures[middle:]
+        return first, second
+
 
 class Journal:
     def __init__(self, nats: Nats, timeout: float) -> None:
@@ -152,18 +159,28 @@ class Journal:
                 groups, self._full = self._full, []
                 groups.extend(self._forming.values())
                 self._forming = {}
-                for number, group in enumerate(groups):
+                messages = [message for group in groups for message in self._fitting(group)]
+                for number, (group, payload) in enumerate(messages):
                     try:
-                        await self._send(group)
+                        await self._send(group, payload)
                     except Exception as error:  # e.g. disconnected with a full buffer
                         failed = JournalError(f"the append failed: {error!r}")
-                        for unsent in groups[number:]:
+                        for unsent, _ in messages[number:]:
                             self._settle(unsent, failed)
                         break
         finally:
             self._publisher = None
 
-    async def _send(self, group: _Group) -> None:
+    def _fitting(self, group: _Group) -> list[tuple[_Group, bytes]]:
+        """`group` encoded, in halves while it is larger than the server takes a message
+        (a lone batch that large is sent, and refused)."""
+        payload = encoder.encode(group.batches)
+        if len(payload) <= self.nats.max_payload or len(group.batches) == 1:
+            return [(group, payload)]
+        first, second = group.halves()
+        return self._fitting(first) + self._fitting(second)
+
+    async def _send(self, group: _Group, payload: bytes) -> None:
         msg_id = group_id(group.batches)
         headers = {"Nats-Msg-Id": msg_id}
         if self._last_msg_id is None:
@@ -177,9 +194,8 @@ class Journal:
         self._order.append((time.monotonic() + self.timeout, token))
         metrics.JOURNAL_GROUP.observe(len(group.batches))
         group.sent = time.perf_counter()
-        await self.nats.publish(subjects.events(group.batches[0].symbol),
-                                encoder.encode(group.batches), reply=self._inbox + token,
-                                headers=headers)
+        await self.nats.publish(subjects.events(group.batches[0].symbol), payload,
+                                reply=self._inbox + token, headers=headers)
 
     def _settle(self, group: _Group, outcome: int | BaseException) -> None:
         """Answer every command of `group`: its stream sequence, or why it failed."""
