@@ -8,13 +8,14 @@ next batch arrives while the current one is being written to PostgreSQL.
 Bookkeeping of what is on its way: each request asks for `batch` messages, at most
 `REQUEST_BYTES` of them (journal messages hold groups of commands, so their size varies
 widely), and expires after `REQUEST_EXPIRES`; a request that ends short says so with a
-status message (408 expired, or 409 "Message Size Exceeds MaxBytes", with the count it
-will never deliver). Those requests bound what is buffered, so the subscription itself
-has no limit: nats-py would otherwise drop messages beyond its own (a slow consumer),
-and the projection would acknowledge past them. A reconnect loses every request with the old
-connection, end and all, so the count starts over then; were an end lost otherwise, the
-count is reset once every request must have expired. A 409 (consumer deleted, leadership
-change, too many requests) ends the session, which realigns the consumer and starts over.
+status message (408 expired, 409 "Message Size Exceeds MaxBytes"; 409 "Batch Completed"
+when it delivered all it asked for), with the count it will never deliver. Those
+requests bound what is buffered, so the subscription itself has no limit: nats-py would
+otherwise drop messages beyond its own (a slow consumer), and the projection would
+acknowledge past them. A reconnect loses every request with the old connection, end and
+all, so the count starts over then; were an end lost otherwise, the count is reset once
+every request must have expired. Any other 409 (consumer deleted, leadership change, too
+many requests) ends the session, which realigns the consumer and starts over.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from nats.aio.subscription import Subscription
 
 REQUEST_EXPIRES = 5.0  # seconds a pull request stays open on the server
 REQUEST_BYTES = 4 * 1024 * 1024  # most bytes of messages one pull request delivers
-_SIZE_REACHED = "Message Size Exceeds MaxBytes"  # 409: the request took its bytes
+# 409s that end a request bounded in bytes normally: it took its bytes, or its count
+_REQUEST_DONE = frozenset(("Message Size Exceeds MaxBytes", "Batch Completed"))
 
 
 class PullError(Exception):
@@ -70,7 +72,7 @@ class Puller:
             self.outstanding -= 1
         elif status in ("404", "408") or (  # a request ended: these will not come
                 status == "409" and msg.headers is not None
-                and msg.headers.get("Description") == _SIZE_REACHED):
+                and msg.headers.get("Description") in _REQUEST_DONE):
             assert msg.headers is not None
             self.outstanding -= int(msg.headers.get("Nats-Pending-Messages") or 0)
         elif status != "100":  # 100 is an idle heartbeat

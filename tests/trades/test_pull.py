@@ -52,7 +52,8 @@ async def test_requests_bounded_in_bytes_deliver_everything_without_waiting(
     puller = Puller(nc, subjects.STREAM, DURABLE, batch=10)
     await puller.start()
     try:
-        sent = [bytes([n]) * 700 for n in range(12)]
+        sent = [bytes([n]) * 700 for n in range(12)]  # 2 a request: 1,400 bytes
+        sent += [bytes([n]) for n in range(25)]  # 10 a request: "409 Batch Completed"
         for data in sent:
             await js.publish(subjects.events("DEFAULT"), data)
         received: list[bytes] = []
