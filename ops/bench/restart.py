@@ -161,7 +161,8 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
         sequencer = Sequencer(js, Journal(nc, ACK_TIMEOUT), await snapshots.bucket(js),
                               INSTRUMENTS, snapshot_every=args.tail + 1)
         sequencer.engine, sequencer.store = book.engine, book.store
-        sequencer.journal.restart_chain(await stream_last_seq(js))
+        journaled = await stream_last_seq(js)
+        sequencer.journal.restart_chain(journaled)
         longest = {"wall": 0.0, "cpu": 0.0}
         monitor = asyncio.create_task(stall_monitor(longest))
         await asyncio.sleep(0.1)  # the monitor's first pass
@@ -171,7 +172,7 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         monitor.cancel()
         written = await snapshots.load(nc, sequencer.bucket)
-        if written is None or written.stream_seq != args.resting:
+        if written is None or written.stream_seq != journaled:
             raise SystemExit("the snapshot was not written (see the warning above)")
         figures = {"resting_orders": len(book.engine.orders),
                    "live_orders": len(book.store.live), "keys": len(book.store.keys),
