@@ -80,7 +80,8 @@ class Fold:
         changes.messages.extend(messages)
         for index, msg in enumerate(messages, offset):
             batches = self._decode(msg, index)
-            if batches and not sum(map(self._fold, batches)):
+            folded = [self._fold(batch) for batch in batches]
+            if batches and not any(folded):
                 changes.duplicates += 1
         if messages:
             changes.position = max(changes.position, messages[-1].metadata.sequence.stream)

@@ -17,7 +17,10 @@ happen) and prints one JSON line: per target requests/s, latency p50/p99/max in 
 errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in cores) by
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
 order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
-`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`). A
+`auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`), and
+`commands_per_message`: how many commands svc_orders' journal messages held (group
+commit). With --baseline, svc_orders from another checkout runs in the same rounds, on
+a nats-server of its own (`order_api_baseline`, `baseline_ratio`, `baseline_cpu_cost`). A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
