@@ -151,6 +151,13 @@ class Journal:
         self.last_ack = future
         return future
 
+    def cut(self) -> None:
+        """End the groups forming now: a batch appended later goes in a later message.
+        A state captured right after holds every batch of the messages up to the one
+        `last_ack` names, and no part of a later one."""
+        self._full.extend(self._forming.values())
+        self._forming = {}
+
     async def _publish(self) -> None:
         """Send every group formed so far, in order; one task at a time, so that groups
         formed while a send waits (nats-py's buffer full) are sent after it."""

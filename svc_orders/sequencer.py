@@ -268,7 +268,12 @@ class Sequencer:
     # ---- snapshots -----------------------------------------------------------------
 
     async def _snapshot(self) -> None:
-        """Capture the state now; persist it once everything it holds is journaled."""
+        """Capture the state now; persist it once everything it holds is journaled.
+
+        The state must end with a whole journal message: recovery replays from the
+        message after the snapshot's, so a command that joined that message's group
+        after the capture would be lost. Hence the cut."""
+        self.journal.cut()
         last, base = self.journal.last_ack, self.journal.last_stream_seq
         engine, store = self.engine, self.store
 

@@ -139,3 +139,19 @@ async def test_recovery_reads_a_journal_written_before_and_after_group_commit(
         store.apply(batch)
     assert fresh.engine.capture() == engine.capture()
     assert msgspec.msgpack.encode(fresh.store.state()) == msgspec.msgpack.encode(store.state())
+
+
+async def test_a_snapshot_captured_while_a_group_forms_loses_no_command_of_it(
+        orders: AppClient) -> None:
+    """A command, the snapshot's capture and another command in one step: the second
+    must not share the first one's message, which the snapshot names as included."""
+    sequencer = orders.app[api.SEQUENCER]
+    before = asyncio.ensure_future(sequencer.submit(place(1)))
+    snapshot = asyncio.ensure_future(sequencer._snapshot())
+    after = asyncio.ensure_future(sequencer.submit(place(2)))
+    await asyncio.gather(before, snapshot, after)
+    fresh = Sequencer(sequencer.js, Journal(sequencer.journal.nats, 1.0), sequencer.bucket,
+                      sequencer.instruments, snapshot_every=sequencer.snapshot_every)
+    await fresh.recover()
+    assert fresh.store.get(place(2).order_id) is not None
+    assert fresh.engine.capture() == sequencer.engine.capture()
