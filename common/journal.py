@@ -2,7 +2,9 @@
 the source of truth that svc_orders recovers from and svc_trades projects.
 
 One definition, used by the writer (`svc_orders.journaling`), the projection (svc_trades)
-and tests, so all of them agree on its subjects, storage and de-duplication window.
+and tests, so all of them agree on its subjects, storage, de-duplication window and the
+shape of its messages: each holds the batches of consecutive commands of one instrument
+(group commit), named by the first and last of them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from common import subjects
+from common.messages import EventBatch, journal_decoder
 
 DUPLICATE_WINDOW = 120.0  # seconds in which a repeated Nats-Msg-Id is dropped
 
@@ -23,6 +26,21 @@ STREAM_CONFIG = StreamConfig(
     discard=DiscardPolicy.OLD,
     duplicate_window=DUPLICATE_WINDOW,
 )
+
+
+def batches_of(data: bytes) -> list[EventBatch]:
+    """The batches one journal message holds, in order, whichever shape it has (a group,
+    or a single batch written before group commit); `msgspec.DecodeError` otherwise."""
+    decoded = journal_decoder.decode(data)
+    return decoded if type(decoded) is list else [decoded]  # type: ignore[list-item]
+
+
+def group_id(batches: list[EventBatch]) -> str:
+    """`Nats-Msg-Id` of a group of one instrument's consecutive batches: `SYMBOL:seq` for
+    one (as every batch was named before group commit), `SYMBOL:first-last` for more."""
+    first, last = batches[0], batches[-1]
+    name = subjects.batch_id(first.symbol, first.seq)
+    return name if last is first else f"{name}-{last.seq}"
 
 
 async def ensure_stream(js: JetStreamContext) -> None:

@@ -292,8 +292,14 @@ class OrdersInterest(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float
 
 
+# A journal message holds the batches of consecutive commands of one instrument (group
+# commit): a msgpack array of `EventBatch`es. Messages written before group commit hold
+# one `EventBatch` (a msgpack map); the union reads both.
+JournalMessage = list[EventBatch] | EventBatch
+
 command_decoder = msgspec.msgpack.Decoder(Command)
 batch_decoder = msgspec.msgpack.Decoder(EventBatch)
+journal_decoder = msgspec.msgpack.Decoder(JournalMessage)
 settlement_decoder = msgspec.msgpack.Decoder(TradeSettled)
 interest_decoder = msgspec.msgpack.Decoder(OrdersInterest)
 encoder = msgspec.msgpack.Encoder()

@@ -1,16 +1,20 @@
 """Journaling: svc_orders appends each state-changing command's `EventBatch` to the
 journal (the JetStream stream defined in `common.journal`) and reads it back to recover.
 
-Appends are pipelined (many acknowledgements outstanding) yet ordered: a batch is
-buffered on the connection in the same event-loop step in which the engine produced it,
-and each one names its predecessor (`Nats-Expected-Last-Msg-Id`; after a recovery the
-first names the stream's last sequence instead). JetStream therefore refuses a batch
-whose predecessor was lost, so the journal is always a gap-free prefix of what the
-engine did, and `Nats-Msg-Id` makes a retried append harmless.
+Group commit: the batches appended in one step of the event loop share one journal
+message per instrument and one acknowledgement. A batch joins its group in the same step
+in which the engine produced it, and the group is published by a task that runs at the
+start of the next step, so journal order is engine order. Groups are pipelined (many
+acknowledgements outstanding) yet ordered: each names its predecessor
+(`Nats-Expected-Last-Msg-Id`; after a recovery the first names the stream's last
+sequence instead), so JetStream refuses a group whose predecessor was lost and the
+journal is always a gap-free prefix of what the engine did; `Nats-Msg-Id` (the group's
+first and last batch) makes a retried append harmless. A refused group fails every
+command in it.
 
 Acknowledgements arrive in order on one inbox subscription and are decoded by msgspec;
-one watchdog, not a timer per command, fails every outstanding append once the oldest
-has waited longer than the timeout.
+one watchdog, not a timer per group, fails every outstanding append once the oldest has
+waited longer than the timeout.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from common import subjects
-from common.messages import EventBatch, batch_decoder, encoder
+from common.journal import batches_of, group_id
+from common.messages import EventBatch, encoder
 from common.tasks import stop_tasks
 from svc_orders import metrics, streamrange
 
 REPLAY_BUFFER = 10_000  # journal messages read ahead of the replay
 WATCH_INTERVAL = 0.05  # seconds between checks of the oldest outstanding append
+GROUP_LIMIT = 256  # batches in one journal message (JetStream limits a message's size)
 
 
 class JournalError(Exception):
@@ -67,22 +73,42 @@ class _Ack(msgspec.Struct):
 _ack_decoder = msgspec.json.Decoder(_Ack)
 
 
+class _Group:
+    """Consecutive batches of one instrument, journaled as one message, and the futures
+    of their commands."""
+
+    __slots__ = ("batches", "futures", "sent", "token")
+
+    def __init__(self) -> None:
+        self.batches: list[EventBatch] = []
+        self.futures: list[asyncio.Future[int]] = []
+        self.token = ""  # names the acknowledgement once published
+        self.sent = 0.0  # when it was published (time.perf_counter)
+
+    def halves(self) -> tuple[_Group, _Group]:
+        first, second = _Group(), _Group()
+        middle = len(self.batches) // 2
+        first.batches, second.batches = self.batches[:middle], self.batches[middle:]
+        first.futures, second.futures = self.futures[:middle], self.futures[middle:]
+        return first, second
+
+
 class Journal:
     def __init__(self, nats: Nats, timeout: float) -> None:
         self.nats, self.timeout = nats, timeout
         self.last_stream_seq = 0  # the stream's last sequence when the chain restarted
         self.last_ack: asyncio.Future[int] | None = None
+        self.in_flight = 0  # commands appended, neither acknowledged nor failed yet
         self._last_msg_id: str | None = None
         self._inbox = ""
         self._next_token = 0
-        self._waiting: dict[str, asyncio.Future[int]] = {}
-        self._order: deque[tuple[float, asyncio.Future[int]]] = deque()
+        self._forming: dict[str, _Group] = {}  # groups still taking batches, by instrument
+        self._full: list[_Group] = []  # groups that took their last batch, not yet sent
+        self._publisher: asyncio.Task[None] | None = None
+        self._waiting: dict[str, _Group] = {}  # by token
+        self._order: deque[tuple[float, str]] = deque()  # (deadline, token), sent first first
         self._subscription: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._waiting)
 
     async def start(self) -> None:
         """Subscribe to the acknowledgement inbox, start the watchdog, and report the
@@ -93,8 +119,8 @@ class Journal:
         self._watchdog = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            await stop_tasks([self._watchdog])
+        tasks = [task for task in (self._publisher, self._watchdog) if task is not None]
+        await stop_tasks(tasks)
         if self._subscription is not None:
             await self._subscription.unsubscribe()
 
@@ -105,13 +131,64 @@ class Journal:
         self.last_ack = None
 
     async def append(self, batch: EventBatch) -> asyncio.Future[int]:
-        """Buffer `batch` for JetStream; the future gives its stream sequence.
+        """Add `batch` to its instrument's group of this step; the future gives the stream
+        sequence of the group's message once JetStream acknowledged it.
 
-        Does not suspend before the message is buffered: nats-py appends to its pending
-        buffer synchronously (it only waits when its reconnect buffer is full, which
-        raises instead).
+        Never suspends, so the caller's next batch follows this one in the journal.
         """
-        msg_id = subjects.batch_id(batch.symbol, batch.seq)
+        loop = asyncio.get_running_loop()
+        group = self._forming.get(batch.symbol)
+        if group is None or len(group.batches) >= GROUP_LIMIT:
+            if group is not None:
+                self._full.append(group)
+            group = self._forming[batch.symbol] = _Group()
+            if self._publisher is None:  # runs once the callbacks ready now have run
+                self._publisher = loop.create_task(self._publish())
+        future: asyncio.Future[int] = loop.create_future()
+        group.batches.append(batch)
+        group.futures.append(future)
+        self.in_flight += 1
+        self.last_ack = future
+        return future
+
+    def cut(self) -> None:
+        """End the groups forming now: a batch appended later goes in a later message.
+        A state captured right after holds every batch of the messages up to the one
+        `last_ack` names, and no part of a later one."""
+        self._full.extend(self._forming.values())
+        self._forming = {}
+
+    async def _publish(self) -> None:
+        """Send every group formed so far, in order; one task at a time, so that groups
+        formed while a send waits (nats-py's buffer full) are sent after it."""
+        try:
+            while self._full or self._forming:
+                groups, self._full = self._full, []
+                groups.extend(self._forming.values())
+                self._forming = {}
+                messages = [message for group in groups for message in self._fitting(group)]
+                for number, (group, payload) in enumerate(messages):
+                    try:
+                        await self._send(group, payload)
+                    except Exception as error:  # e.g. disconnected with a full buffer
+                        failed = JournalError(f"the append failed: {error!r}")
+                        for unsent, _ in messages[number:]:
+                            self._settle(unsent, failed)
+                        break
+        finally:
+            self._publisher = None
+
+    def _fitting(self, group: _Group) -> list[tuple[_Group, bytes]]:
+        """`group` encoded, in halves while it is larger than the server takes a message
+        (a lone batch that large is sent, and refused)."""
+        payload = encoder.encode(group.batches)
+        if len(payload) <= self.nats.max_payload or len(group.batches) == 1:
+            return [(group, payload)]
+        first, second = group.halves()
+        return self._fitting(first) + self._fitting(second)
+
+    async def _send(self, group: _Group, payload: bytes) -> None:
+        msg_id = group_id(group.batches)
         headers = {"Nats-Msg-Id": msg_id}
         if self._last_msg_id is None:
             headers["Nats-Expected-Last-Sequence"] = str(self.last_stream_seq)
@@ -119,49 +196,59 @@ class Journal:
             headers["Nats-Expected-Last-Msg-Id"] = self._last_msg_id
         self._last_msg_id = msg_id
         self._next_token += 1
-        token = str(self._next_token)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
-        self._order.append((time.monotonic() + self.timeout, future))
-        self.last_ack = future
-        await self.nats.publish(subjects.events(batch.symbol), encoder.encode(batch),
+        group.token = token = str(self._next_token)
+        self._waiting[token] = group
+        self._order.append((time.monotonic() + self.timeout, token))
+        metrics.JOURNAL_GROUP.observe(len(group.batches))
+        group.sent = time.perf_counter()
+        await self.nats.publish(subjects.events(group.batches[0].symbol), payload,
                                 reply=self._inbox + token, headers=headers)
-        return future
+
+    def _settle(self, group: _Group, outcome: int | BaseException) -> None:
+        """Answer every command of `group`: its stream sequence, or why it failed."""
+        self._waiting.pop(group.token, None)
+        self.in_flight -= len(group.futures)
+        for future in group.futures:
+            if future.done():  # its waiter was cancelled
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._inbox):], None)
-        if future is None or future.done():
+        group = self._waiting.get(msg.subject[len(self._inbox):])
+        if group is None:
             return
         if not msg.data:  # a status message, e.g. 503 "no responders": no stream there
             status = msg.headers.get("Status", "?") if msg.headers else "?"
-            future.set_exception(JournalError(f"no JetStream answer (status {status})"))
+            self._settle(group, JournalError(f"no JetStream answer (status {status})"))
             return
         try:
             ack = _ack_decoder.decode(msg.data)
         except msgspec.DecodeError as error:
-            future.set_exception(JournalError(f"unreadable acknowledgement: {error}"))
+            self._settle(group, JournalError(f"unreadable acknowledgement: {error}"))
             return
         if ack.error is not None:
-            future.set_exception(JournalError(
-                f"JetStream refused the batch: {ack.error.description} "
+            self._settle(group, JournalError(
+                f"JetStream refused the group: {ack.error.description} "
                 f"({ack.error.err_code})"))
         else:
-            future.set_result(ack.seq)
+            metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - group.sent)
+            self._settle(group, ack.seq)
 
     async def _watch(self) -> None:
         """Fail every outstanding append once the oldest is overdue (acks come in order)."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            order = self._order
-            while order and order[0][1].done():
+            order, waiting = self._order, self._waiting
+            while order and order[0][1] not in waiting:
                 order.popleft()
             if order and order[0][0] < time.monotonic():
                 overdue = JournalError(f"no acknowledgement within {self.timeout} s")
-                for _, future in order:
-                    if not future.done():
-                        future.set_exception(overdue)
+                for group in list(waiting.values()):
+                    self._settle(group, overdue)
                 order.clear()
-                self._waiting.clear()
 
 
 async def stream_last_seq(js: JetStreamContext) -> int:
@@ -171,12 +258,14 @@ async def stream_last_seq(js: JetStreamContext) -> int:
 
 async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
                ) -> AsyncIterator[tuple[int, EventBatch]]:
-    """Yield (stream sequence, batch) for every journaled batch from `start` to `end`.
+    """Yield (stream sequence, batch) for every journaled batch in the messages from
+    stream sequence `start` to `end`: each batch of a group, in order, with the group's
+    stream sequence.
 
     One push consumer streams the range (`streamrange`), with none of a pull `fetch`'s
     per-message task and timer; at most `buffer` messages wait here. Messages removed
     from the stream (e.g. an unreadable one, by an operator) are never delivered, so the
-    range ends at the last message still there. A message that is not an `EventBatch`
+    range ends at the last message still there. A message that holds no `EventBatch`es
     raises `UnreadableJournal`.
     """
     try:
@@ -193,9 +282,10 @@ async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
             if seq > end:  # appended after the range was fixed: not this replay's
                 return
             try:
-                batch = batch_decoder.decode(data)
+                batches = batches_of(data)
             except msgspec.DecodeError as error:  # the reason names no part of the payload
                 raise UnreadableJournal(seq, str(error)) from None
-            yield seq, batch
+            for batch in batches:
+                yield seq, batch
             if seq == end:
                 return

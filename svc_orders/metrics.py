@@ -7,9 +7,13 @@ from prometheus_client import Counter, Gauge, Histogram
 COMMANDS = Counter("orders_commands_total", "Commands handled", ["kind", "outcome"])
 MATCH_SECONDS = Histogram("orders_match_seconds", "Engine time per command",
                           buckets=(1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2))
-JOURNAL_ACK_SECONDS = Histogram("orders_journal_ack_seconds", "Wait for the JetStream ack",
+JOURNAL_ACK_SECONDS = Histogram("orders_journal_ack_seconds",
+                                "Wait for the JetStream ack of a journal message",
                                 buckets=(1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0))
-JOURNAL_IN_FLIGHT = Gauge("orders_journal_in_flight", "Batches awaiting their JetStream ack")
+JOURNAL_IN_FLIGHT = Gauge("orders_journal_in_flight", "Commands awaiting their JetStream ack")
+JOURNAL_GROUP = Histogram("orders_journal_group_commands",
+                          "Commands per journal message (group commit)",
+                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 RECOVERIES = Counter("orders_recoveries_total", "Engine rebuilds from snapshot and journal")
 RECOVERY_FAILURES = Counter("orders_recovery_failures_total",
                             "Rebuilds from snapshot and journal that failed")

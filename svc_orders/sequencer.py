@@ -6,12 +6,13 @@ idempotency (a repeated client order id places nothing and answers the original
 order), matching, journaling, and the order as it stands right after the command, with
 the command's trades as views built once for the answer and the market data alike.
 
-A command is matched and its batch buffered for JetStream in one step of the event loop,
-so journal order is engine order; the caller then awaits the acknowledgement
-concurrently with other commands (pipelined). If an append fails or times out, the
-sequencer fences: it refuses commands (503), lets the outstanding appends settle, and
-rebuilds engine and order store from the newest service snapshot plus the journal --
-exactly what a restart would do -- so memory never runs ahead of the journal for long.
+A command is matched and its batch added to the journal's group in one step of the event
+loop, so journal order is engine order; the commands of one step share a journal message
+and its acknowledgement (group commit), and groups are pipelined. If an append fails or
+times out (a refused group fails every command in it), the sequencer fences: it refuses
+commands (503), lets the outstanding appends settle, and rebuilds engine and order store
+from the newest service snapshot plus the journal -- exactly what a restart would do --
+so memory never runs ahead of the journal for long.
 A command answered 503 may still have been journaled (its acknowledgement was lost): the
 rebuild finds it in the journal and hands it to the market data then, so that no trade
 of the journal is missing from the trade feed.
@@ -185,18 +186,12 @@ class Sequencer:
                  else self.store.get(command.order_id))
         if order is not None:  # a copy: later commands change the stored one in place
             order = msgspec.structs.replace(order)
-        try:
-            ack = await self.journal.append(batch)
-        except Exception as error:
-            self._fail("append", error)
-            raise Unavailable("the journal is unavailable") from None
-        waited = time.perf_counter()
+        ack = await self.journal.append(batch)  # joins this step's group: engine order
         try:
             await ack
         except Exception as error:
-            self._fail("ack", error)
-            raise Unavailable("the journal did not confirm the command in time") from None
-        metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - waited)
+            self._fail("append", error)
+            raise Unavailable("the journal did not confirm the command") from None
         trades = self._trade_views(batch)
         self.on_journaled(batch, trades)
         self._announced[batch.symbol] = batch.seq
@@ -276,7 +271,12 @@ class Sequencer:
     # ---- snapshots -----------------------------------------------------------------
 
     async def _snapshot(self) -> None:
-        """Capture the state now; persist it once everything it holds is journaled."""
+        """Capture the state now; persist it once everything it holds is journaled.
+
+        The state must end with a whole journal message: recovery replays from the
+        message after the snapshot's, so a command that joined that message's group
+        after the capture would be lost. Hence the cut."""
+        self.journal.cut()
         last, base = self.journal.last_ack, self.journal.last_stream_seq
         engine, store = self.engine, self.store
 

@@ -21,13 +21,8 @@ import structlog
 from nats.aio.msg import Msg
 
 from common.instruments import Instrument
-from common.messages import (
-    EventBatch,
-    OrderAccepted,
-    OrderRejected,
-    TradeExecuted,
-    batch_decoder,
-)
+from common.journal import batches_of
+from common.messages import EventBatch, OrderAccepted, OrderRejected, TradeExecuted
 from common.orderstate import OrderState, apply, order_ids
 from common.views import trade_id
 from svc_trades import metrics
@@ -61,7 +56,7 @@ class Changes:
     postings: list[PostingRow] = field(default_factory=list)  # the ledger's (funding on)
     parked: list[tuple[int, str, str, bytes]] = field(default_factory=list)
     poison: set[int] = field(default_factory=set)  # indexes of parked messages
-    projected: int = 0  # journal batches folded (the rest were duplicates or parked)
+    duplicates: int = 0  # messages holding only batches projected before
 
 
 class Fold:
@@ -83,63 +78,70 @@ class Fold:
 
     def feed(self, messages: list[Msg]) -> None:
         """Fold more of the fetch: duplicates skipped, poison parked, orphans counted."""
-        changes, seqs, live = self.result, self.seqs, self.live
+        changes = self.result
         offset = len(changes.messages)
         changes.messages.extend(messages)
         for index, msg in enumerate(messages, offset):
-            batch = self._decode(msg, index)
-            if batch is None:
-                continue
-            last = seqs.get(batch.symbol, 0)
-            if batch.seq <= last:
-                continue
-            if batch.seq != last + 1:
-                metrics.GAPS.inc()
-                log.warning("journal sequence gap", symbol=batch.symbol, after=last,
-                            seq=batch.seq)
-            seqs[batch.symbol] = changes.seqs[batch.symbol] = batch.seq
-            changes.projected += 1
-            instrument = self.instruments[batch.symbol]
-            poster: Poster | None = None
-            for event in batch.events:
-                if type(event) is TradeExecuted:
-                    changes.trades.append(self._trade_row(event, instrument))
-                elif type(event) in LEDGER_TYPES:
-                    if poster is None:
-                        poster = Poster(batch, self._moment(batch_time(batch)))
-                    poster.post(event)
-                    continue
-                ids = order_ids(event)
-                if type(event) in CREATING:
-                    self.created.add(ids[0])
-                elif not all(map(live.__contains__, ids)):
-                    metrics.ORPHANS.inc()
-                    log.warning("event for an unknown order not folded",
-                                symbol=batch.symbol, seq=batch.seq, orders=ids)
-                    continue
-                apply(live, event, batch.key_id)
-                for order_id in ids:
-                    self.changed[order_id] = live[order_id]
-            if poster is not None:
-                changes.postings.extend(poster.rows)
+            batches = self._decode(msg, index)
+            folded = [self._fold(batch) for batch in batches]
+            if batches and not any(folded):
+                changes.duplicates += 1
         if messages:
             changes.position = max(changes.position, messages[-1].metadata.sequence.stream)
 
-    def _decode(self, msg: Msg, index: int) -> EventBatch | None:
+    def _fold(self, batch: EventBatch) -> bool:
+        """Fold one journaled batch; False if it was projected before (skipped)."""
+        changes, seqs, live = self.result, self.seqs, self.live
+        last = seqs.get(batch.symbol, 0)
+        if batch.seq <= last:
+            return False
+        if batch.seq != last + 1:
+            metrics.GAPS.inc()
+            log.warning("journal sequence gap", symbol=batch.symbol, after=last,
+                        seq=batch.seq)
+        seqs[batch.symbol] = changes.seqs[batch.symbol] = batch.seq
+        instrument = self.instruments[batch.symbol]
+        poster: Poster | None = None
+        for event in batch.events:
+            if type(event) is TradeExecuted:
+                changes.trades.append(self._trade_row(event, instrument))
+            elif type(event) in LEDGER_TYPES:
+                if poster is None:
+                    poster = Poster(batch, self._moment(batch_time(batch)))
+                poster.post(event)
+                continue
+            ids = order_ids(event)
+            if type(event) in CREATING:
+                self.created.add(ids[0])
+            elif not all(map(live.__contains__, ids)):
+                metrics.ORPHANS.inc()
+                log.warning("event for an unknown order not folded",
+                            symbol=batch.symbol, seq=batch.seq, orders=ids)
+                continue
+            apply(live, event, batch.key_id)
+            for order_id in ids:
+                self.changed[order_id] = live[order_id]
+        if poster is not None:
+            changes.postings.extend(poster.rows)
+        return True
+
+    def _decode(self, msg: Msg, index: int) -> list[EventBatch]:
+        """The message's batches; none if it cannot be projected (it is parked whole)."""
         try:
-            batch = batch_decoder.decode(msg.data)
+            batches = batches_of(msg.data)
         except msgspec.DecodeError as error:  # ValidationError too: unknown event types
             reason = f"undecodable: {error}"
         else:
-            if batch.symbol in self.instruments:
-                return batch
-            reason = f"unknown instrument {batch.symbol!r}"
+            unknown = [b.symbol for b in batches if b.symbol not in self.instruments]
+            if not unknown:
+                return batches
+            reason = f"unknown instrument {unknown[0]!r}"
         stream_seq = msg.metadata.sequence.stream
         self.result.parked.append((stream_seq, msg.subject, reason, msg.data))
         self.result.poison.add(index)
         log.error("journal message parked", stream_seq=stream_seq, subject=msg.subject,
                   reason=reason)
-        return None
+        return []
 
     def changes(self) -> Changes:
         """The rows of everything fed; finished orders leave the live map."""

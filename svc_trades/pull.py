@@ -5,12 +5,17 @@ each). Here messages land in a buffer from a plain subscription callback, and a 
 request goes out whenever less than two batches are buffered or on their way, so the
 next batch arrives while the current one is being written to PostgreSQL.
 
-Bookkeeping of what is on its way: each request asks for `batch` messages and expires
-after `REQUEST_EXPIRES`; a request that ends short says so with a status message (408,
-with the count it will never deliver). A reconnect loses every request with the old
-connection, end and all, so the count starts over then; were an end lost otherwise, the
-count is reset once every request must have expired. A 409 (consumer deleted, leadership
-change, too many requests) ends the session, which realigns the consumer and starts over.
+Bookkeeping of what is on its way: each request asks for `batch` messages, at most
+`REQUEST_BYTES` of them (journal messages hold groups of commands, so their size varies
+widely), and expires after `REQUEST_EXPIRES`; a request that ends short says so with a
+status message (408 expired, 409 "Message Size Exceeds MaxBytes"; 409 "Batch Completed"
+when it delivered all it asked for), with the count it will never deliver. Those
+requests bound what is buffered, so the subscription itself has no limit: nats-py would
+otherwise drop messages beyond its own (a slow consumer), and the projection would
+acknowledge past them. A reconnect loses every request with the old connection, end and
+all, so the count starts over then; were an end lost otherwise, the count is reset once
+every request must have expired. Any other 409 (consumer deleted, leadership change, too
+many requests) ends the session, which realigns the consumer and starts over.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 REQUEST_EXPIRES = 5.0  # seconds a pull request stays open on the server
+REQUEST_BYTES = 4 * 1024 * 1024  # most bytes of messages one pull request delivers
+# 409s that end a request bounded in bytes normally: it took its bytes, or its count
+_REQUEST_DONE = frozenset(("Message Size Exceeds MaxBytes", "Batch Completed"))
 
 
 class PullError(Exception):
@@ -36,7 +44,7 @@ class Puller:
     def __init__(self, nc: Nats, stream: str, durable: str, batch: int) -> None:
         self.nc, self.batch = nc, batch
         self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
-        self.request = json.dumps({"batch": batch,
+        self.request = json.dumps({"batch": batch, "max_bytes": REQUEST_BYTES,
                                    "expires": int(REQUEST_EXPIRES * 1e9)}).encode()
         self.inbox = nc.new_inbox()
         self.buffer: deque[Msg] = deque()
@@ -48,7 +56,9 @@ class Puller:
         self.subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self.subscription = await self.nc.subscribe(self.inbox, cb=self._receive)
+        self.subscription = await self.nc.subscribe(self.inbox, cb=self._receive,
+                                                    pending_msgs_limit=0,
+                                                    pending_bytes_limit=0)
 
     async def close(self) -> None:
         if self.subscription is not None:
@@ -60,7 +70,9 @@ class Puller:
         if status is None:
             self.buffer.append(msg)
             self.outstanding -= 1
-        elif status in ("404", "408"):  # a request ended: these messages will not come
+        elif status in ("404", "408") or (  # a request ended: these will not come
+                status == "409" and msg.headers is not None
+                and msg.headers.get("Description") in _REQUEST_DONE):
             assert msg.headers is not None
             self.outstanding -= int(msg.headers.get("Nats-Pending-Messages") or 0)
         elif status != "100":  # 100 is an idle heartbeat

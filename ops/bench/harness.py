@@ -30,11 +30,13 @@ def given_or_started(stack: ExitStack, given: str | None,
 
 @contextlib.contextmanager
 def service_process(name: str, command: list[str], env: Mapping[str, str], port: int,
-                    log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` until the block ends; yield once GET /ready/ on `port` answers 200."""
+                    log_path: Path, cwd: Path | None = None,
+                    ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` (in `cwd` if given) until the block ends; yield once GET /ready/ on
+    `port` answers 200."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         _wait_ready(name, f"http://{HOST}:{port}/ready/", process, log_path)
         yield process

@@ -1,5 +1,10 @@
 """The standard workload journaled as svc_orders journals it, published from another
-process (as svc_orders would: it does not share the benchmark's core)."""
+process (as svc_orders would: it does not share the benchmark's core).
+
+How many commands share a journal message depends on how many arrive in one step of
+svc_orders' event loop: `python -m ops.bench.api` prints it (`commands_per_message`)
+for its load; the journal benchmarks take it as `--group`.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,15 @@ from nats.js.errors import NotFoundError
 
 from common import subjects
 from common.instruments import Instrument
-from common.journal import ensure_stream
+from common.journal import ensure_stream, group_id
 from common.messages import EventBatch, TradeExecuted, encoder
 from ops.bench.workload import parse
 from svc_orders.matching import Exchange
 
 PUBLISH_WINDOW = 5_000  # acknowledgements outstanding while publishing
+# Commands per journal message: what svc_orders wrote under ops.bench.api's load at 64
+# connections (`commands_per_message`, 20-30 on 2 cores).
+GROUP = 24
 
 
 def journal(workload: Path, trades: int) -> tuple[list[EventBatch], dict[str, Instrument]]:
@@ -53,10 +61,17 @@ async def publish(js: JetStreamContext, payloads: list[tuple[str, bytes, str]]) 
     return time.perf_counter() - started
 
 
-def journal_payloads(batches: list[EventBatch]) -> list[tuple[str, bytes, str]]:
-    """(subject, msgpack, Nats-Msg-Id) of each batch, as svc_orders journals it."""
-    return [(subjects.events(b.symbol), encoder.encode(b), subjects.batch_id(b.symbol, b.seq))
-            for b in batches]
+def journal_payloads(batches: list[EventBatch], group: int) -> list[tuple[str, bytes, str]]:
+    """(subject, msgpack, Nats-Msg-Id) of each journal message as svc_orders writes it:
+    up to `group` consecutive batches of one instrument per message (group commit)."""
+    groups: list[list[EventBatch]] = []
+    for batch in batches:
+        last = groups[-1] if groups else None
+        if last is None or len(last) >= group or last[0].symbol != batch.symbol:
+            groups.append([batch])
+        else:
+            last.append(batch)
+    return [(subjects.events(g[0].symbol), encoder.encode(g), group_id(g)) for g in groups]
 
 
 async def fresh_stream(js: JetStreamContext) -> None:

@@ -8,8 +8,9 @@ PostgreSQL servers (fsync on, as in production) or on `--nats-url`/`--pg-dsn`:
 1. drain: the whole journal is waiting; the projector (svc_trades' own, `--batch`
    messages per transaction) folds it: trades/s and journal messages/s;
 2. live: a fresh database, the projector running while another process publishes the
-   journal as fast as JetStream takes it: the lag (journal messages not yet projected)
-   sampled every 0.1 s, and how long it takes to catch up once publishing stops.
+   journal as fast as JetStream takes it: the lag sampled every 0.1 s, in journal
+   messages not yet projected and in seconds (how long ago the journal held the last
+   message projected), and how long it takes to catch up once publishing stops.
 
 Both runs are checked: PostgreSQL must end with every trade and every order. Prints
 one JSON line, with the CPU each run cost per trade (in microseconds): the projector
@@ -46,7 +47,7 @@ from common.messages import OrderAccepted, OrderRejected, TradeExecuted
 from common.service import settle_heap
 from ops.bench import cpu
 from ops.bench.harness import given_or_started
-from ops.bench.journaling import fresh_stream, journal, journal_payloads, publisher
+from ops.bench.journaling import GROUP, fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer, PostgresServer
 from svc_trades.migrations import migrate
 from svc_trades.projector import Projector
@@ -70,11 +71,17 @@ async def position(pool: asyncpg.Pool) -> int:
 
 
 async def projected(pool: asyncpg.Pool, js: JetStreamContext, end: int,
-                    lags: list[int]) -> None:
+                    lags: list[int], delays: list[float]) -> None:
     """Wait until the projection reaches stream sequence `end`, sampling `lags` (journal
-    messages not projected yet) as it goes."""
+    messages not projected yet) and `delays` (seconds since the journal held the last
+    message projected: at most that long ago, to the sampling interval) as it goes."""
+    journaled: list[tuple[float, int]] = []  # (when, the stream's last sequence then)
     while (reached := await position(pool)) < end:
-        lags.append((await js.stream_info(subjects.STREAM)).state.last_seq - reached)
+        now, last = time.perf_counter(), await last_seq(js)
+        journaled.append((now, last))
+        lags.append(last - reached)
+        since = next(when for when, held in journaled if held >= reached)
+        delays.append(now - since)
         await asyncio.sleep(SAMPLE_EVERY)
 
 
@@ -95,7 +102,7 @@ async def run(args: argparse.Namespace, nats_url: str, admin_dsn: str,
     trades = sum(type(e) is TradeExecuted for b in batches for e in b.events)
     orders = len({e.order.order_id for b in batches for e in b.events
                   if isinstance(e, OrderAccepted | OrderRejected)})
-    payloads = journal_payloads(batches)
+    payloads = journal_payloads(batches, args.group)
     settle_heap()  # as the service does after start-up
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -127,7 +134,7 @@ async def drain_run(args: argparse.Namespace, admin_dsn: str, nc: Nats,
         meter = cpu.Meter(servers, this="projector")
         started = time.perf_counter()
         task = asyncio.get_running_loop().create_task(projector.run())
-        await projected(pool, nc.jetstream(), last, [])
+        await projected(pool, nc.jetstream(), last, [], [])
         seconds = time.perf_counter() - started
         used = meter.seconds()
         task.cancel()
@@ -151,7 +158,9 @@ async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: 
         loop = asyncio.get_running_loop()
         task = loop.create_task(projector.run())
         lags: list[int] = []
-        sampler = loop.create_task(projected(pool, nc.jetstream(), len(payloads), lags))
+        delays: list[float] = []
+        sampler = loop.create_task(projected(pool, nc.jetstream(), len(payloads), lags,
+                                             delays))
         started = time.perf_counter()
         await publisher(nats_url, payloads)
         published = time.perf_counter()
@@ -164,12 +173,16 @@ async def live_run(args: argparse.Namespace, nats_url: str, admin_dsn: str, nc: 
             "live_trades_per_s": round(trades / (done - started)),
             "live_lag_max_msgs": max(lags, default=0),
             "live_lag_median_msgs": round(statistics.median(lags)) if lags else 0,
+            "live_lag_max_seconds": round(max(delays, default=0.0), 2),
+            "live_lag_median_seconds": round(statistics.median(delays), 2) if delays else 0,
             "live_catch_up_seconds": round(done - published, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", type=Path, required=True)
+    parser.add_argument("--group", type=int, default=GROUP,
+                        help="commands per journal message (group commit; 1: one each)")
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=Settings().projection_batch,
                         help="journal messages per projection transaction (EX_PROJECTION_BATCH)")

@@ -46,7 +46,7 @@ from common.messages import (
 )
 from ops.bench.cpu import process_seconds, tree_seconds
 from ops.bench.harness import service_process
-from ops.bench.journaling import fresh_stream, journal_payloads, publish
+from ops.bench.journaling import GROUP, fresh_stream, journal_payloads, publish
 from ops.stack import HOST, NatsServer, RedisServer, free_port
 from svc_orders import snapshots
 from svc_orders.journaling import Journal, stream_last_seq
@@ -157,11 +157,12 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         js = nc.jetstream(publish_async_max_pending=20_000)
         await fresh_stream(js)
-        await publish(js, journal_payloads(book.journaled(commands, args.resting)))
+        await publish(js, journal_payloads(book.journaled(commands, args.resting), GROUP))
         sequencer = Sequencer(js, Journal(nc, ACK_TIMEOUT), await snapshots.bucket(js),
                               INSTRUMENTS, snapshot_every=args.tail + 1)
         sequencer.engine, sequencer.store = book.engine, book.store
-        sequencer.journal.restart_chain(await stream_last_seq(js))
+        journaled = await stream_last_seq(js)
+        sequencer.journal.restart_chain(journaled)
         longest = {"wall": 0.0, "cpu": 0.0}
         monitor = asyncio.create_task(stall_monitor(longest))
         await asyncio.sleep(0.1)  # the monitor's first pass
@@ -171,14 +172,14 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         monitor.cancel()
         written = await snapshots.load(nc, sequencer.bucket)
-        if written is None or written.stream_seq != args.resting:
+        if written is None or written.stream_seq != journaled:
             raise SystemExit("the snapshot was not written (see the warning above)")
         figures = {"resting_orders": len(book.engine.orders),
                    "live_orders": len(book.store.live), "keys": len(book.store.keys),
                    "longest_loop_stall_ms": round(1000 * longest["wall"], 1),
                    "longest_loop_stall_cpu_ms": round(1000 * longest["cpu"], 1),
                    "seconds": round(seconds, 3)}
-        await publish(js, journal_payloads(book.journaled(book.mixed(), args.tail)))
+        await publish(js, journal_payloads(book.journaled(book.mixed(), args.tail), GROUP))
     finally:
         await nc.close()
     return {"snapshot": figures, "resting_after_tail": len(book.engine.orders)}

@@ -43,3 +43,39 @@ async def test_appends_in_flight_are_a_gauge(nats: NatsServer) -> None:
     finally:
         await appender.close()
         await connection.close()
+
+
+async def test_a_group_larger_than_a_message_goes_out_in_halves(nats: NatsServer) -> None:
+    connection = await nats_client.connect(nats.url)
+    await ensure_stream(connection.jetstream())
+    connection._max_payload = 1_000  # as if the server took messages this small
+    appender = journaling.Journal(connection, timeout=5.0)
+    await appender.start()
+    try:
+        acks = [await appender.append(batch(seq)) for seq in range(1, 21)]  # one step
+        stream_seqs = [await ack for ack in acks]
+        assert 1 < len(set(stream_seqs)) < 20
+        assert stream_seqs == sorted(stream_seqs)
+        read = [item.seq async for _, item in journaling.read(connection, 1, 20)]
+        assert read == list(range(1, 21))
+    finally:
+        await appender.close()
+        await connection.close()
+
+
+async def test_a_cut_ends_the_group_forming(nats: NatsServer) -> None:
+    """What a snapshot relies on: after a cut, a batch of the same step goes in a later
+    message, so the state captured at the cut ends with a whole message."""
+    connection = await nats_client.connect(nats.url)
+    await ensure_stream(connection.jetstream())
+    appender = journaling.Journal(connection, timeout=5.0)
+    await appender.start()
+    try:
+        before = [await appender.append(batch(seq)) for seq in (1, 2)]
+        appender.cut()
+        after = await appender.append(batch(3))  # the same step
+        assert [await ack for ack in before] == [1, 1]
+        assert await after == 2
+    finally:
+        await appender.close()
+        await connection.close()

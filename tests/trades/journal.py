@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from common import subjects
 from common.instruments import DEFAULT_INSTRUMENT, InstrumentFile
+from common.journal import group_id
 from common.messages import (
     CancelOrder,
     Command,
@@ -147,6 +148,29 @@ async def publish(js: JetStreamContext, batches: Iterable[EventBatch],
     for batch in batches:
         headers = {"Nats-Msg-Id": subjects.batch_id(batch.symbol, batch.seq)}
         await js.publish(subjects.events(batch.symbol), encoder.encode(batch),
+                         headers=headers if deduplicate else None)
+
+
+def grouped(batches: Iterable[EventBatch], seed: int) -> list[list[EventBatch]]:
+    """The batches as svc_orders groups them: consecutive ones of one instrument, here
+    1 to 8 at a time."""
+    rng = Random(seed)
+    groups: list[list[EventBatch]] = []
+    size = 0
+    for batch in batches:
+        if not groups or groups[-1][-1].symbol != batch.symbol or len(groups[-1]) >= size:
+            groups.append([])
+            size = rng.randint(1, 8)
+        groups[-1].append(batch)
+    return groups
+
+
+async def publish_groups(js: JetStreamContext, groups: Iterable[list[EventBatch]],
+                         deduplicate: bool = True) -> None:
+    """As svc_orders journals since group commit: one message per group."""
+    for group in groups:
+        headers = {"Nats-Msg-Id": group_id(group)}
+        await js.publish(subjects.events(group[0].symbol), encoder.encode(group),
                          headers=headers if deduplicate else None)
 
 

@@ -26,8 +26,10 @@ from tests.trades.journal import (
     Desk,
     assert_projects,
     caught_up,
+    grouped,
     projecting,
     publish,
+    publish_groups,
     random_batches,
     start,
     stop,
@@ -49,6 +51,28 @@ async def test_projection_is_the_fold_of_the_journal(pool: asyncpg.Pool, nc: Nat
         await caught_up(pool, js)
     await assert_projects(pool, batches)
     assert len(await table(pool, "trades")) > 100  # the journal really trades
+
+
+async def test_a_journal_written_before_and_after_group_commit_projects_the_same(
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
+    """Half the journal one batch per message (as before group commit), half in groups;
+    a replay of the groups writes nothing twice."""
+    batches = random_batches(500, seed=3)
+    half = len(batches) // 2
+    await publish(js, batches[:half])
+    groups = grouped(batches[half:], seed=3)
+    assert max(map(len, groups)) > 1
+    await publish_groups(js, groups)
+    async with projecting(pool, nc, batch=13):
+        await caught_up(pool, js)
+    await assert_projects(pool, batches)
+
+    skipped = counted("trades_projection_messages_total", outcome="duplicate")
+    await publish_groups(js, groups[:5], deduplicate=False)  # journaled twice
+    async with projecting(pool, nc):
+        await caught_up(pool, js)
+    await assert_projects(pool, batches)
+    assert counted("trades_projection_messages_total", outcome="duplicate") - skipped == 5
 
 
 async def test_duplicates_and_replays_write_nothing_twice(pool: asyncpg.Pool,

@@ -22,7 +22,10 @@ errors (non-2xx answers plus socket errors and timeouts) and the CPU used (in co
 the server, NATS, Redis, the load generator and the whole machine, then the ratio
 order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second, and
 `auth_cpu_cost`, the same from the server's CPU per request (`server_cpu_us`), with
---rounds N the medians of the rounds' own comparisons (`auth_costs`: each round's). A
+--rounds N the medians of the rounds' own comparisons (`auth_costs`: each round's), and
+`commands_per_message`: how many commands svc_orders' journal messages held (group
+commit). With --baseline, svc_orders from another checkout runs in the same rounds, on
+a nats-server of its own (`order_api_baseline`, `baseline_ratio`, `baseline_cpu_cost`). A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
@@ -39,6 +42,7 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api --no-auth            # without the auth target
     .venv/bin/python -m ops.bench.api --rounds 5           # medians, on a busy machine
     .venv/bin/python -m ops.bench.api --rounds 5 --concurrency 64   # auth_cost at 64
+    .venv/bin/python -m ops.bench.api --baseline /tmp/base # also the code in /tmp/base
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -55,10 +59,12 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 import msgspec
 
@@ -105,6 +111,26 @@ def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enab
                    {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, key)
 
 
+@contextlib.contextmanager
+def baseline(folder: Path, env: dict[str, str], redis_pid: int | None, code: Path | None,
+             ) -> Iterator[tuple[str, dict[str, int | None], None] | None]:
+    """svc_orders from the checkout `code` (e.g. `git worktree add /tmp/base main`), on a
+    nats-server of its own: the code before a change, measured in the same rounds as the
+    code after it; None without `code`."""
+    if code is None:
+        yield None
+        return
+    port = free_port()
+    with NatsServer(folder / "nats-baseline") as nats:
+        env = env | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port),
+                     "PYTHONPATH": str(code)}
+        with service_process("svc_orders (baseline)", [sys.executable, "-m", "svc_orders"],
+                             env, port, folder / "svc_orders_baseline.log",
+                             cwd=code) as service:
+            yield (f"http://{HOST}:{port}{ORDERS_PATH}",
+                   {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, None)
+
+
 def benchmark(args: argparse.Namespace, generator: Generator) -> None:
     with (tempfile.TemporaryDirectory(prefix="bench_api-") as tmp,
           backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
@@ -121,7 +147,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                           str(ceiling_port)], env,
                              ceiling_port, folder / "ceiling.log") as ceiling,
               authenticated(folder, env, backing_pids["redis"], args.auth,
-                            max(args.seconds, args.warmup), user_id) as with_auth):
+                            max(args.seconds, args.warmup), user_id) as with_auth,
+              baseline(folder, env, backing_pids["redis"], args.baseline) as before):
             targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
                             {"server": ceiling.pid}, None),
@@ -130,6 +157,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
             }
             if with_auth is not None:
                 targets["order_api_auth"] = with_auth
+            if before is not None:
+                targets["order_api_baseline"] = before
             for url, _, key in targets.values():
                 smoke_test(url, key)
             if args.warmup:
@@ -140,6 +169,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
             for concurrency in args.concurrency:
                 profiled = args.profile is not None and concurrency == args.concurrency[-1]
                 rounds: list[dict[str, Figures]] = []
+                groups: list[Groups] = []  # the order API's journal messages, each round
                 for number in range(args.rounds):
                     # Every other round runs the two order APIs the other way round, so
                     # that neither always runs after the other.
@@ -149,17 +179,21 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     figures: dict[str, Figures] = {}
                     for name in names:
                         url, pids, key = targets[name]
+                        grouped = journal_groups(orders_port)
                         with py_spy(_profile_path(args.profile, name) if profiled else None,
                                     pids["server"]):
                             figures[name] = measure(generator, url, concurrency, args.seconds,
                                                     pids, **load, key=key, user_id=plain_user)
                         time.sleep(PAUSE)
+                        if name == "order_api":
+                            groups.append(journal_groups(orders_port) - grouped)
                     rounds.append(figures)
                 figures = {name: _median_run([one[name] for one in rounds]) for name in targets}
                 auth = figures.get("order_api_auth")
                 costs = [1 - one["order_api_auth"].requests_per_s
                          / max(1, one["order_api"].requests_per_s)
                          for one in rounds if "order_api_auth" in one]
+                base = figures.get("order_api_baseline")
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -176,6 +210,14 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     auth_costs=None if auth is None else [round(c, 3) for c in costs],
                     auth_cpu_cost=None if auth is None else _median(
                         [_cpu_cost(one["order_api_auth"], one["order_api"]) for one in rounds]),
+                    commands_per_message=_median([one.per_message for one in groups]),
+                    order_api_baseline=base,
+                    baseline_ratio=None if base is None else _median(
+                        [one["order_api_baseline"].requests_per_s
+                         / max(1, one["ceiling"].requests_per_s) for one in rounds]),
+                    baseline_cpu_cost=None if base is None else _median(
+                        [_cpu_cost(one["order_api_baseline"], one["order_api"])
+                         for one in rounds]),
                     profiled="order API runs sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
@@ -192,10 +234,38 @@ def _profile_path(given: Path, target: str) -> Path | None:
     return given.with_name(f"{given.stem}{suffix}{given.suffix}")
 
 
-def _cpu_cost(auth: Figures, plain: Figures) -> float:
-    if auth.server_cpu_us is None or not plain.server_cpu_us:
+class Groups(NamedTuple):
+    """The order API's journal so far: messages and the commands they held."""
+
+    messages: float
+    commands: float
+
+    def __sub__(self, earlier: tuple[float, ...]) -> Groups:
+        return Groups(self.messages - earlier[0], self.commands - earlier[1])
+
+    @property
+    def per_message(self) -> float:
+        return self.commands / max(1.0, self.messages)
+
+
+def journal_groups(port: int) -> Groups:
+    """Read from svc_orders' /metrics: its journal messages and their commands."""
+    url = f"http://{HOST}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    found = dict.fromkeys(("_count", "_sum"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        for suffix in found:
+            if name == f"orders_journal_group_commands{suffix}":
+                found[suffix] = float(value)
+    return Groups(found["_count"], found["_sum"])
+
+
+def _cpu_cost(measured: Figures, plain: Figures) -> float:
+    if measured.server_cpu_us is None or not plain.server_cpu_us:
         return math.nan
-    return auth.server_cpu_us / plain.server_cpu_us - 1
+    return measured.server_cpu_us / plain.server_cpu_us - 1
 
 
 def _median(values: list[float]) -> float:
@@ -233,6 +303,9 @@ def main() -> None:
     parser.add_argument("--plain-without-user", action="store_true",
                         help="plain orders name no user (the signed ones always carry "
                              "their key's): auth_cost then includes the cost of the user")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="also measure svc_orders from this checkout (the code before "
+                             "a change), on a nats-server of its own")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its runs at "
                              "the highest concurrency (that of the one with auth on beside "

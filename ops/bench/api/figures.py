@@ -56,6 +56,12 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     auth_cpu_cost: float | None = None
     # Each round's own auth_cost, in run order: the spread on a busy machine.
     auth_costs: list[float] | None = None
+    commands_per_message: float | None = None  # order_api's journal: group commit
+    # svc_orders from another checkout (--baseline), measured in the same rounds: its
+    # ratio to the ceiling, and its server CPU per request / order_api's - 1.
+    order_api_baseline: Figures | None = None
+    baseline_ratio: float | None = None
+    baseline_cpu_cost: float | None = None
     profiled: str | None = None
 
 
