@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await transfers.unsubscribe()
         await stop_tasks(tasks)
+        await sequencer.stop()
         await journal.close()
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, history_ctx, sequencer_ctx])

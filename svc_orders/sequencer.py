@@ -42,6 +42,7 @@ from common.messages import (
     TransferFunds,
 )
 from common.orderstate import OrderState
+from common.tasks import stop_tasks
 from common.views import TradeView, trade_view
 from svc_orders import journaling, metrics, snapshots
 from svc_orders.journaling import Journal, UnreadableJournal
@@ -267,6 +268,12 @@ class Sequencer:
                           retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, RETRY_MAX)
+
+    async def stop(self) -> None:
+        """At shutdown: a rebuild in progress ends with the service (it would otherwise
+        go on retrying after the app is gone)."""
+        if self._fence is not None:
+            await stop_tasks([self._fence])
 
     # ---- snapshots -----------------------------------------------------------------
 

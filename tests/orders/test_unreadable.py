@@ -7,6 +7,7 @@ holds the alarm gauge at that sequence and backs off; a restart stops at the sam
 message. Once an operator removes it, the next attempt recovers by itself.
 """
 
+import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -86,3 +87,27 @@ async def test_recovery_stops_at_an_unreadable_message_with_an_alarm_and_backs_o
     finally:
         await admin.close()
 
+
+
+async def test_a_rebuild_in_progress_ends_with_the_service(
+        orders: AppClient, nats: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutting down while recovery retries stops the retries: before, the loop went on
+    after its app had closed, and its logs showed up in the next test's."""
+    monkeypatch.setattr(sequencer, "RETRY_FIRST", 0.05)
+    assert (await orders.post("/orders/", json=BUY)).status == 201
+    admin = await connect(nats.url)
+    try:
+        bad = (await admin.jetstream().publish(subjects.events("DEFAULT"), b"\xc1")).seq
+        assert (await orders.post("/orders/", json=BUY)).status == 503
+        running = orders.app[api.SEQUENCER]
+        with structlog.testing.capture_logs() as logs:
+            await eventually(lambda: any(entry["event"] == "recovery failed, retrying"
+                                         for entry in logs))
+            await running.stop()
+            stopped_at = len(logs)
+            await asyncio.sleep(0.3)  # several retry periods
+        assert [entry for entry in logs[stopped_at:]
+                if entry["event"] == "recovery failed, retrying"] == []
+    finally:
+        await admin.jetstream().delete_msg(subjects.STREAM, bad)  # the next test's journal
+        await admin.close()
