@@ -22,6 +22,7 @@ from common.shutdown import close_nats
 from common.tasks import stop_tasks, supervise
 from svc_orders import api, snapshots
 from svc_orders.journaling import Journal
+from svc_orders.leadership import Leadership, Lease
 from svc_orders.marketdata import MarketData
 from svc_orders.openapi import OPERATIONS
 from svc_orders.readmodel import READ_MODEL, ReadModel, list_orders
@@ -60,11 +61,16 @@ def create_app(settings: Settings) -> web.Application:
 
     async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
         js = app[NATS].jetstream()
-        await ensure_stream(js)
+        await ensure_stream(js, settings.nats_replicas)
         journal = Journal(app[NATS], settings.journal_timeout)
         await journal.start()
-        sequencer = Sequencer(js, journal, await snapshots.bucket(js), app[api.INSTRUMENTS],
-                              snapshot_every=settings.snapshot_every)
+        sequencer = Sequencer(js, journal,
+                              await snapshots.bucket(js, settings.nats_replicas),
+                              app[api.INSTRUMENTS], snapshot_every=settings.snapshot_every)
+        lease = Lease(js, settings.orders_url or
+                      f"http://{settings.host}:{settings.orders_port}",
+                      settings.lease_ttl, settings.nats_replicas)
+        leader = Leadership(app[NATS], lease, sequencer)  # before recovery: it is a standby
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
@@ -75,13 +81,14 @@ def create_app(settings: Settings) -> web.Application:
                             if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
-        tasks = [asyncio.create_task(supervise("marketdata", market.run))]
+        jobs = {"marketdata": market.run}  # the leader's alone
         if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
-            tasks.append(asyncio.create_task(supervise(
-                "session_close",
-                lambda: expire_at_session_close(sequencer, app[api.INSTRUMENTS]))))
+            jobs["session_close"] = lambda: expire_at_session_close(sequencer,
+                                                                    app[api.INSTRUMENTS])
+        await leader.begin()
+        task = asyncio.create_task(supervise("leadership", lambda: leader.run(jobs)))
         yield
-        await stop_tasks(tasks)
+        await stop_tasks([task])
         await journal.close()
 
     app.cleanup_ctx.extend([nats_ctx, redis_ctx, history_ctx, sequencer_ctx])
@@ -98,7 +105,8 @@ def create_app(settings: Settings) -> web.Application:
     def ready() -> bool:
         sequencer = app.get(api.SEQUENCER)
         nc = app.get(NATS)
-        return bool(sequencer and sequencer.ready and nc and nc.is_connected)
+        return bool(sequencer and sequencer.ready and sequencer.leading()
+                    and nc and nc.is_connected)
 
     add_probes(app, ready, settings)
     add_openapi(app, "exchange-core svc_orders", OPERATIONS)

@@ -145,6 +145,8 @@ class Journal:
             future.set_exception(JournalError(
                 f"JetStream refused the batch: {ack.error.description} "
                 f"({ack.error.err_code})"))
+        elif ack.duplicate:  # the id of a batch someone else appended: a deposed leader
+            future.set_exception(JournalError("JetStream holds a batch of this id already"))
         else:
             future.set_result(ack.seq)
 

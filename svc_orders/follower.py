@@ -1,0 +1,100 @@
+"""A hot standby's state: the journal applied as the leader appends it, with the code
+recovery uses (`Sequencer.replay`), so a takeover only reads the last few messages.
+
+It also notes which trades the leader published (`md.trades`): on a takeover, the new
+leader hands the market data the trades the journal holds and the old leader never sent,
+so the trade feeds continue where the old leader stopped. A trade sent twice is dropped
+by svc_stream (each feed forwards only a seq past the last it sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+import msgspec
+import structlog
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from common import subjects
+from common.messages import EventBatch, TradeExecuted
+from common.tasks import stop_tasks
+from svc_orders import journaling, metrics
+from svc_orders.sequencer import Sequencer
+
+log = structlog.get_logger(__name__)
+
+POLL = 0.05  # seconds between looks at the journal's end
+RECENT = 10_000  # batches with trades kept for a takeover to hand to the market data
+
+
+class _Published(msgspec.Struct):
+    """What a standby reads of an `md.trades` message."""
+
+    symbol: str
+    seq: int
+
+
+_published_decoder = msgspec.json.Decoder(_Published)
+
+
+class Follower:
+    def __init__(self, nats: Nats, sequencer: Sequencer) -> None:
+        self.nats, self.sequencer = nats, sequencer
+        self.recent: deque[EventBatch] = deque(maxlen=RECENT)
+        self.published: dict[str, int] = {}  # by symbol, the last seq seen on md.trades
+        self._task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await stop_tasks([self._task])
+            self._task = None
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def _run(self) -> None:
+        self._subscription = await self.nats.subscribe(subjects.TRADES_WILDCARD,
+                                                       cb=self._on_trades)
+        while True:
+            try:
+                await self.catch_up()
+            except Exception as error:  # NATS away, or a read cut short: try again
+                log.warning("following the journal failed", error=repr(error))
+            await asyncio.sleep(POLL)
+
+    async def _on_trades(self, msg: Msg) -> None:
+        try:
+            published = _published_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        if published.seq > self.published.get(published.symbol, 0):
+            self.published[published.symbol] = published.seq
+
+    async def catch_up(self) -> int:
+        """Apply the journal up to its end as of now; the stream sequence reached."""
+        sequencer = self.sequencer
+        await sequencer.settled()  # a rebuild replaces the state: follow the new one
+        end = await journaling.stream_last_seq(sequencer.js)
+        metrics.STANDBY_LAG.set(end - sequencer.position)
+        if end > sequencer.position:
+            async for batch in sequencer.replay(sequencer.engine, sequencer.store,
+                                                sequencer.position + 1, end):
+                if any(type(event) is TradeExecuted for event in batch.events):
+                    self.recent.append(batch)
+            sequencer.position = end
+        metrics.STANDBY_LAG.set(0)
+        return end
+
+    def unpublished(self) -> list[EventBatch]:
+        """The followed batches with trades that the leader was not seen to publish."""
+        return [batch for batch in self.recent
+                if batch.seq > self.published.get(batch.symbol, 0)]
