@@ -32,6 +32,7 @@ from svc_orders.sessions import expire_at_session_close
 log = structlog.get_logger(__name__)
 
 NATS = web.AppKey("nats", Nats)
+LEADERSHIP = web.AppKey("leadership", Leadership)
 REDIS = web.AppKey("redis", Redis)
 
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
         lease = Lease(js, settings.orders_url or
                       f"http://{settings.host}:{settings.orders_port}",
                       settings.lease_ttl, settings.nats_replicas)
-        leader = Leadership(app[NATS], lease, sequencer)  # before recovery: it is a standby
+        leader = app[LEADERSHIP] = Leadership(app[NATS], lease, sequencer)  # a standby
         await sequencer.recover()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])

@@ -35,6 +35,7 @@ from nats.js.errors import (
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoStreamResponseError,
+    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
@@ -140,6 +141,15 @@ async def append_takeover(js: JetStreamContext, holder: Holder) -> int:
     return int(ack.seq)
 
 
+async def last_takeover(js: JetStreamContext) -> Holder | None:
+    """Who took over last, as the journal's stream says."""
+    try:
+        msg = await js.get_last_msg(subjects.STREAM, subjects.TAKEOVER)
+    except NotFoundError:
+        return None
+    return _holder_decoder.decode(msg.data or b"")
+
+
 Job = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -152,7 +162,9 @@ class Leadership:
         self.follower = Follower(nats, sequencer)
         self.leader_url: str | None = None  # as last read, for NOT_LEADER answers
         self.commanding = False  # took over, until it steps down
+        self.deposed = asyncio.Event()  # the journal shows a later takeover than ours
         sequencer.leading = self.leading
+        sequencer.confirm_lead = self.confirm
         sequencer.leader_url = lambda: self.leader_url
         metrics.ROLE.labels("leader").set_function(lambda: int(self.leading()))
         metrics.ROLE.labels("standby").set_function(lambda: int(not self.leading()))
@@ -161,12 +173,28 @@ class Leadership:
         """Taking commands: took over, and the lease is still ours by our own clock."""
         return self.commanding and self.lease.held()
 
+    async def confirm(self) -> None:
+        """After a rebuild, before commands are taken again: if the journal holds a
+        takeover later than ours (ours was fenced: the lease has moved on, whatever our
+        clock says), stop leading at once and step down."""
+        if not self.commanding:
+            return
+        last = await last_takeover(self.nats.jetstream())
+        if last is not None and last.instance != self.lease.me.instance:
+            log.warning("deposed: another instance took over", leader=last.url)
+            self.commanding = False
+            self.leader_url = last.url
+            self.deposed.set()
+
     async def begin(self) -> None:
         """At start-up, once the state is recovered: lead at once if no one does, so that
         an instance on its own is ready when it starts serving."""
         try:
             if await self.lease.acquire():
                 await self._take_over()
+            else:
+                holder = await self.lease.leader()
+                self.leader_url = None if holder is None else holder.url
         except Exception as error:  # `run` tries again
             log.warning("no lease at start-up", error=repr(error))
 
@@ -224,6 +252,7 @@ class Leadership:
             log.error("takeover failed", error=repr(error))
             await self._step_down("takeover failed")
             return
+        self.deposed.clear()
         self.commanding = True
         metrics.TAKEOVERS.inc()
         log.info("leading", stream_seq=self.sequencer.position,
@@ -236,12 +265,16 @@ class Leadership:
             await self._renew()
         finally:
             await stop_tasks(tasks)
-        await self._step_down("lease lost")
+        await self._step_down("deposed" if self.deposed.is_set() else "lease lost")
 
     async def _renew(self) -> None:
         """Renew every third of the lease's life until a renewal is refused."""
         while True:
-            await asyncio.sleep(self.lease.ttl / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease.ttl / 3):
+                    await self.deposed.wait()
+            if self.deposed.is_set():
+                return
             try:
                 if not await self.lease.renew():
                     return

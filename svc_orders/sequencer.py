@@ -62,6 +62,10 @@ FindOrder = Callable[[str], Awaitable[OrderState | None]]
 Journaled = Callable[[EventBatch, list[TradeView]], None]
 
 
+async def _nothing() -> None:
+    return None
+
+
 class Unavailable(Exception):
     """The command was not taken (or not confirmed): answer 503."""
 
@@ -100,6 +104,7 @@ class Sequencer:
         self.position = 0  # the last stream sequence the state holds
         self.leading: Callable[[], bool] = lambda: True  # `svc_orders.leadership` decides
         self.leader_url: Callable[[], str | None] = lambda: None
+        self.confirm_lead: Callable[[], Awaitable[None]] = _nothing  # before ready again
         self.find: FindOrder = self.remembered  # the service adds the order history
         self.on_journaled: Journaled = lambda batch, trades: None
         self._since_snapshot = 0
@@ -130,16 +135,19 @@ class Sequencer:
         first = snapshot.stream_seq + 1 if snapshot else 1
         unannounced: list[EventBatch] = []  # journaled, yet never handed to the market data
         # At start-up the journal is history; a standby's market data is the leader's.
-        rebuilding = self._fence is not None and self.leading()
+        rebuilding = self._fence is not None
+        collecting = rebuilding and self.leading()
         async for batch in self.replay(engine, store, first, end):
             replayed += 1
-            if rebuilding and batch.seq > self._announced.get(batch.symbol, 0):
+            if collecting and batch.seq > self._announced.get(batch.symbol, 0):
                 unannounced.append(batch)
         metrics.JOURNAL_UNREADABLE.set(0)
         engine.check()
+        if rebuilding:  # were we fenced by a new leader's takeover? Then we lead no more.
+            await self.confirm_lead()
         self.engine, self.store, self.position = engine, store, end
-        self.announce(unannounced)
-        if rebuilding or self._fence is None:
+        if not rebuilding or self.leading():
+            self.announce(unannounced)
             self._announced = {symbol: engine.seq(symbol) for symbol in self.instruments}
         self.journal.restart_chain(end)
         self._since_snapshot = replayed
@@ -194,7 +202,8 @@ class Sequencer:
     def step_down(self) -> None:
         """Stop taking commands and rebuild from the journal: the engine may hold
         commands whose appends will now be refused."""
-        self._fail("lease", RuntimeError("another instance leads"))
+        if self._fence is None or self._fence.done():
+            self._start_rebuild()
 
     # ---- commands ------------------------------------------------------------------
 
@@ -303,8 +312,11 @@ class Sequencer:
         """Fence: no more commands until the state is rebuilt from the journal."""
         if self._fence is not None and not self._fence.done():
             return
-        self.ready = False
         log.error("journal failed, fencing", stage=stage, error=repr(error))
+        self._start_rebuild()
+
+    def _start_rebuild(self) -> None:
+        self.ready = False
         self._fence = asyncio.get_running_loop().create_task(self._rebuild())
 
     async def _rebuild(self) -> None:
