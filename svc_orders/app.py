@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
                       f"http://{settings.host}:{settings.orders_port}",
                       settings.lease_ttl, settings.nats_replicas)
         leader = app[LEADERSHIP] = Leadership(app[NATS], lease, sequencer)  # a standby
-        await sequencer.recover()
+        await sequencer.recover_retrying()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
         market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],

@@ -84,14 +84,13 @@ class Follower:
         sequencer = self.sequencer
         await sequencer.settled()  # a rebuild replaces the state: follow the new one
         end = await journaling.stream_last_seq(sequencer.js)
-        metrics.STANDBY_LAG.set(end - sequencer.position)
+        metrics.STANDBY_LAG.set(end - sequencer.position)  # what this look had to apply
         if end > sequencer.position:
             async for batch in sequencer.replay(sequencer.engine, sequencer.store,
                                                 sequencer.position + 1, end):
                 if any(type(event) is TradeExecuted for event in batch.events):
                     self.recent.append(batch)
             sequencer.position = end
-        metrics.STANDBY_LAG.set(0)
         return end
 
     def unpublished(self) -> list[EventBatch]:

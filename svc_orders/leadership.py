@@ -254,6 +254,7 @@ class Leadership:
             return
         self.deposed.clear()
         self.commanding = True
+        metrics.STANDBY_LAG.set(0)
         metrics.TAKEOVERS.inc()
         log.info("leading", stream_seq=self.sequencer.position,
                  takeover_seconds=round(time.monotonic() - started, 3))

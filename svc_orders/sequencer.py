@@ -324,6 +324,11 @@ class Sequencer:
         if pending is not None:  # settles by its acknowledgement or the journal's watchdog
             with contextlib.suppress(Exception):
                 await pending
+        await self.recover_retrying()
+
+    async def recover_retrying(self) -> None:
+        """`recover`, tried again after a failure (a server just starting, an unreadable
+        message an operator will remove), each time after a longer pause."""
         delay = RETRY_FIRST
         while True:
             try:
