@@ -8,7 +8,8 @@ after someone else took the key fails. The lease only decides who *should* write
 correctness never rests on its timing. A new leader first appends a takeover message to
 the journal's stream, which breaks the chain of predecessors the old leader appends
 with: whatever the old leader sends afterwards, however late it wakes up, JetStream
-refuses (see `Sequencer.lead`).
+refuses (`Leadership._take_over`); the old leader, fenced and rebuilt, finds that
+takeover in the journal and steps down (`Leadership.confirm`).
 
 `held()` is this instance's own view: the lease was renewed less than `ttl` ago,
 measured from before the renewal was sent (the server's expiry can only be later). An
@@ -108,8 +109,8 @@ class Lease:
             async with asyncio.timeout(self.ttl / 3):
                 kv = await self.bucket()
                 self.revision = await kv.update(subjects.LEADER_KEY,
-                                                     msgspec.json.encode(self.me),
-                                                     last=self.revision)
+                                                msgspec.json.encode(self.me),
+                                                last=self.revision)
         except KeyWrongLastSequenceError:
             self.revision = None
             return False
