@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 NATS = web.AppKey("nats", Nats)
 LEADERSHIP = web.AppKey("leadership", Leadership)
+MARKET = web.AppKey("market", MarketData)
 REDIS = web.AppKey("redis", Redis)
 
 
@@ -43,8 +44,18 @@ def create_app(settings: Settings) -> web.Application:
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         # Every subject is built from a configured symbol (common.subjects): nats-py's
         # per-publish regex checks would only cost time on the hot path.
+        async def disconnected() -> None:
+            if MARKET in app:
+                app[MARKET].disconnected()
+
+        async def reconnected() -> None:
+            if MARKET in app:
+                await app[MARKET].reconnected()
+
         app[NATS] = await natsconn.connect(settings, "svc_orders",
-                                           skip_subject_validation=True)
+                                           skip_subject_validation=True,
+                                           disconnected_cb=disconnected,
+                                           reconnected_cb=reconnected)
         yield
         await close_nats(app[NATS])
 
@@ -75,7 +86,7 @@ def create_app(settings: Settings) -> web.Application:
         await sequencer.recover_retrying()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
-        market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
+        market = app[MARKET] = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
                             lambda: sequencer.engine, sequencer.acknowledged,
                             settings.book_interval, settings.book_heartbeat,
                             find_order=(lambda order_id: sequencer.store.get(order_id))

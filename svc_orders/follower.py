@@ -1,9 +1,10 @@
 """A hot standby's state: the journal applied as the leader appends it, with the code
 recovery uses (`Sequencer.replay`), so a takeover only reads the last few messages.
 
-It also notes which trades the leader published (`md.trades`): on a takeover, the new
-leader hands the market data the trades the journal holds and the old leader never sent,
-so the trade feeds continue where the old leader stopped. A trade sent twice is dropped
+It also notes which trades were published (`md.trades`, by whichever instance led): on a
+takeover, the new leader hands the market data the trades of the batches it applied from
+the journal (following, or rebuilding after a step-down) that nobody published, so the
+trade feeds continue where the old leader stopped. A trade sent twice is dropped
 by svc_stream (each feed forwards only a seq past the last it sent).
 """
 
@@ -49,21 +50,29 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
 
+    async def watch_published(self) -> None:
+        """Note every `md.trades` message, whoever leads (this instance too), for as long
+        as the service runs."""
+        self._subscription = await self.nats.subscribe(subjects.TRADES_WILDCARD,
+                                                       cb=self._on_trades)
+
+    async def close(self) -> None:
+        await self.stop()
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
     def start(self) -> None:
+        """Follow the journal until `stop`."""
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
             await stop_tasks([self._task])
             self._task = None
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-            self._subscription = None
 
     async def _run(self) -> None:
-        self._subscription = await self.nats.subscribe(subjects.TRADES_WILDCARD,
-                                                       cb=self._on_trades)
         while True:
             try:
                 await self.catch_up()
@@ -88,10 +97,15 @@ class Follower:
         if end > sequencer.position:
             async for batch in sequencer.replay(sequencer.engine, sequencer.store,
                                                 sequencer.position + 1, end):
-                if any(type(event) is TradeExecuted for event in batch.events):
-                    self.recent.append(batch)
+                self.note(batch)
             sequencer.position = end
         return end
+
+    def note(self, batch: EventBatch) -> None:
+        """A batch applied from the journal (following, or a rebuild): its trades may
+        be ones no leader published."""
+        if any(type(event) is TradeExecuted for event in batch.events):
+            self.recent.append(batch)
 
     def unpublished(self) -> list[EventBatch]:
         """The followed batches with trades that the leader was not seen to publish."""

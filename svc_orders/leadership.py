@@ -166,6 +166,7 @@ class Leadership:
         self.deposed = asyncio.Event()  # the journal shows a later takeover than ours
         sequencer.leading = self.leading
         sequencer.confirm_lead = self.confirm
+        sequencer.on_replayed = self.follower.note
         sequencer.leader_url = lambda: self.leader_url
         metrics.ROLE.labels("leader").set_function(lambda: int(self.leading()))
         metrics.ROLE.labels("standby").set_function(lambda: int(not self.leading()))
@@ -201,6 +202,7 @@ class Leadership:
 
     async def run(self, jobs: dict[str, Job]) -> None:
         """Follow, lead, step down, follow again: for as long as the service runs."""
+        await self.follower.watch_published()
         try:
             while True:
                 if not self.commanding:
@@ -211,6 +213,7 @@ class Leadership:
         finally:
             self.commanding = False
             await self.lease.release()
+            await self.follower.close()
 
     async def _stand_by(self) -> None:
         """Follow the journal until the lease is won."""

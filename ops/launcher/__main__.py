@@ -19,6 +19,10 @@ behaves as it does:
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
   on the same folder, a non-loopback EX_HOST with EX_AUTH=off) is said in one line
   before anything starts.
+- EX_NATS_CLUSTER=3 runs three nats-server nodes as one JetStream cluster (each its own
+  data folder under nats-cluster/, restarted alone) and tells the services to keep three
+  replicas; EX_ORDERS_STANDBYS=N runs N more svc_orders as hot standbys, watched by
+  /health/ since whichever instance leads is the one whose /ready/ is 200.
 - With EX_AUTH=on and no live admin key yet, the first start creates one once the
   servers are up and prints it, secret included, this once: nowhere else shows it.
 """
