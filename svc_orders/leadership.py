@@ -106,7 +106,7 @@ class Lease:
         assert self.revision is not None, "renew only a lease held"
         sent = time.monotonic()
         try:
-            async with asyncio.timeout(self.ttl / 3):
+            async with asyncio.timeout(self.ttl):
                 kv = await self.bucket()
                 self.revision = await kv.update(subjects.LEADER_KEY,
                                                 msgspec.json.encode(self.me),
@@ -114,6 +114,9 @@ class Lease:
         except KeyWrongLastSequenceError:
             self.revision = None
             return False
+        except NoStreamResponseError:  # the bucket is gone: made again, it refuses us
+            self._kv = None
+            raise
         self.valid_until = sent + self.ttl
         metrics.LEASE_RENEWALS.inc()
         return True
@@ -273,7 +276,8 @@ class Leadership:
         await self._step_down("deposed" if self.deposed.is_set() else "lease lost")
 
     async def _renew(self) -> None:
-        """Renew every third of the lease's life until a renewal is refused."""
+        """Renew every third of the lease's life until a renewal is refused (someone
+        else took the lease, or it expired: either way it is no longer ours)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.lease.ttl / 3):
@@ -283,11 +287,9 @@ class Leadership:
             try:
                 if not await self.lease.renew():
                     return
-            except Exception as error:
-                metrics.LEASE_FAILURES.inc()
+            except Exception as error:  # proves nothing: try again (no command is taken
+                metrics.LEASE_FAILURES.inc()  # once the lease has lapsed by our clock)
                 log.warning("lease renewal failed", error=repr(error), held=self.lease.held())
-                if not self.lease.held():  # lapsed: no command is taken; stand by
-                    return
 
     async def _step_down(self, why: str) -> None:
         self.commanding = False

@@ -127,7 +127,7 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
                                      timeout=TAKEN_OVER_WITHIN)
                     await asyncio.sleep(PAUSE - (time.monotonic() - began))
                 deposed = await _probe_deposed(http, old, fault)
-                await eventually(partial(_standing_by, http, old, names_other(names, old)),
+                await eventually(partial(_standing_by, http, old, _other(names, old)),
                                  timeout=5)
             else:  # the node that leads the journal's stream: the hardest to lose
                 os.kill(system.pids_started(await _journal_leader(system))[-1],
@@ -162,6 +162,6 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
               f"({len(load.failed)} open outcomes)")
 
 
-def names_other(names: dict[str, str], url: str) -> str:
+def _other(names: dict[str, str], url: str) -> str:
     """The other instance's URL."""
     return next(other for other in names if other != url)
