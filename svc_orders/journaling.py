@@ -3,10 +3,14 @@ journal (the JetStream stream defined in `common.journal`) and reads it back to 
 
 Appends are pipelined (many acknowledgements outstanding) yet ordered: a batch is
 buffered on the connection in the same event-loop step in which the engine produced it,
-and each one names its predecessor (`Nats-Expected-Last-Msg-Id`; after a recovery the
-first names the stream's last sequence instead). JetStream therefore refuses a batch
-whose predecessor was lost, so the journal is always a gap-free prefix of what the
-engine did, and `Nats-Msg-Id` makes a retried append harmless.
+and each one names the stream sequence it must follow (`Nats-Expected-Last-Sequence`:
+the stream's last sequence at the chain's restart, plus one per batch sent since, as
+only this writer appends). JetStream therefore refuses a batch whose predecessor was
+lost, or that follows anyone else's message (a new leader's takeover), so the journal is
+always a gap-free prefix of what the engine did, and `Nats-Msg-Id` makes a retried
+append harmless. (Not `Nats-Expected-Last-Msg-Id`: on a replicated stream, nats-server
+2.15 checks it when each replica stores the message, and a refusal there stalls the
+stream.)
 
 Acknowledgements arrive in order on one inbox subscription and are decoded by msgspec;
 one watchdog, not a timer per command, fails every outstanding append once the oldest
@@ -72,7 +76,7 @@ class Journal:
         self.nats, self.timeout = nats, timeout
         self.last_stream_seq = 0  # the stream's last sequence when the chain restarted
         self.last_ack: asyncio.Future[int] | None = None
-        self._last_msg_id: str | None = None
+        self._expected = 0  # the stream sequence the next append must follow
         self._inbox = ""
         self._next_token = 0
         self._waiting: dict[str, asyncio.Future[int]] = {}
@@ -100,8 +104,7 @@ class Journal:
 
     def restart_chain(self, last_stream_seq: int) -> None:
         """After a recovery: the next append must follow stream sequence `last_stream_seq`."""
-        self.last_stream_seq = last_stream_seq
-        self._last_msg_id = None
+        self.last_stream_seq = self._expected = last_stream_seq
         self.last_ack = None
 
     async def append(self, batch: EventBatch) -> asyncio.Future[int]:
@@ -112,12 +115,8 @@ class Journal:
         raises instead).
         """
         msg_id = subjects.batch_id(batch.symbol, batch.seq)
-        headers = {"Nats-Msg-Id": msg_id}
-        if self._last_msg_id is None:
-            headers["Nats-Expected-Last-Sequence"] = str(self.last_stream_seq)
-        else:
-            headers["Nats-Expected-Last-Msg-Id"] = self._last_msg_id
-        self._last_msg_id = msg_id
+        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(self._expected)}
+        self._expected += 1
         self._next_token += 1
         token = str(self._next_token)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
