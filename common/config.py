@@ -66,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_public: RateLimit = "20/second"  # per client address, on public routes
     rate_auth_failures: RateLimit = "10/minute"  # failed authentications per client address
     metrics_token: SecretKey | None = None  # bearer token /metrics asks for (see README)
+    funding: Literal["off", "on"] = "off"  # orders backed by balances (see README, Accounts)
     nats_replicas: Replicas = 1  # copies of each stream and bucket (3 on a NATS cluster)
     lease_ttl: LeaseTtl = 1.5  # seconds the svc_orders leader's lease lasts unrenewed
     orders_url: str | None = None  # this svc_orders as clients reach it (NOT_LEADER answers)

@@ -51,9 +51,14 @@ def json_body_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 
+def error_body(error: ApiError) -> bytes:
+    """The contract's error shape as JSON (relayed by another service, or answered)."""
+    return _encoder.encode({"error": {"code": error.code, "message": error.message,
+                                      "details": error.details}})
+
+
 def error_response(error: ApiError) -> web.Response:
-    return json_response({"error": {"code": error.code, "message": error.message,
-                                    "details": error.details}}, error.status)
+    return json_body_response(error_body(error), error.status)
 
 
 @web.middleware

@@ -15,9 +15,11 @@ from typing import Annotated
 import msgspec
 
 DEFAULT_SYMBOL = "DEFAULT"
+MAX_FEE_BPS = 1_000  # 10 %
 MAX_EXPONENT = 30  # decimals beyond 10**±30 are refused before any arithmetic on them
 # A symbol is one NATS subject token and part of Redis keys: no dots, wildcards or spaces.
 Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Asset = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +34,14 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     min_quantity: int = 1
     max_quantity: int = 1_000_000
     session_close: str | None = None  # "HH:MM" UTC at which DAY orders expire
+    base: str = ""  # the asset bought and sold; empty: an asset named like the symbol
+    quote: str = "USD"  # the asset prices are in
+    maker_fee_bps: int = 0  # fees in basis points of the trade's quote amount
+    taker_fee_bps: int = 0
+
+    @property
+    def base_asset(self) -> str:
+        return self.base or self.symbol
 
     @property
     def tick_size(self) -> str:
@@ -83,6 +93,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
                              "and 0 < min_price <= max_price")
         if not 0 < self.min_quantity <= self.max_quantity:
             raise ValueError(f"{self.symbol}: need 0 < min_quantity <= max_quantity")
+        if not (0 <= self.maker_fee_bps <= MAX_FEE_BPS and 0 <= self.taker_fee_bps <= MAX_FEE_BPS):
+            raise ValueError(f"{self.symbol}: fees must be 0 to {MAX_FEE_BPS} basis points")
+        if self.base_asset == self.quote:
+            raise ValueError(f"{self.symbol}: base and quote must be different assets")
 
 
 DEFAULT_INSTRUMENT = Instrument(symbol=DEFAULT_SYMBOL)
@@ -135,6 +149,10 @@ class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):
     min_quantity: int = 1
     max_quantity: int = 1_000_000
     session_close: str | None = None
+    base: Asset | None = None  # the symbol when left out
+    quote: Asset = "USD"
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
 
     def to_instrument(self) -> Instrument:
         tick = parse_decimal(self.tick_size)
@@ -159,7 +177,8 @@ class InstrumentFile(msgspec.Struct, frozen=True, kw_only=True):
             max_price=(top // tick_units * tick_units if self.max_price is None
                        else units(self.max_price)),
             min_quantity=self.min_quantity, max_quantity=self.max_quantity,
-            session_close=self.session_close)
+            session_close=self.session_close, base=self.base or "", quote=self.quote,
+            maker_fee_bps=self.maker_fee_bps, taker_fee_bps=self.taker_fee_bps)
 
 
 def load_instruments(path: str | None) -> dict[str, Instrument]:

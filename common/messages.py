@@ -60,6 +60,10 @@ class RejectReason(enum.Enum):
     POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
     FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
     ORDER_NOT_LIVE = "ORDER_NOT_LIVE"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    UNKNOWN_ASSET = "UNKNOWN_ASSET"
+    DUPLICATE_TRANSFER = "DUPLICATE_TRANSFER"
+    BALANCE_LIMIT = "BALANCE_LIMIT"
 
 
 class CancelReason(enum.Enum):
@@ -114,7 +118,19 @@ class ExpireOrders(Message, frozen=True, tag="expire"):
     timestamp: int = 0
 
 
-Command = PlaceOrder | CancelOrder | ModifyOrder | ExpireOrders
+class TransferFunds(Message, frozen=True, tag="transfer"):
+    """A deposit (`withdrawal` False) or withdrawal of `amount` asset units (see
+    `common.assets`) for one user; a `transfer_id` seen before changes nothing."""
+
+    transfer_id: str
+    user_id: str
+    asset: str
+    amount: int
+    withdrawal: bool = False
+    timestamp: int = 0
+
+
+Command = PlaceOrder | CancelOrder | ModifyOrder | ExpireOrders | TransferFunds
 
 
 # ---- events (past tense); `seq` is the instrument's sequence number of the command --
@@ -188,8 +204,64 @@ class CommandRejected(Message, frozen=True, tag="command_rejected"):
     message: str = ""
 
 
+# ---- balance events (funding on): amounts in asset units (see `common.assets`) -------
+
+
+class FundsTransferred(Message, frozen=True, tag="transferred"):
+    """A deposit (credits `available`) or a withdrawal (debits it)."""
+
+    seq: int
+    timestamp: int
+    transfer_id: str
+    user_id: str
+    asset: str
+    amount: int
+    withdrawal: bool = False
+
+
+class FundsHeld(Message, frozen=True, tag="held"):
+    """`amount` moved from a user's available to held, for one order."""
+
+    seq: int
+    order_id: str
+    user_id: str | None
+    asset: str
+    amount: int
+
+
+class FundsReleased(Message, frozen=True, tag="released"):
+    """`amount` of an order's hold moved back to its user's available."""
+
+    seq: int
+    order_id: str
+    user_id: str | None
+    asset: str
+    amount: int
+
+
+class FundsExchanged(Message, frozen=True, tag="exchanged"):
+    """The money of one trade (`trade_no`): the buyer's hold pays `amount` of quote plus
+    `buyer_fee`, the seller's hold gives `base_amount` of base; the seller receives
+    `amount - seller_fee` of quote, the buyer `base_amount` of base, the fees go to the
+    venue's fee account of the quote asset."""
+
+    seq: int
+    trade_no: int
+    base: str
+    quote: str
+    buy_order_id: str
+    sell_order_id: str
+    buyer_user_id: str | None
+    seller_user_id: str | None
+    base_amount: int
+    amount: int
+    buyer_fee: int = 0
+    seller_fee: int = 0
+
+
 Event = (OrderAccepted | OrderRejected | TradeExecuted | OrderModified | OrderCancelled
-         | OrderExpired | CommandRejected)
+         | OrderExpired | CommandRejected | FundsTransferred | FundsHeld | FundsReleased
+         | FundsExchanged)
 
 
 class EventBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -14,6 +14,7 @@ import msgspec
 
 from common.messages import OrderStatus, Side
 from common.orderstate import OrderState
+from common.views import CandleList
 
 
 class OrderFilters(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,6 +42,16 @@ class ListOrders(msgspec.Struct, frozen=True, kw_only=True):
     page: PageRequest
 
 
+class RecentCandles(msgspec.Struct, frozen=True, kw_only=True):
+    """svc_stream's question for a `candles` snapshot: the latest `limit` one-minute
+    candles, counted once the projection holds the instrument's commands up to `seq`
+    (svc_trades waits a moment for it), so that live trades past `seq` complete them."""
+
+    symbol: str
+    seq: int
+    limit: int
+
+
 class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Every reply names its kind, so one decoder reads them all."""
 
@@ -57,6 +68,12 @@ class OrderPage(Reply, frozen=True, tag="orders"):
     body: bytes
 
 
+class CandlesFound(Reply, frozen=True, tag="candles"):
+    """The answer to `RecentCandles`; `candles.as_of_seq` says how far they count."""
+
+    candles: CandleList
+
+
 class QueryFailed(Reply, frozen=True, tag="failed"):
     """svc_trades could not read the projection (database down, schema missing)."""
 
@@ -66,4 +83,5 @@ class QueryFailed(Reply, frozen=True, tag="failed"):
 
 get_order_decoder = msgspec.msgpack.Decoder(GetOrder)
 list_orders_decoder = msgspec.msgpack.Decoder(ListOrders)
-reply_decoder = msgspec.msgpack.Decoder(FoundOrder | OrderPage | QueryFailed)
+recent_candles_decoder = msgspec.msgpack.Decoder(RecentCandles)
+reply_decoder = msgspec.msgpack.Decoder(FoundOrder | OrderPage | CandlesFound | QueryFailed)

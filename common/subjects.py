@@ -19,7 +19,13 @@ BOOK_REQUEST = "ex.book.request"  # request-reply: svc_orders answers with the b
 # queue group, so each request is answered once.
 ORDER_QUERY = "ex.query.order"  # `GetOrder` -> `FoundOrder` | `QueryFailed`
 ORDERS_QUERY = "ex.query.orders"  # `ListOrders` -> `OrderPage` | `QueryFailed`
+# Asked by svc_stream for a `candles` snapshot: `RecentCandles` -> `CandlesFound` | `QueryFailed`.
+CANDLES_QUERY = "ex.query.candles"
 QUERY_QUEUE = "svc_trades"
+# Request-reply, svc_orders answers (msgpack, `common.transfers`): a deposit or withdrawal
+# svc_trades took on its account routes; `TransferRequest` -> `TransferAnswer`.
+TRANSFER_REQUEST = "ex.accounts.transfer"
+TRANSFER_QUEUE = "svc_orders"
 
 
 def events(symbol: str) -> str:

@@ -177,6 +177,41 @@ class OrdersMessage(msgspec.Struct, kw_only=True):
     fills: list[FillView]
 
 
+class Candle(msgspec.Struct, kw_only=True, gc=False):
+    """OHLCV of one interval's trades: `start` opens the interval; open and close are the
+    prices of its first and last trade (journal order), volume the quantity traded."""
+
+    start: str
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: int
+    trades: int
+
+
+class CandleList(msgspec.Struct, kw_only=True):
+    """`GET /candles/`: oldest first, intervals without trades left out. `as_of_seq` is
+    the instrument's last projected command: every trade up to it is counted."""
+
+    symbol: str
+    interval: str
+    as_of_seq: int
+    candles: list[Candle]
+
+
+class CandlesMessage(msgspec.Struct, kw_only=True):
+    """The WebSocket `candles` channel (1m): a snapshot of the recent candles, then on
+    every trade the candle it changed (a new one when a trade opens a new minute)."""
+
+    type: Literal["snapshot", "update"]
+    channel: Literal["candles"] = "candles"
+    symbol: str
+    seq: int
+    interval: Literal["1m"] = "1m"
+    candles: list[Candle]
+
+
 def trade_view(event: TradeExecuted, instrument: Instrument) -> TradeView:
     return TradeView(
         trade_id=trade_id(event.symbol, event.trade_no), symbol=event.symbol,

@@ -13,16 +13,34 @@ admin sees that key on `GET /orders/{order_id}/` (`issued_by_key`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from time import time_ns
 
+import msgspec
 from aiohttp import web
+from msgspec.json import encode as json_encode
+from nats.aio.msg import Msg
 
-from common.access import identity, is_admin
-from common.http import ApiError, json_response, read_json, uuid_path
+from common.access import identity, is_admin, requires
+from common.accountviews import BalanceView, TransferView
+from common.assets import format_amount, homes
+from common.http import (
+    ApiError,
+    error_body,
+    json_response,
+    read_json,
+    uuid_path,
+)
 from common.instruments import Instrument
-from common.messages import CancelOrder, Command, CommandRejected, RejectReason
+from common.messages import CancelOrder, Command, CommandRejected, RejectReason, encoder
 from common.orderstate import OrderState
+from common.transfers import (
+    TransferAnswer,
+    TransferBody,
+    TransferRequest,
+    request_decoder,
+    transfer_command,
+)
 from common.views import TradeView, order_view
 from svc_orders import metrics
 from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
@@ -142,3 +160,88 @@ async def cancel_order(request: web.Request) -> web.Response:
     outcome = await _submit(request, "cancel", CancelOrder(order_id=order_id,
                                                           timestamp=time_ns()), named)
     return _answer(request, outcome.order)
+
+
+# ---- deposits and withdrawals (admin; funding on) ------------------------------------
+
+
+@requires("admin")
+async def deposit(request: web.Request) -> web.Response:
+    return await _transfer(request, withdrawal=False)
+
+
+@requires("admin")
+async def withdraw(request: web.Request) -> web.Response:
+    return await _transfer(request, withdrawal=True)
+
+
+async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
+    user_id = uuid_path(request, "user_id")
+    body = await read_json(request, TransferBody)
+    status, view = await transfer(request.app[SEQUENCER], request.app[INSTRUMENTS],
+                                  TransferRequest(user_id=user_id, body=body,
+                                                  withdrawal=withdrawal,
+                                                  key_id=_key_id(request)))
+    return json_response(view, status)
+
+
+async def transfer(sequencer: Sequencer, instruments: Mapping[str, Instrument],
+                   asked: TransferRequest) -> tuple[int, TransferView]:
+    """201 with the transfer and the balance after it; a transfer id seen before answers
+    the original transfer with 200 and changes nothing. Failures raise `ApiError`."""
+    funds = sequencer.engine.funds
+    if funds is None:
+        raise ApiError(409, "FUNDING_OFF", "balances are kept only with EX_FUNDING=on")
+    command = transfer_command(asked.user_id, asked.body, homes(instruments),
+                               asked.withdrawal)
+    status = 200  # a transfer id seen before: the original
+    if command.transfer_id not in funds.transfers:
+        kind = "withdrawal" if asked.withdrawal else "deposit"
+        try:
+            outcome = await sequencer.submit(command, None, asked.key_id)
+        except Unavailable as error:
+            metrics.COMMANDS.labels(kind, "unavailable").inc()
+            raise _unavailable(error) from None
+        refusal = outcome.refusal
+        if refusal is None:
+            status = 201
+        elif refusal.reason is not RejectReason.DUPLICATE_TRANSFER:  # else: a race, lost
+            metrics.COMMANDS.labels(kind, "rejected").inc()
+            raise _refused(refusal, None)
+        metrics.COMMANDS.labels(kind, "ok" if refusal is None else "repeat").inc()
+    try:
+        await sequencer.acknowledged()  # the original, for a repeat, is journaled
+    except Unavailable as error:
+        raise _unavailable(error) from None
+    funds = sequencer.engine.funds  # a rebuild may have replaced the engine
+    assert funds is not None
+    done = funds.transfers.get(command.transfer_id)
+    if done is None:  # not in the rebuilt state: never guess an answer
+        raise _unavailable(Unavailable("the transfer is not confirmed; retry it"))
+    available, held = funds.balances.get((done.user_id, done.asset), (0, 0))
+    return status, TransferView(
+        transfer_id=done.transfer_id, user_id=done.user_id, asset=done.asset,
+        amount=format_amount(done.amount),
+        balance=BalanceView(asset=done.asset, available=format_amount(available),
+                            held=format_amount(held)))
+
+
+def transfer_responder(sequencer: Sequencer, instruments: Mapping[str, Instrument],
+                       ) -> Callable[[Msg], Awaitable[None]]:
+    """Answers the transfers svc_trades relays (`common.transfers`)."""
+    async def answer(msg: Msg) -> None:
+        try:
+            status, view = await transfer(sequencer, instruments,
+                                          request_decoder.decode(msg.data))
+            body = json_encode(view)
+        except msgspec.DecodeError as error:  # a sender out of step with this schema
+            status, body = 400, error_body(ApiError(400, "INVALID_REQUEST", str(error)))
+        except ApiError as error:
+            status, body = error.status, error_body(error)
+        await msg.respond(encoder.encode(TransferAnswer(status=status, body=body)))
+    return answer
+
+
+def _key_id(request: web.Request) -> str | None:
+    caller = identity(request)
+    return None if caller is None else caller.key_id

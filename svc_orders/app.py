@@ -10,9 +10,10 @@ from aiohttp import web
 from nats.aio.client import Client as Nats
 from redis.asyncio import Redis
 
-from common import natsconn
+from common import natsconn, subjects
 from common.access import guard
 from common.config import Settings
+from common.cors import allow_page
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.journal import ensure_stream
@@ -39,6 +40,7 @@ REDIS = web.AppKey("redis", Redis)
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
+    allow_page(app, settings)  # the exchange page, served by svc_stream
     app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
 
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -78,7 +80,8 @@ def create_app(settings: Settings) -> web.Application:
         await journal.start()
         sequencer = Sequencer(js, journal,
                               await snapshots.bucket(js, settings.nats_replicas),
-                              app[api.INSTRUMENTS], snapshot_every=settings.snapshot_every)
+                              app[api.INSTRUMENTS], snapshot_every=settings.snapshot_every,
+                              funding=settings.funding == "on")
         lease = Lease(js, settings.orders_url or
                       f"http://{settings.host}:{settings.orders_port}",
                       settings.lease_ttl, settings.nats_replicas)
@@ -86,14 +89,25 @@ def create_app(settings: Settings) -> web.Application:
         await sequencer.recover_retrying()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
-        market = app[MARKET] = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
-                            lambda: sequencer.engine, sequencer.acknowledged,
-                            settings.book_interval, settings.book_heartbeat,
-                            find_order=(lambda order_id: sequencer.store.get(order_id))
-                            if settings.auth == "on" else None)
+        market = app[MARKET] = MarketData(
+            app[NATS], app[REDIS], app[api.INSTRUMENTS], lambda: sequencer.engine,
+            sequencer.acknowledged, settings.book_interval, settings.book_heartbeat,
+            find_order=(lambda order_id: sequencer.store.get(order_id))
+            if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
-        jobs = {"marketdata": market.run}  # the leader's alone
+
+        async def transfers() -> None:
+            """Deposits and withdrawals svc_trades took: the leader journals them."""
+            subscription = await app[NATS].subscribe(
+                subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
+                cb=api.transfer_responder(sequencer, app[api.INSTRUMENTS]))
+            try:
+                await asyncio.Future()  # until the leader steps down or stops
+            finally:
+                await subscription.unsubscribe()
+
+        jobs = {"marketdata": market.run, "transfers": transfers}  # the leader's alone
         if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
             jobs["session_close"] = lambda: expire_at_session_close(sequencer,
                                                                     app[api.INSTRUMENTS])
@@ -112,6 +126,8 @@ def create_app(settings: Settings) -> web.Application:
         ("PATCH", "/orders/{order_id}/", api.modify_order),
         ("DELETE", "/orders/{order_id}/", api.cancel_order),
         ("GET", "/orders/", list_orders),
+        ("POST", "/accounts/{user_id}/deposits/", api.deposit),
+        ("POST", "/accounts/{user_id}/withdrawals/", api.withdraw),
     ])
 
     def ready() -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from common.accountviews import TransferView
 from common.listing import OrderList
 from common.openapi import ORDER_LIST_QUERY, Operation
+from common.transfers import TransferBody
 from common.views import OrderView
 from svc_orders.requests import ModifyRequest, PlaceRequest
 
@@ -24,4 +26,12 @@ OPERATIONS = [
               failures=(400, 404, 409, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
+    Operation("POST", "/accounts/{user_id}/deposits/",
+              "Deposit into a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
+    Operation("POST", "/accounts/{user_id}/withdrawals/",
+              "Withdraw from a user's available balance (admin; funding on)",
+              {201: TransferView, 200: TransferView}, body=TransferBody,
+              failures=(400, 409, 413, 503)),
 ]

@@ -228,3 +228,4 @@ def modify_command(order_id: str, body: ModifyBody, instrument: Instrument) -> M
         price=None if body.price is None else price(body.price, instrument),
         quantity=None if body.quantity is None else quantity(body.quantity, instrument),
         timestamp=time.time_ns())
+

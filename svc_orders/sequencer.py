@@ -44,6 +44,7 @@ from common.messages import (
     PlaceOrder,
     RejectReason,
     TradeExecuted,
+    TransferFunds,
 )
 from common.orderstate import OrderState
 from common.views import TradeView, trade_view
@@ -94,10 +95,11 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class Sequencer:
     def __init__(self, js: JetStreamContext, journal: Journal, bucket: ObjectStore,
-                 instruments: Mapping[str, Instrument], *, snapshot_every: int) -> None:
+                 instruments: Mapping[str, Instrument], *, snapshot_every: int,
+                 funding: bool = False) -> None:
         self.js, self.bucket, self.instruments = js, bucket, instruments
-        self.snapshot_every = snapshot_every
-        self.engine = Exchange(instruments)
+        self.snapshot_every, self.funding = snapshot_every, funding
+        self.engine = Exchange(instruments, funding)
         self.store = OrderStore()
         self.journal = journal
         self.ready = False  # the state is the journal's and the chain restarted
@@ -129,8 +131,8 @@ class Sequencer:
         started = time.perf_counter()
         snapshot = await snapshots.load(self.journal.nats, self.bucket)
         loaded = time.perf_counter()
-        engine = (Exchange.restore(snapshot.engine, self.instruments) if snapshot
-                  else Exchange(self.instruments))
+        engine = (Exchange.restore(snapshot.engine, self.instruments, self.funding)
+                  if snapshot else Exchange(self.instruments, self.funding))
         store = OrderStore.restore(snapshot.store) if snapshot else OrderStore()
         restored = time.perf_counter()
         end = await journaling.stream_last_seq(self.js)
@@ -247,7 +249,8 @@ class Sequencer:
         if key_id is not None:
             batch = msgspec.structs.replace(batch, key_id=key_id)
         self.store.apply(batch)
-        order = None if isinstance(command, ExpireOrders) else self.store.get(command.order_id)
+        order = (None if isinstance(command, ExpireOrders | TransferFunds)
+                 else self.store.get(command.order_id))
         if order is not None:  # a copy: later commands change the stored one in place
             order = msgspec.structs.replace(order)
         try:

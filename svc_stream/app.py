@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import WSCloseCode, web
 from nats.aio.client import Client as Nats
@@ -22,9 +23,11 @@ from common.ratelimit import Limiter
 from common.shutdown import close_nats
 from common.signing import Verifier
 from common.tasks import stop_tasks, supervise
-from svc_stream import endpoints
+from svc_stream import candles, endpoints, memory
+from svc_stream.candles import CandleSource
 from svc_stream.client import Flusher
 from svc_stream.market_cache import MarketCache
+from svc_stream.page import add_page
 from svc_stream.private import Gate
 from svc_stream.relay import Relay
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
             relay = app.get(endpoints.RELAY)
             if relay is not None:
                 await relay.catch_up(app[endpoints.MARKET_CACHE])
+                await candles.catch_up(relay.candles, app[endpoints.CANDLE_SOURCE])
 
         app[NATS] = await natsconn.connect(settings, "svc_stream", reconnected_cb=reconnected)
         yield
@@ -59,6 +63,8 @@ def create_app(settings: Settings) -> web.Application:
                                     socket_connect_timeout=REDIS_TIMEOUT,
                                     retry=Retry(NoBackoff(), 0))
         app[endpoints.MARKET_CACHE] = MarketCache(app[REDIS], public=settings.auth == "on")
+        app[endpoints.CANDLE_SOURCE] = CandleSource(app[NATS], app[endpoints.MARKET_CACHE],
+                                                    settings.query_timeout)
         yield
         await app[REDIS].aclose()
 
@@ -69,7 +75,14 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await relay.stop()
 
-    app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx])
+    async def memory_ctx(app: web.Application) -> AsyncIterator[None]:
+        trim = memory.malloc_trim()
+        tasks = [] if trim is None else [asyncio.get_running_loop().create_task(supervise(
+            "memory", partial(memory.trim_after_departures, app[endpoints.CAPACITY], trim)))]
+        yield
+        await stop_tasks(tasks)
+
+    app.cleanup_ctx.extend([nats_ctx, redis_ctx, relay_ctx, memory_ctx])
     app.on_shutdown.append(_close_clients)
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/ws/trades/", endpoints.trades),
@@ -77,8 +90,9 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/ws/", endpoints.multiplex),
     ]
     add_routes(app, routes)
+    page = add_page(app, settings, app[endpoints.SYMBOLS])
     if settings.auth == "on":
-        _add_gate(app, settings, public=[path for _, path, _ in routes])
+        _add_gate(app, settings, public=[path for _, path, _ in routes] + page)
 
     def ready() -> bool:
         relay = app.get(endpoints.RELAY)

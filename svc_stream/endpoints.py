@@ -17,6 +17,7 @@ from common.config import Settings
 from common.http import ApiError, query_int
 from common.instruments import DEFAULT_SYMBOL
 from svc_stream import metrics
+from svc_stream.candles import CandleSource
 from svc_stream.client import CLOSE_TIMEOUT, Client, Flusher
 from svc_stream.market_cache import MarketCache
 from svc_stream.private import Gate
@@ -30,15 +31,17 @@ RELAY = web.AppKey("relay", Relay)
 MARKET_CACHE = web.AppKey("market_cache", MarketCache)
 SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions")
 GATE = web.AppKey("gate", Gate)  # only with auth on
+CANDLE_SOURCE = web.AppKey("candle_source", CandleSource)
 
 MAX_FRAME = 16 * 1024  # bytes in one client frame: the largest request fits
 
 
 class Capacity:
-    """Connections counted from before their upgrade, so a burst cannot overshoot."""
+    """Connections counted from before their upgrade, so a burst cannot overshoot; the
+    peak is the most open at once since `memory` last handed memory back."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.open = limit, 0
+        self.limit, self.open, self.peak = limit, 0, 0
 
     @contextmanager
     def admit(self) -> Iterator[None]:
@@ -49,6 +52,7 @@ class Capacity:
                            f"this server already has {self.limit} WebSocket clients; "
                            "try again later", {"max_clients": self.limit})
         self.open += 1
+        self.peak = max(self.peak, self.open)
         metrics.CLIENTS.inc()
         try:
             yield
@@ -105,7 +109,7 @@ async def _upgrade(request: web.Request, initial: Subscribe | None) -> web.WebSo
         return ws
     client = Client(ws, stream, request.transport, app[SETTINGS].ws_queue, app[FLUSHER])
     session = Session(client, app[RELAY], app[MARKET_CACHE], app[SYMBOLS], app.get(GATE),
-                      request.remote or "unknown")
+                      request.remote or "unknown", app[CANDLE_SOURCE])
     app[SESSIONS].add(session)
     try:
         await serve(request, ws, session, initial)

@@ -103,6 +103,13 @@ class TradeSubscription(Sequential):
     __slots__ = ()
 
 
+class CandleSubscription(Sequential):
+    """The current one-minute candle after every trade (see `candles`)."""
+
+    channel = "candles"
+    __slots__ = ()
+
+
 class OrdersSubscription(Sequential):
     """One user's order updates and fills of one instrument, from that user's subject.
     No snapshot: live from the `subscribed` answer on (open orders are on GET /orders/)."""

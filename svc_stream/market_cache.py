@@ -83,6 +83,16 @@ class MarketCache:
         """The cached trades, oldest first; none if Redis fails."""
         return await self._trades.read(symbol, lambda: self._read_trades(symbol))
 
+    async def newest_trade_seq(self, symbol: str) -> int:
+        """The seq of the newest cached trade (0: none, or Redis failed)."""
+        metrics.CACHE_READS.labels("trades").inc()
+        try:
+            newest = await self.redis.lindex(cache.trades_key(symbol), 0)
+            return 0 if newest is None else self._shape.trade(newest).seq
+        except (RedisError, OSError, msgspec.DecodeError) as error:
+            self._failed("trades", symbol, error)
+            return 0
+
     async def book_snapshot(self, symbol: str, depth: int) -> tuple[int, bytes]:
         """The cached book cut to `depth`; an empty one (seq 0) if there is none yet."""
         book = await self._books.read(symbol, lambda: self._read_book(symbol))

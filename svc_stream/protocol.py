@@ -14,8 +14,8 @@ import msgspec
 
 from common.instruments import DEFAULT_SYMBOL
 
-Channel = Literal["trades", "orderbook", "orders"]
-CHANNELS: tuple[Channel, ...] = ("trades", "orderbook", "orders")
+Channel = Literal["trades", "orderbook", "candles", "orders"]
+CHANNELS: tuple[Channel, ...] = ("trades", "orderbook", "candles", "orders")
 PRIVATE: frozenset[Channel] = frozenset({"orders"})  # need an `auth` message first
 MAX_DEPTH = 50  # levels per side in an `md.book.<SYMBOL>` message
 MAX_SYMBOLS = 64  # in one request: a bound on the work one frame can ask for

@@ -25,11 +25,19 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from common import subjects
 from common.messages import OrdersInterest
 from common.messages import encoder as msgpack_encoder
-from common.views import BookMessage, OrdersMessage, json_encoder
+from common.views import (
+    BookMessage,
+    OrdersMessage,
+    PublicTradesMessage,
+    TradesMessage,
+    json_encoder,
+)
 from svc_stream import metrics
+from svc_stream.candles import CandleFeed
 from svc_stream.client import text_frame
 from svc_stream.feeds import (
     BookSubscription,
+    CandleSubscription,
     OrdersSubscription,
     Subscription,
     TradeSubscription,
@@ -52,8 +60,9 @@ class BadPayload(ValueError):
     """A market-data message that is not what svc_orders publishes: dropped and counted."""
 
 
-def trades_seq(shape: TradeShape, symbol: str, payload: bytes) -> int:
-    """The seq of a trades update for `symbol`, checked whole before anyone sees it.
+def trades_update(shape: TradeShape, symbol: str,
+                  payload: bytes) -> TradesMessage | PublicTradesMessage:
+    """A trades update for `symbol`, checked whole before anyone sees it.
 
     A subscription forwards only seqs past the last it sent, so one message with a wild
     seq would silence a feed; what svc_orders publishes is an update of one command's
@@ -67,11 +76,11 @@ def trades_seq(shape: TradeShape, symbol: str, payload: bytes) -> int:
         raise BadPayload("not a trades update of this symbol, or no trades")
     if any(trade.seq != message.seq or trade.symbol != symbol for trade in message.trades):
         raise BadPayload("a trade's seq or symbol differs from the message's")
-    return message.seq
+    return message
 
 
 def book_message(symbol: str, payload: bytes) -> BookMessage:
-    """A book update for `symbol`, checked as `trades_seq` checks trades."""
+    """A book update for `symbol`, checked as `trades_update` checks trades."""
     try:
         book = _book.decode(payload)
     except (msgspec.DecodeError, RecursionError) as error:
@@ -90,6 +99,7 @@ class Relay:
         self.trades: dict[str, set[TradeSubscription]] = {}
         self.books: dict[str, dict[int, set[BookSubscription]]] = {}  # symbol, depth
         self.orders: dict[str, set[OrdersSubscription]] = {}  # by the user's subject
+        self.candles: dict[str, CandleFeed] = {}
         self.instance = str(uuid.uuid4())  # names this service's announcements
         self._subscriptions: list[NatsSubscription] = []
 
@@ -121,6 +131,8 @@ class Relay:
             self.books.setdefault(sub.symbol, {}).setdefault(sub.depth, set()).add(sub)
         elif isinstance(sub, OrdersSubscription):
             self.orders.setdefault(sub.subject, set()).add(sub)
+        elif isinstance(sub, CandleSubscription):
+            self.candles.setdefault(sub.symbol, CandleFeed(sub.symbol)).subs.add(sub)
         metrics.SUBSCRIPTIONS.labels(sub.channel).inc()
 
     def remove(self, sub: Subscription) -> None:
@@ -143,22 +155,31 @@ class Relay:
             users.discard(sub)
             if not users:
                 self.orders.pop(sub.subject, None)
+        elif isinstance(sub, CandleSubscription):
+            feed = self.candles.get(sub.symbol)
+            if feed is not None:
+                feed.subs.discard(sub)
+                if not feed.subs:
+                    del self.candles[sub.symbol]
         metrics.SUBSCRIPTIONS.labels(sub.channel).dec()
 
     async def _on_trades(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("trades").inc()
         symbol = subjects.symbol_of(msg.subject)
-        subs = self.trades.get(symbol)
-        if not subs:
+        subs, candles = self.trades.get(symbol), self.candles.get(symbol)
+        if not subs and candles is None:
             return
         try:
-            seq = trades_seq(self.shape, symbol, msg.data)
+            message = trades_update(self.shape, symbol, msg.data)
         except BadPayload as error:
             self._bad("trades", msg, error)
             return
-        frame = text_frame(msg.data)
-        for sub in subs:
-            sub.deliver(seq, frame)
+        if subs:
+            frame = text_frame(msg.data)
+            for sub in subs:
+                sub.deliver(message.seq, frame)
+        if candles is not None:
+            candles.trades(message.seq, message.trades)
 
     async def _on_book(self, msg: Msg) -> None:
         metrics.MESSAGES_IN.labels("orderbook").inc()

@@ -19,10 +19,12 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from common.keys import Identity
-from svc_stream import protocol
+from svc_stream import candles, protocol
+from svc_stream.candles import CandleSource
 from svc_stream.client import Client, text_frame
 from svc_stream.feeds import (
     BookSubscription,
+    CandleSubscription,
     OrdersSubscription,
     Subscription,
     TradeSubscription,
@@ -40,10 +42,11 @@ PONG = text_frame(protocol.PONG)
 class Session:
     def __init__(self, client: Client, relay: Relay, market_cache: MarketCache,
                  symbols: Collection[str], gate: Gate | None = None,
-                 address: str = "unknown") -> None:
+                 address: str = "unknown", candle_source: CandleSource | None = None) -> None:
         """`gate` (auth on) signs the session in; `address` is the client's, for the
-        failed-authentication limit."""
+        failed-authentication limit; `candle_source` serves the candles channel."""
         self.client, self.relay, self.market_cache = client, relay, market_cache
+        self.candle_source = candle_source
         self.symbols = symbols  # the instruments one may subscribe to
         self.gate, self.address = gate, address
         self.identity: Identity | None = None  # set by a successful `auth`
@@ -124,6 +127,8 @@ class Session:
                 return TradeSubscription(self.client, symbol)
             case "orderbook":
                 return BookSubscription(self.client, symbol, depth)
+            case "candles":
+                return CandleSubscription(self.client, symbol)
             case "orders":
                 assert self.identity is not None, "checked by `subscribe`"
                 return OrdersSubscription(self.client, symbol, self.identity.user_id)
@@ -153,7 +158,18 @@ class Session:
             return await self.market_cache.book_snapshot(sub.symbol, sub.depth)
         if isinstance(sub, OrdersSubscription):
             return 0, None  # live only
+        if isinstance(sub, CandleSubscription):
+            return await self._candles(sub.symbol)
         return await self.market_cache.trades_snapshot(sub.symbol)
+
+    async def _candles(self, symbol: str) -> tuple[int, bytes]:
+        """The recent candles; the first snapshot of an instrument seeds its feed."""
+        seq, recent = (0, []) if self.candle_source is None else (
+            await self.candle_source.recent(symbol))
+        feed = self.relay.candles.get(symbol)
+        if feed is not None:
+            feed.seed(seq, recent)
+        return seq, candles.snapshot(symbol, seq, recent)
 
 
 async def serve(request: web.Request, ws: web.WebSocketResponse, session: Session,

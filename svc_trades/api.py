@@ -42,7 +42,7 @@ from common.instruments import DEFAULT_SYMBOL, Instrument
 from common.listing import Pagination, order_filters, page_request
 from common.messages import TradeSettled, encoder
 from common.views import BookMessage, Level, TradeView
-from svc_trades import metrics, repository
+from svc_trades import candles, metrics, repository
 from svc_trades.readmodel import OrderReadModel
 from svc_trades.repository import TradeFilters
 from svc_trades.rows import moment
@@ -182,6 +182,24 @@ async def settle_trade(request: web.Request) -> web.Response:
     except nats.errors.Error as error:  # the settlement stands; only its notice is lost
         log.error("settlement not published", trade_id=trade, error=repr(error))
     return json_response(Settled(message=f"trade {trade} settled", trade=view))
+
+
+# ---- candles -------------------------------------------------------------------------
+
+
+async def list_candles(request: web.Request) -> web.Response:
+    """OHLCV from the projected trades, for anyone (public market data)."""
+    symbol = _symbol(request)
+    interval = query_text(request, "interval") or candles.DEFAULT_INTERVAL
+    if interval not in candles.INTERVALS:
+        raise invalid("interval", f"interval must be one of {', '.join(candles.INTERVALS)}",
+                      interval)
+    query = candles.CandleQuery(
+        symbol=symbol, interval=interval, since=_moment(request, "since"),
+        until=_moment(request, "until"),
+        limit=query_int(request, "limit", candles.DEFAULT_LIMIT, 1, candles.MAX_LIMIT))
+    return json_response(await candles.read(request.app[POOL], query, datetime.now(UTC),
+                                            request.app[INSTRUMENTS]))
 
 
 # ---- orders --------------------------------------------------------------------------

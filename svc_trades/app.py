@@ -12,12 +12,13 @@ from redis.asyncio import Redis
 from common import keys, natsconn
 from common.access import guard
 from common.config import Settings
+from common.cors import allow_page
 from common.http import add_probes, add_routes, new_app
 from common.instruments import load_instruments
 from common.openapi import add_openapi
 from common.shutdown import close_nats, close_pool
 from common.tasks import stop_tasks
-from svc_trades import api
+from svc_trades import accounts, api
 from svc_trades.keys import KEYS_BUCKET, add_key_routes
 from svc_trades.migrations import migrate
 from svc_trades.openapi import OPERATIONS
@@ -30,7 +31,9 @@ PROJECTOR = web.AppKey("projector", Projector)
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app(settings.max_body_bytes)
+    allow_page(app, settings)  # the exchange page, served by svc_stream
     instruments = app[api.INSTRUMENTS] = load_instruments(settings.instruments_file)
+    app[accounts.TRANSFER_TIMEOUT] = settings.query_timeout
 
     async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.pg_dsn, min_size=2, max_size=10,
@@ -81,14 +84,16 @@ def create_app(settings: Settings) -> web.Application:
         ("GET", "/trades/{trade_id}/", api.get_trade),
         ("POST", "/trades/{trade_id}/settle/", api.settle_trade),
         ("GET", "/orderbook/", api.orderbook),
+        ("GET", "/candles/", api.list_candles),
         ("GET", "/orders/", api.list_orders),
+        *accounts.ROUTES,
     ])
 
     if settings.auth == "on":
         assert settings.secret_key is not None, "check_protected_mode refuses to start without"
         app.cleanup_ctx.append(keys_ctx)
         add_key_routes(app, keys.SecretBox(settings.secret_key))
-    guard(app, settings, api.NATS, public=("/orderbook/", "/trades/public/"))
+    guard(app, settings, api.NATS, public=("/orderbook/", "/trades/public/", "/candles/"))
 
     def ready() -> bool:
         """PostgreSQL and NATS answered the projector within the last second or so."""

@@ -31,6 +31,7 @@ from common.messages import (
 from common.orderstate import OrderState, apply, order_ids
 from common.views import trade_id
 from svc_trades import metrics
+from svc_trades.ledger import LEDGER_EVENTS, Poster, PostingRow, batch_time
 from svc_trades.rows import (
     OrderRow,
     OrderUpdate,
@@ -44,6 +45,7 @@ from svc_trades.rows import (
 log = structlog.get_logger(__name__)
 
 CREATING = frozenset((OrderAccepted, OrderRejected))
+LEDGER_TYPES = frozenset(LEDGER_EVENTS)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Changes:
     new_orders: list[OrderRow] = field(default_factory=list)
     updated_orders: list[OrderUpdate] = field(default_factory=list)
     trades: list[TradeRow] = field(default_factory=list)
+    postings: list[PostingRow] = field(default_factory=list)  # the ledger's (funding on)
     parked: list[tuple[int, str, str, bytes]] = field(default_factory=list)
     poison: set[int] = field(default_factory=set)  # indexes of parked messages
     projected: int = 0  # journal batches folded (the rest were duplicates or parked)
@@ -97,9 +100,15 @@ class Fold:
             seqs[batch.symbol] = changes.seqs[batch.symbol] = batch.seq
             changes.projected += 1
             instrument = self.instruments[batch.symbol]
+            poster: Poster | None = None
             for event in batch.events:
                 if type(event) is TradeExecuted:
                     changes.trades.append(self._trade_row(event, instrument))
+                elif type(event) in LEDGER_TYPES:
+                    if poster is None:
+                        poster = Poster(batch, self._moment(batch_time(batch)))
+                    poster.post(event)
+                    continue
                 ids = order_ids(event)
                 if type(event) in CREATING:
                     self.created.add(ids[0])
@@ -111,6 +120,8 @@ class Fold:
                 apply(live, event, batch.key_id)
                 for order_id in ids:
                     self.changed[order_id] = live[order_id]
+            if poster is not None:
+                changes.postings.extend(poster.rows)
         if messages:
             changes.position = max(changes.position, messages[-1].metadata.sequence.stream)
 

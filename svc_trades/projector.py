@@ -3,9 +3,10 @@
 A durable pull consumer on `ex.events.>` hands over up to `batch` journal messages at a
 time (`svc_trades.pull`, fetching ahead). Each fetch is folded with
 `common.orderstate.apply` (the fold svc_orders uses; `svc_trades.changes`) and written in
-ONE transaction: its trades and new orders, its changed orders, the instruments' sequences
-and the consumer's position; only after the commit are the messages acknowledged. Folding
-the next fetch overlaps with writing the previous one (two cores: Python and PostgreSQL).
+ONE transaction: its trades and new orders, its changed orders, the one-minute candles of
+its trades (`svc_trades.candles`), the instruments' sequences and the consumer's
+position; only after the commit are the messages acknowledged. Folding the next fetch
+overlaps with writing the previous one (two cores: Python and PostgreSQL).
 
 Exactly once rests on three things:
 
@@ -42,7 +43,7 @@ from common.instruments import Instrument
 from common.journal import ensure_stream
 from common.orderstate import OrderState
 from common.tasks import supervise
-from svc_trades import metrics, repository
+from svc_trades import candles, ledger, metrics, repository
 from svc_trades.changes import Changes, Fold
 from svc_trades.pull import Puller
 
@@ -201,6 +202,8 @@ class Projector:
                                             changes.position):
                 raise PositionMoved(f"consumer {self.durable} moved past {self.position}")
             await repository.insert(conn, changes.new_orders, changes.trades, careful)
+            await candles.record(conn, changes.trades)  # candles roll up with their trades
             await repository.update_orders(conn, changes.updated_orders)
+            await ledger.write(conn, changes.postings)
             await repository.set_symbol_positions(conn, changes.seqs)
             await repository.park(conn, changes.parked)

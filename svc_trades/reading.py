@@ -44,6 +44,16 @@ async def read_only(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         raise unavailable(error) from None
 
 
+async def fetch_row(pool: asyncpg.Pool, query: str, *args: Any) -> asyncpg.Record:
+    """The one row of one statement (its own consistent snapshot: no transaction, one
+    round trip); a 503 `ApiError` if the database is down."""
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await conn.fetchrow(query, *args)
+    except UNAVAILABLE as error:
+        raise unavailable(error) from None
+
+
 class Where:
     """A WHERE clause of optional filters with numbered asyncpg arguments."""
 

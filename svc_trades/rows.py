@@ -114,6 +114,22 @@ class TradeRow(Row, frozen=True, gc=False):
     execution_timestamp: datetime
 
 
+class CandleRow(Row, frozen=True, gc=False):
+    """One instrument's trades of one minute, or a batch's share of them (merged into the
+    stored row by trade number: see `svc_trades.candles`)."""
+
+    symbol: str
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    trades: int
+    first_trade_no: int
+    last_trade_no: int
+
+
 values = msgspec.structs.astuple
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from ops.stack import free_port
+from ops.stack.natsusers import ADMIN
 from tests.helpers import eventually
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,17 +32,19 @@ class Launcher:
     run_dir: Path
     lines: list[str] = field(default_factory=list)
 
+    @property
+    def admin_nats_url(self) -> str:
+        """The embedded NATS (its first node, if a cluster) as its `admin` user (the
+        launcher's NATS admits only users)."""
+        folders = [self.run_dir / "nats" / "users", self.run_dir / "nats-cluster" / "users"]
+        password = next(f / ADMIN for f in folders if (f / ADMIN).exists()).read_text()
+        return f"nats://{ADMIN}:{password.strip()}@127.0.0.1:{self.ports['EX_NATS_PORT']}"
+
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)
 
     def output(self, lines: int = 60) -> str:
         return "\n".join(self.lines[-lines:])
-
-    def nats_admin_url(self) -> str:
-        """The embedded NATS (its first node, if a cluster) with the admin's login."""
-        folders = [self.run_dir / "nats" / "users", self.run_dir / "nats-cluster" / "users"]
-        secret = next(f / "admin" for f in folders if (f / "admin").exists()).read_text()
-        return f"nats://admin:{secret.strip()}@127.0.0.1:{self.ports['EX_NATS_PORT']}"
 
     def pids_started(self, svc: str) -> list[int]:
         """Pids of `svc` in the order the launcher started them ("svc started (pid N)")."""
@@ -113,13 +116,14 @@ async def run_launcher(tmp_path: Path,
     # Only our EX_ variables: a developer's EX_NATS_URL would replace the embedded server.
     env = {key: value for key, value in os.environ.items() if not key.startswith("EX_")}
     env |= {var: str(port) for var, port in ports.items()}
-    env["EX_RUN_DIR"] = str(tmp_path / "run")  # Launcher.run_dir
+    run_dir = tmp_path / "run"
+    env["EX_RUN_DIR"] = str(run_dir)
     env |= extra_env or {}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ops.launcher", "--ready-timeout", "25",
         cwd=REPO, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    running = Launcher(proc, ports, tmp_path / "run")
+    running = Launcher(proc, ports, run_dir)
 
     async def read() -> None:
         assert proc.stdout is not None

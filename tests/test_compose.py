@@ -155,6 +155,7 @@ def test_services_require_auth_and_a_secret_key_from_the_environment(
     for name in INSTANCES:
         env = services[name]["environment"]
         assert env["EX_AUTH"] == "on", name
+        assert env["EX_FUNDING"] == "on", name  # orders backed by balances
         assert env["EX_SECRET_KEY"].startswith("${EX_SECRET_KEY:?"), name
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "EX_AUTH=on" in dockerfile
@@ -188,14 +189,18 @@ def test_the_installed_package_has_every_data_file_the_services_read() -> None:
     """The image runs a regular install, which leaves out any file that is neither a module
     nor declared package data (svc_trades' SQL migrations, for one)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
     data_files = [
-        path for package in ("common", *PORTS) for path in (REPO / package).rglob("*")
+        (package, path) for package in ("common", *PORTS)
+        for path in (REPO / package).rglob("*")
         if path.is_file() and path.suffix not in (".py", ".pyc")
     ]
     assert data_files, "expected at least svc_trades' migrations"
-    for path in data_files:
-        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), path
+    for package, path in data_files:  # "*" patterns by name, a package's by its path
+        inside = path.relative_to(REPO / package).as_posix()
+        assert (any(fnmatch.fnmatch(path.name, pattern) for pattern in package_data["*"])
+                or any(fnmatch.fnmatch(inside, pattern)
+                       for pattern in package_data.get(package, []))), path
 
 
 def test_nats_admits_only_its_users_with_the_config_of_the_table(

@@ -14,6 +14,10 @@ process instead: both submit the same chunks of commands in turn (which goes fir
 alternates), each timed in CPU time, so that load from other work on the machine falls
 on both alike. It prints one line per repetition and a summary with the medians; REV's
 `svc_orders/matching` runs on this tree's `common`.
+
+`--funding` adds this engine with balances (EX_FUNDING=on), every user of the workload
+funded beforehand (untimed) so that nothing is refused: alone, it is the engine timed;
+in a comparison, a third engine ("funded") beside REV and this one.
 """
 
 from __future__ import annotations
@@ -33,8 +37,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from common.assets import BASE_UNIT, homes
 from common.instruments import DEFAULT_INSTRUMENT, Instrument
-from common.messages import CancelOrder, Command, ModifyOrder, TradeExecuted
+from common.messages import (
+    CancelOrder,
+    Command,
+    ModifyOrder,
+    PlaceOrder,
+    TradeExecuted,
+    TransferFunds,
+)
 from ops.bench.workload import parse
 from svc_orders.matching import Exchange
 
@@ -42,6 +54,24 @@ GOLDEN_1M_SEED_1 = "1e56b3b43d45cf2d75a13a74a810dcc37f656f251f344df67e1051da53c6
 ENGINE = "svc_orders.matching"
 CHUNK = 1000  # commands per turn in a comparison: short, so both see the same load
 
+
+
+FUNDS = 10**11 * BASE_UNIT  # of every asset for every user: more than any order needs
+
+
+def funded(commands: list[Command]) -> type[Exchange]:
+    """`Exchange` with funding on, every user of `commands` funded at construction."""
+    users = sorted({c.user_id for c in commands if type(c) is PlaceOrder and c.user_id})
+
+    def build(instruments: Mapping[str, Instrument]) -> Exchange:
+        exchange = Exchange(instruments, funding=True)
+        for user in users:
+            for asset in homes(instruments):
+                exchange.submit(TransferFunds(transfer_id=f"{user}:{asset}", user_id=user,
+                                              asset=asset, amount=FUNDS))
+        return exchange
+
+    return build  # type: ignore[return-value]  # called like the class, nothing else
 
 
 def timed_run(commands: list[Command], exchange: Exchange) -> float:
@@ -126,20 +156,24 @@ def main() -> None:
     parser.add_argument("--workload", type=Path, required=True)
     parser.add_argument("--against", metavar="REV", help="compare with the engine of REV")
     parser.add_argument("--reps", type=int, default=5, help="repetitions of a comparison")
+    parser.add_argument("--funding", action="store_true", help="balances on (see above)")
     args = parser.parse_args()
     commands, instruments = parse(args.workload)
     if args.against:
         with tempfile.TemporaryDirectory() as temp:
             engines = {args.against: engine_at(args.against, Path(temp)), "this": Exchange}
+            if args.funding:
+                engines["funded"] = funded(commands)
             gc.collect()
             gc.freeze()
             compare(commands, instruments, engines, args.reps)
         return
+    engine = funded(commands) if args.funding else Exchange
+    timed = engine(instruments)
     gc.collect()
     gc.freeze()
-    timed = Exchange(instruments)
     seconds = timed_run(commands, timed)
-    checked = Exchange(instruments)
+    checked = engine(instruments)
     summary = summarise(commands, checked, instruments)
     for exchange in (timed, checked):
         exchange.check()

@@ -34,6 +34,7 @@ from common.views import TradeView, json_encoder, timestamp, trade_id
 from ops.bench.harness import percentile
 from ops.bench.ws import POLL, metric, publish, raise_file_limit, stack
 from ops.stack import HOST
+from svc_stream import memory
 
 CONNECT_CONCURRENCY = 200  # abandoned connections opened at once: a burst of subscribers
 SETTLE = 30.0  # seconds at most for svc_stream to let go of dropped clients
@@ -195,7 +196,9 @@ async def run(abandoned: int, args: argparse.Namespace, nats_url: str, redis_url
         if metric(base, "stream_clients") <= 0:
             break
         await asyncio.sleep(POLL)
-    await asyncio.sleep(2)  # what a client's teardown frees, a moment after it is gone
+    # What a client's teardown frees, and what svc_stream hands back to the system at its
+    # next look after departures (svc_stream.memory).
+    await asyncio.sleep(memory.EVERY + 2)
     latencies = sorted(probes.latencies_ms)
     return {
         "abandoned": abandoned, "upgraded": upgraded, "rate_per_s": args.rate,

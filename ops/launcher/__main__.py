@@ -15,7 +15,9 @@ behaves as it does:
   The service ports are never moved: clients rely on them.
 - The embedded NATS admits only its users (ops.stack.natsusers), each service as its
   own with only the subjects it needs; the passwords, made once per data folder, reach
-  each service in its EX_NATS_USER / EX_NATS_PASSWORD and are never printed.
+  each service in its EX_NATS_USER / EX_NATS_PASSWORD and are never printed. The
+  embedded PostgreSQL and Redis ask for a password too (in `<run dir>/postgres/password`
+  and `<run dir>/redis/password`), given to the services inside EX_PG_DSN / EX_REDIS_URL.
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
   on the same folder, a non-loopback EX_HOST with EX_AUTH=off) is said in one line
   before anything starts.
@@ -149,11 +151,12 @@ def _servers(env: Mapping[str, str], run_dir: Path) -> tuple[list[Server], dict[
         servers += [("EX_NATS_URL", node, cluster_url(cluster)) for node in cluster]
     if "EX_PG_DSN" not in env:
         postgres = PostgresServer(run_dir / "postgres",
-                                  _server_port(env, "EX_PG_PORT", 5432, "postgres"))
+                                  _server_port(env, "EX_PG_PORT", 5432, "postgres"),
+                                  password=True)
         servers.append(("EX_PG_DSN", postgres, postgres.dsn))
     if "EX_REDIS_URL" not in env:
         redis = RedisServer(run_dir / "redis",
-                            _server_port(env, "EX_REDIS_PORT", 6379, "redis"))
+                            _server_port(env, "EX_REDIS_PORT", 6379, "redis"), password=True)
         servers.append(("EX_REDIS_URL", redis, redis.url))
     for var in ("EX_NATS_URL", "EX_PG_DSN", "EX_REDIS_URL"):
         if var in env:

@@ -141,6 +141,7 @@ class Supervisor:
             f"  trades     {url(trades, 'http', '/trades/')}   "
             f"book {url(trades, 'http', '/orderbook/')}",
             f"  websocket  {url(stream, 'ws', '/ws/')}",
+            f"  page       {url(stream, 'http', '/')}   the live exchange, in a browser",
             f"  logs       {log_dir}/<service>.log",
             "",
             "  try:  curl -X POST " + url(orders, "http", "/orders/")

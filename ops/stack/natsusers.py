@@ -17,12 +17,11 @@ publish once to the reply subject of a request it received, and nowhere else.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 from common import subjects
+from ops.stack import credentials
 
 ADMIN = "admin"
 SERVICES = ("svc_orders", "svc_trades", "svc_stream")
@@ -72,6 +71,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         ],
         "subscribe": [subjects.BOOK_REQUEST,
                       subjects.ORDERS_INTEREST,  # which users' order updates svc_stream wants
+                      subjects.TRANSFER_REQUEST,  # deposits and withdrawals from svc_trades
                       subjects.TRADES_WILDCARD,  # a standby notes what the leader published
                       "_INBOX.svc_orders.>"],
     },
@@ -79,6 +79,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "publish": [
             "ex.settlements.>",
             subjects.BOOK_REQUEST,  # asks svc_orders for a book missing from the cache
+            subjects.TRANSFER_REQUEST,  # has svc_orders make a deposit or withdrawal
             *_create(EVENTS),  # before svc_orders ever ran
             f"{_API}.STREAM.INFO.{EVENTS}",
             f"{_API}.CONSUMER.DURABLE.CREATE.{EVENTS}.>",  # its consumer, made at each start
@@ -92,6 +93,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     },
     "svc_stream": {
         "publish": [subjects.ORDERS_INTEREST,  # the users whose orders its clients watch
+                    subjects.CANDLES_QUERY,  # asks svc_trades for candle snapshots
                     *_KEYS_READ, _FLOW_CONTROL],
         "subscribe": ["md.>", "_INBOX.svc_stream.>"],
     },
@@ -141,28 +143,11 @@ COMPOSE_HEADER = """\
 def passwords(folder: Path) -> dict[str, str]:
     """Each user's password, kept in `folder` (one file per user, mode 0600), made up at
     random the first time: once per data folder, so restarts keep them."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    found = {}
-    for user in USERS:
-        path = folder / user
-        if not path.exists():
-            _write_private(path, secrets.token_hex(24))
-        found[user] = path.read_text().strip()
-    return found
+    return {user: credentials.password(folder / user) for user in USERS}
 
 
 def write_config(path: Path, passwords: Mapping[str, str]) -> None:
     """The server's config file with the passwords in it: readable by its owner only."""
     quoted = {user: json.dumps(password) for user, password in passwords.items()}
-    _write_private(path, authorization(quoted))
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to a file no one but its owner can read, from its first byte on."""
-    staging = path.with_name(path.name + ".new")
-    staging.unlink(missing_ok=True)
-    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    staging.replace(path)
+    credentials.write_private(path, authorization(quoted))
 

@@ -17,7 +17,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ops.stack import natsusers
+from ops.stack import credentials, natsusers
 from ops.stack.process import HOST, EmbeddedServer, ServerStartError, free_port
 
 # postgres refuses to run as root; when we are root it runs as this user instead.
@@ -178,21 +178,39 @@ def cluster_url(servers: list[NatsServer]) -> str:
 
 
 class RedisServer(EmbeddedServer):
-    """redis-server on TCP only, no persistence: Redis holds caches only (SPEC)."""
+    """redis-server on TCP only, no persistence: Redis holds caches only.
+
+    With `password`, clients must AUTH with the password kept in the data folder
+    (`password`, mode 0600; the server reads it from `redis.conf`, mode 0600, so it is
+    never on a command line that `ps` shows). Without, anyone on loopback may connect.
+    """
 
     name = "redis"
 
+    def __init__(self, data_dir: Path, port: int | None = None, start_timeout: float = 30.0,
+                 *, password: bool = False):
+        super().__init__(data_dir, port, start_timeout)
+        self.password = credentials.password(self.data_dir / "password") if password else None
+        self.config_path = self.data_dir / "redis.conf"
+
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        login = f":{self.password}@" if self.password else ""
+        return f"redis://{login}{HOST}:{self.port}/0"
 
     @property
     def address(self) -> str:
         return self.url
 
+    def prepare(self) -> None:
+        if self.password:
+            credentials.write_private(self.config_path, f'requirepass "{self.password}"\n')
+
     def command(self) -> list[str]:
+        config = [str(self.config_path)] if self.password else []
         return [
             str(redis_server_binary()),
+            *config,
             "--bind", HOST,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -203,6 +221,9 @@ class RedisServer(EmbeddedServer):
         ]  # fmt: skip
 
     def is_ready(self) -> bool:
+        if self.password:
+            login = f"AUTH {self.password}\r\nPING\r\n".encode()
+            return _tcp_exchange(self.port, login).startswith(b"+OK\r\n+PONG")
         return _tcp_exchange(self.port, b"PING\r\n").startswith(b"+PONG")
 
 
@@ -212,6 +233,10 @@ class PostgresServer(EmbeddedServer):
     pgserver's own get_server() only listens on a unix socket and, as root, adds a
     system user; instead we run initdb/postgres directly and, as root, run them as
     POSTGRES_FALLBACK_USER. Layout: data_dir/pgdata (the cluster), data_dir/postgres.log.
+
+    With `password`, the `postgres` role has the password kept in the data folder
+    (`password`, mode 0600) and the server admits only clients that prove it
+    (scram-sha-256, from `pg_hba.conf` here). Without, it trusts every loopback client.
     """
 
     name = "postgres"
@@ -223,12 +248,17 @@ class PostgresServer(EmbeddedServer):
         port: int | None = None,
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
+        *,
+        password: bool = False,
     ):
         super().__init__(data_dir, port, start_timeout)
         self.pgdata = self.data_dir / "pgdata"
         self.user = "postgres"
         self.database = "postgres"
         self.settings = dict(settings or {})
+        self.password = credentials.password(self.data_dir / "password") if password else None
+        self.hba_path = self.data_dir / "pg_hba.conf"
+        self._password_set = self.data_dir / "password.set"  # the role has the password
 
     @property
     def dsn(self) -> str:
@@ -239,7 +269,8 @@ class PostgresServer(EmbeddedServer):
         return self.dsn
 
     def dsn_for(self, database: str) -> str:
-        return f"postgresql://{self.user}@{HOST}:{self.port}/{database}"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"postgresql://{login}@{HOST}:{self.port}/{database}"
 
     def _os_user(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
@@ -261,8 +292,14 @@ class PostgresServer(EmbeddedServer):
         account = self._os_user()
         if account is not None:  # checked on every start: pytest re-tightens its temp root
             _let_others_traverse(self.data_dir)
-        if (self.pgdata / "PG_VERSION").exists():
-            return
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(account)
+        if self.password:
+            self.hba_path.write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+            if not self._password_set.exists():  # a cluster an older run made without one
+                self._set_password()
+
+    def _initdb(self, account: pwd.struct_passwd | None) -> None:
         # initdb writes PG_VERSION long before it finishes; it runs in a staging folder
         # renamed into place at the end, so an interrupted first start leaves no cluster
         # that looks complete (the launcher's data survives restarts).
@@ -276,6 +313,7 @@ class PostgresServer(EmbeddedServer):
             "-D", str(staging),
             "-U", self.user,
             "--auth=trust",
+            *([f"--pwfile={self._pwfile(account)}"] if self.password else []),
             "--encoding=UTF8",
             "--locale=C",
             "--no-sync",
@@ -294,13 +332,46 @@ class PostgresServer(EmbeddedServer):
             self._fail(f"initdb failed with code {result.returncode}")
         if self.pgdata.exists():  # an empty folder left by an older, interrupted start
             self.pgdata.rmdir()
+        (self.data_dir / "initdb.pwfile").unlink(missing_ok=True)
         staging.rename(self.pgdata)
+        if self.password:
+            self._password_set.touch()
+
+    def _pwfile(self, account: pwd.struct_passwd | None) -> Path:
+        """The password for initdb, in a file only the server's user can read (not in
+        the cluster's folder: initdb wants that empty)."""
+        assert self.password is not None
+        path = self.data_dir / "initdb.pwfile"
+        credentials.write_private(path, self.password + "\n")
+        if account is not None:
+            os.chown(path, account.pw_uid, account.pw_gid)
+        return path
+
+    def _set_password(self) -> None:
+        """Give the role of a cluster made without a password its password, in
+        single-user mode before the server listens (once: a restart after a crash
+        must not depend on single-user mode)."""
+        assert self.password is not None
+        statement = (f"ALTER ROLE {self.user} PASSWORD "
+                     f"'{self.password}'\n")  # hex: nothing to escape
+        with self.log_path.open("ab") as log:
+            result = subprocess.run(
+                [str(postgres_bin_dir() / "postgres"), "--single", "-D", str(self.pgdata),
+                 "-c", "password_encryption=scram-sha-256",
+                 "-c", "log_min_error_statement=panic",  # never the statement in the log
+                 self.database],
+                input=statement.encode(), stdout=subprocess.DEVNULL, stderr=log,
+                check=False, **self.popen_extra())
+        if result.returncode != 0:
+            self._fail(f"setting the password failed with code {result.returncode}")
+        self._password_set.touch()
 
     def command(self) -> list[str]:
         settings = {
             "listen_addresses": HOST,
             "port": str(self.port),
             "unix_socket_directories": "",  # TCP only: no socket path-length or permission issues
+            **({"hba_file": str(self.hba_path)} if self.password else {}),
             **self.settings,
         }
         command = [str(postgres_bin_dir() / "postgres"), "-D", str(self.pgdata)]

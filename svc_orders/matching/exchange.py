@@ -4,6 +4,10 @@ Synchronous and deterministic: the same commands (timestamps included) give the 
 events. Order ids are unique among resting orders across all books, so cancels and
 modifies need no symbol. Rejections are values (`CommandRejected`, `OrderRejected`);
 only a broken invariant raises.
+
+With `funding` on, balances (`funds`) stand beside the books: `submit` is then
+`_funded`, which asks for each order's hold before matching and adds the balance events
+of the command to its batch; with it off, nothing of that runs.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from common.messages import (
     EventBatch,
     ExpireOrders,
     ModifyOrder,
+    OrderRejected,
     PlaceOrder,
     RejectReason,
     Side,
+    TransferFunds,
 )
 from svc_orders.matching import state
 from svc_orders.matching.book import Book
+from svc_orders.matching.funds import Funds
 from svc_orders.matching.order import Order
 from svc_orders.matching.replay import apply_batch
 
@@ -32,12 +39,15 @@ Depth = list[tuple[int, int, int]]
 
 
 class Exchange:
-    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+    def __init__(self, instruments: Mapping[str, Instrument], funding: bool = False) -> None:
         self.instruments = dict(instruments)
         self.orders: dict[str, Order] = {}
         self.books = {symbol: Book(instrument, self.orders)
                       for symbol, instrument in self.instruments.items()}
         self._placers = {symbol: book.place for symbol, book in self.books.items()}
+        self.funds = Funds(self.instruments) if funding else None
+        if funding:
+            self.submit = self._funded  # type: ignore[method-assign]
 
     def submit(self, command: Command) -> EventBatch:
         """Process one command atomically and return its events."""
@@ -58,7 +68,47 @@ class Exchange:
             return self.books[order.placed.symbol].modify(order, command)
         if type(command) is ExpireOrders:
             return self._expire(command)
+        if type(command) is TransferFunds:
+            return _nothing("", command.timestamp, "", RejectReason.UNKNOWN_ASSET,
+                            "funding is off: there are no balances")
         raise TypeError(f"not a command: {command!r}")
+
+    def _funded(self, command: Command) -> EventBatch:
+        """`submit` with balances: the hold is asked for once the order passed every
+        other check, and the batch comes back with the command's balance events."""
+        funds = self.funds
+        assert funds is not None
+        if type(command) is PlaceOrder:
+            book = self.books.get(command.symbol)
+            if (book is None or command.order_id in self.orders
+                    or book._refusal(command) is not None):
+                return Exchange.submit(self, command)  # refused as without funding
+            hold = funds.placement(book, command)
+            instrument = book.instrument
+            asset = instrument.quote if command.side is Side.BUY else instrument.base_asset
+            if hold > funds.available(command.user_id, asset):
+                book.seq = seq = book.seq + 1
+                return EventBatch(symbol=book.symbol, seq=seq, events=[OrderRejected(
+                    seq, command, RejectReason.INSUFFICIENT_FUNDS)])
+            return funds.settle(book.place(command), self.orders, (command.order_id, hold))
+        if type(command) is ModifyOrder:
+            order = self.orders.get(command.order_id)
+            if order is None:
+                return _not_live(command.order_id, command.timestamp)
+            book = self.books[order.placed.symbol]
+            if book._modify_error(order, command.price, command.quantity) is not None:
+                return book.modify(order, command)  # refused as without funding
+            extra = funds.modify_shortfall(book, order, command)
+            if extra > funds.available(order.user_id, funds.holds[order.order_id].asset):
+                return EventBatch(symbol=book.symbol, seq=0, events=[CommandRejected(
+                    timestamp=command.timestamp, order_id=order.order_id,
+                    reason=RejectReason.INSUFFICIENT_FUNDS,
+                    message="the modified order needs more than is available")])
+            return funds.settle(book.modify(order, command), self.orders,
+                                (order.order_id, extra))
+        if type(command) is TransferFunds:
+            return funds.transfer(command, self.books)
+        return funds.settle(Exchange.submit(self, command), self.orders)
 
     def _place(self, command: PlaceOrder) -> EventBatch:
         """A new order `submit` could not hand to its book at once: say why, or do so."""
@@ -83,20 +133,27 @@ class Exchange:
     def apply(self, batch: EventBatch) -> None:
         """Replay one journaled batch (seq > 0) of any instrument."""
         apply_batch(self.books[batch.symbol], batch)
+        if self.funds is not None:
+            self.funds.apply_all(batch.events)
 
     def capture(self) -> bytes:
         """The engine's whole state as bytes (see `state`)."""
-        return state.encode([book.capture() for book in self.books.values()])
+        return state.encode([book.capture() for book in self.books.values()],
+                            None if self.funds is None else self.funds.capture())
 
     @classmethod
-    def restore(cls, data: bytes, instruments: Mapping[str, Instrument]) -> Exchange:
+    def restore(cls, data: bytes, instruments: Mapping[str, Instrument],
+                funding: bool = False) -> Exchange:
         """An exchange in exactly the state `capture()` wrote (instruments may be added)."""
-        exchange = cls(instruments)
-        for book_state in state.decode(data).books:
+        exchange = cls(instruments, funding)
+        captured = state.decode(data)
+        for book_state in captured.books:
             book = exchange.books.get(book_state.symbol)
             if book is None:
                 raise ValueError(f"engine state holds unknown instrument {book_state.symbol!r}")
             book.restore(book_state)
+        if exchange.funds is not None and captured.funds is not None:
+            exchange.funds.restore(captured.funds)
         return exchange
 
     # ---- views ---------------------------------------------------------------------
@@ -127,6 +184,8 @@ class Exchange:
         resting = sum(book.bids.order_count() + book.asks.order_count()
                       for book in self.books.values())
         assert resting == len(self.orders), "order index out of step with the books"
+        if self.funds is not None:
+            self.funds.check(self.orders)
 
 
 def _nothing(symbol: str, timestamp: int, order_id: str, reason: RejectReason,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from svc_orders.matching.funds import FundsState
 from svc_orders.matching.order import Order
 
 STATE_VERSION = 1
@@ -24,13 +25,14 @@ class BookState(msgspec.Struct, frozen=True, array_like=True):
 class EngineState(msgspec.Struct, frozen=True):
     version: int
     books: list[BookState]
+    funds: FundsState | None = None  # balances, with funding on
 
 
 _decoder = msgspec.msgpack.Decoder(EngineState)
 
 
-def encode(books: list[BookState]) -> bytes:
-    return msgspec.msgpack.encode(EngineState(STATE_VERSION, books))
+def encode(books: list[BookState], funds: FundsState | None = None) -> bytes:
+    return msgspec.msgpack.encode(EngineState(STATE_VERSION, books, funds))
 
 
 def decode(data: bytes) -> EngineState:

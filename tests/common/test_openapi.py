@@ -16,6 +16,7 @@ from common.instruments import DEFAULT_INSTRUMENT
 from common.listing import MAX_PAGE, MAX_PAGE_SIZE, order_filters
 from common.messages import OrderStatus
 from common.openapi import document
+from common.transfers import TransferBody, transfer_command
 from svc_orders import openapi as orders
 from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
 from svc_trades import openapi as trades
@@ -36,6 +37,7 @@ ORDERS = document("svc_orders", orders.OPERATIONS)
 TRADES = document("svc_trades", trades.OPERATIONS)
 PLACE = body_validator(ORDERS, "POST", "/orders/")
 MODIFY = body_validator(ORDERS, "PUT", "/orders/{order_id}/")
+TRANSFER = body_validator(ORDERS, "POST", "/accounts/{user_id}/deposits/")
 INSTRUMENTS = {DEFAULT_INSTRUMENT.symbol: DEFAULT_INSTRUMENT}
 
 
@@ -155,3 +157,22 @@ def test_modify_document_allows_exactly_what_modifying_accepts(body: dict[str, A
     accepted = _accepted(lambda: modify_command(
         "bd2597f1-d1c5-4f75-ad87-a677d9948c65", decode(raw, ModifyBody), DEFAULT_INSTRUMENT))
     assert MODIFY.is_valid(body) == accepted
+
+
+AMOUNTS = (st.integers(-1, 10**12 + 1) | st.sampled_from([0.5, 1e6, 1e12, -0.5, True])
+           | st.from_regex(r"-?0{0,2}[0-9]{1,13}(\.[0-9]{1,8})?", fullmatch=True)
+           | st.sampled_from(["1e2", "1.", ".5", " 1", "0.000000", "0.0000001", "1.0000000"]))
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.fixed_dictionaries({"asset": st.sampled_from(["USD", "DEFAULT", "usd", "U S D"]),
+                              "amount": AMOUNTS,
+                              "transfer_id": st.text(max_size=66)}))
+def test_transfer_document_allows_exactly_what_transferring_accepts(
+        body: dict[str, Any]) -> None:
+    raw = msgspec.json.encode(body)
+    accepted = _accepted(lambda: transfer_command(
+        "bd2597f1-d1c5-4f75-ad87-a677d9948c65", decode(raw, TransferBody), ["USD", "DEFAULT"],
+        withdrawal=False))
+    valid = TRANSFER.is_valid(body) and body["asset"] in ("USD", "DEFAULT")  # the assets:
+    assert valid == accepted  # the document names the default instrument's as examples

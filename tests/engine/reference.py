@@ -50,6 +50,7 @@ from common.messages import (
     Stp,
     TimeInForce,
     TradeExecuted,
+    TransferFunds,
 )
 
 Level = tuple[int, list[tuple[str, int]]]
@@ -190,6 +191,8 @@ class ReferenceExchange:
             return self.cancel(command)
         if isinstance(command, ModifyOrder):
             return self.modify(command)
+        if isinstance(command, TransferFunds):  # no balances without funding
+            return refused("", command.timestamp, "", RejectReason.UNKNOWN_ASSET)
         return self.expire(command)
 
     def place(self, cmd: PlaceOrder) -> EventBatch:
@@ -321,22 +324,10 @@ class ReferenceExchange:
         if order is None:
             return refused("", cmd.timestamp, cmd.order_id, RejectReason.ORDER_NOT_LIVE)
         book = self.books[order.symbol]
-        instrument = book.instrument
-
-        def refuse(reason: RejectReason) -> EventBatch:
+        reason = self.modify_refusal(order, cmd)
+        if reason is not None:
             return refused(order.symbol, cmd.timestamp, cmd.order_id, reason)
-
-        if cmd.price is None and cmd.quantity is None:
-            return refuse(RejectReason.INVALID_ORDER)
-        if cmd.price is not None and instrument.price_error(cmd.price) is not None:
-            return refuse(RejectReason.INVALID_PRICE)
-        if cmd.quantity is not None and (instrument.quantity_error(cmd.quantity) is not None
-                                         or cmd.quantity <= order.traded):
-            return refuse(RejectReason.INVALID_QUANTITY)
         new_price = cmd.price if cmd.price is not None else order.limit
-        if order.post_only and would_cross(book, order.side, new_price):
-            return refuse(RejectReason.POST_ONLY_WOULD_CROSS)
-
         book.seq += 1
         seq = book.seq
         new_quantity = cmd.quantity if cmd.quantity is not None else order.quantity
@@ -354,6 +345,22 @@ class ReferenceExchange:
         elif requeued:
             order.arrival = next(self.arrivals)
         return EventBatch(symbol=order.symbol, seq=seq, events=events)
+
+    def modify_refusal(self, order: RefOrder, cmd: ModifyOrder) -> RejectReason | None:
+        """Why a modify of the live `order` changes nothing, or None."""
+        book = self.books[order.symbol]
+        instrument = book.instrument
+        if cmd.price is None and cmd.quantity is None:
+            return RejectReason.INVALID_ORDER
+        if cmd.price is not None and instrument.price_error(cmd.price) is not None:
+            return RejectReason.INVALID_PRICE
+        if cmd.quantity is not None and (instrument.quantity_error(cmd.quantity) is not None
+                                         or cmd.quantity <= order.traded):
+            return RejectReason.INVALID_QUANTITY
+        new_price = cmd.price if cmd.price is not None else order.limit
+        if order.post_only and would_cross(book, order.side, new_price):
+            return RejectReason.POST_ONLY_WOULD_CROSS
+        return None
 
     def expire(self, cmd: ExpireOrders) -> EventBatch:
         book = self.books.get(cmd.symbol)

@@ -81,7 +81,7 @@ async def test_after_the_fault_the_system_heals_and_agrees_with_every_answer(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         at = Endpoints(http, orders=f"http://127.0.0.1:{ports['EX_ORDERS_PORT']}",
                        trades=f"http://127.0.0.1:{ports['EX_TRADES_PORT']}",
-                       nats=system.nats_admin_url())
+                       nats=system.admin_nats_url)
         tape = Tape(http, f"ws://127.0.0.1:{ports['EX_STREAM_PORT']}/ws/trades/")
         await tape.start()
         load = Load(http, f"{at.orders}/orders/", name=fault)

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
+import redis.asyncio as redis
 
 from tests.helpers import eventually
 from tests.system import SERVICES, Launcher, alive, descendants, ready, run_launcher
@@ -47,6 +49,10 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         for port in service_ports:
             assert await ready(http, port), launcher.output()
+        page = f"http://localhost:{ports['EX_STREAM_PORT']}/"
+        await eventually(lambda: says(f"page       {page}"), timeout=5)
+        async with http.get(page) as response:  # the URL printed is the exchange page
+            assert (response.status, response.content_type) == (200, "text/html")
 
         before = descendants(launcher.proc.pid)
         [first] = launcher.pids_started("svc_orders")
@@ -92,10 +98,11 @@ async def test_a_launcher_killed_by_sigkill_leaves_no_process_behind(
                 os.kill(pid, signal.SIGKILL)
 
 
-async def test_services_work_as_their_nats_users_and_no_password_is_shown(
+async def test_services_work_as_their_server_users_and_no_password_is_shown(
         launcher: Launcher, tmp_path: Path) -> None:
-    """The embedded NATS admits only its users: every service does its job as its own
-    (orders journaled, projected, queried, books asked for), nothing is refused, and no
+    """The embedded NATS admits only its users, PostgreSQL and Redis only clients with
+    their passwords: every service does its job as its own (orders journaled, projected,
+    queried, books asked for), nothing is refused, a client without a password is, and no
     password reaches the terminal or a log."""
     ports = launcher.ports
     await eventually(lambda: launcher.said("all services ready"), timeout=30)
@@ -120,9 +127,23 @@ async def test_services_work_as_their_nats_users_and_no_password_is_shown(
         async with http.get(f"{trades}/orderbook/") as response:
             assert response.status == 200
 
+    # svc_stream runs on the C allocator, which hands departed clients' memory back.
+    stream = launcher.pids_started("svc_stream")[-1]
+    environ = await asyncio.to_thread(Path(f"/proc/{stream}/environ").read_bytes)
+    assert b"PYTHONMALLOC=malloc" in environ.split(b"\0")
+
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{ports['EX_PG_PORT']}/postgres")
+    anonymous = redis.from_url(f"redis://127.0.0.1:{ports['EX_REDIS_PORT']}/0")
+    with pytest.raises(redis.AuthenticationError):
+        await anonymous.get("anything")
+    await anonymous.aclose()
+
     run = tmp_path / "run"
     passwords = [path.read_text().strip() for path in (run / "nats" / "users").iterdir()]
     assert len(passwords) == 4
+    passwords += [(run / server / "password").read_text().strip()
+                  for server in ("postgres", "redis")]
     shown = [launcher.output(lines=len(launcher.lines)),
              *(path.read_text() for path in (run / "logs").iterdir()),
              (run / "nats" / "nats.log").read_text()]

@@ -214,3 +214,23 @@ def test_the_embedded_config_and_passwords_are_private(server: NatsServer) -> No
         assert (server.data_dir / "users" / user).stat().st_mode & 0o077 == 0
     again = NatsServer(server.data_dir, users=True).credentials
     assert again == server.credentials  # made once per data folder
+
+
+async def test_svc_trades_asks_svc_orders_for_transfers_and_nobody_else_may(
+        login: dict[str, Login]) -> None:
+    """Deposits and withdrawals: svc_trades asks, svc_orders answers; svc_stream cannot
+    ask."""
+    orders, trades, stream = login["svc_orders"], login["svc_trades"], login["svc_stream"]
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"done")
+
+    await orders.nc.subscribe(subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
+                              cb=answer)
+    await orders.nc.flush()
+    reply = await trades.nc.request(subjects.TRANSFER_REQUEST, b"deposit", timeout=5)
+    assert reply.data == b"done"
+    await stream.nc.publish(subjects.TRANSFER_REQUEST, b"forged")
+    await stream.nc.flush()
+    await eventually(lambda: any("permissions violation" in e for e in stream.errors))
+    assert orders.errors == trades.errors == []

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import nats
+import pytest
 import redis.asyncio as redis
 
 from ops.stack import NatsServer, PostgresServer, RedisServer
@@ -67,3 +68,52 @@ async def test_nats_restart_keeps_jetstream_data(tmp_path: Path) -> None:
             assert msg.data == b"before outage"
         finally:
             await nc.close()
+
+
+async def test_postgres_with_a_password_refuses_clients_without_it(tmp_path: Path) -> None:
+    """A cluster first made without a password (an older run folder) gets one, and from
+    then on a client must prove it: the DSN without the password is refused."""
+    with PostgresServer(tmp_path / "pg").start():
+        pass
+    server = PostgresServer(tmp_path / "pg", password=True)
+    assert server.password
+    assert server.password in server.dsn
+    with server.start():
+        conn = await asyncpg.connect(server.dsn)
+        assert await conn.fetchval("select 1") == 1
+        await conn.close()
+        for dsn in (f"postgresql://postgres@127.0.0.1:{server.port}/postgres",
+                    f"postgresql://postgres:wrong@127.0.0.1:{server.port}/postgres"):
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                await asyncpg.connect(dsn)
+        assert server.password not in server.log_path.read_text()
+    assert (tmp_path / "pg" / "password").stat().st_mode & 0o077 == 0
+
+
+async def test_redis_with_a_password_refuses_clients_without_it(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", password=True)
+    with server.start():
+        client = redis.from_url(server.url)
+        await client.set("smoke", "value")
+        assert await client.get("smoke") == b"value"
+        await client.aclose()
+        anonymous = redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        with pytest.raises(redis.AuthenticationError):
+            await anonymous.get("smoke")
+        await anonymous.aclose()
+    assert (tmp_path / "redis" / "password").stat().st_mode & 0o077 == 0
+
+
+async def test_a_new_postgres_with_a_password_never_trusts_a_client(tmp_path: Path) -> None:
+    """A cluster made with a password has it from initdb on; restarts keep it."""
+    server = PostgresServer(tmp_path / "pg", password=True)
+    for _ in range(2):
+        with server.start():
+            conn = await asyncpg.connect(server.dsn)
+            assert await conn.fetchval("select 1") == 1
+            await conn.close()
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+    assert not (tmp_path / "pg" / "initdb.pwfile").exists()
+    assert server.password is not None
+    assert server.password not in server.log_path.read_text()

@@ -61,7 +61,7 @@ async def system(tmp_path: Path, fault: str) -> AsyncIterator[Launcher]:
 
 async def _journal_leader(system: Launcher) -> str:
     """The NATS node that leads the journal's stream (its Raft group)."""
-    nc = await nats.connect(system.nats_admin_url())
+    nc = await nats.connect(system.admin_nats_url)
     try:
         info = await nc.jetstream().stream_info(subjects.STREAM)
     finally:
@@ -145,7 +145,7 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
         leader = instances.leader
         assert leader is not None
         at = Endpoints(http, orders=leader, trades=f"http://127.0.0.1:{ports['EX_TRADES_PORT']}",
-                       nats=system.nats_admin_url())
+                       nats=system.admin_nats_url)
         try:
             summary = await check_consistency(at, load, tape)
         finally:

@@ -61,7 +61,7 @@ async def test_bad_subscriptions_answer_an_error_and_keep_the_connection(
     ws = await stream.ws_connect("/ws/")
     for request in [
         {"type": "subscribe", "channels": ["trades"], "symbols": ["NOPE"]},
-        {"type": "subscribe", "channels": ["candles"], "symbols": [symbols[0]]},
+        {"type": "subscribe", "channels": ["klines"], "symbols": [symbols[0]]},
         {"type": "subscribe", "channels": [], "symbols": [symbols[0]]},
         {"type": "subscribe", "channels": ["orderbook"], "symbols": [symbols[0]], "depth": 0},
         {"type": "unsubscribe", "symbols": [symbols[0]]},

@@ -24,6 +24,9 @@ from common.messages import (
     CancelOrder,
     Command,
     EventBatch,
+    FundsExchanged,
+    FundsHeld,
+    FundsReleased,
     ModifyOrder,
     OrderAccepted,
     OrderRejected,
@@ -33,6 +36,7 @@ from common.messages import (
     Stp,
     TimeInForce,
     TradeExecuted,
+    TransferFunds,
     encoder,
 )
 from common.orderstate import OrderState, apply
@@ -62,19 +66,48 @@ def write_instruments(folder: Path) -> str:
 INSTRUMENTS = {"DEFAULT": DEFAULT_INSTRUMENT, "ALT": ALT.to_instrument()}
 
 
-def random_batches(count: int, seed: int) -> list[EventBatch]:
-    """`count` random commands (both symbols, every order type) through the engine;
-    returns the journaled batches (those with a sequence number)."""
+def random_batches(count: int, seed: int, step_ns: int = 1_000_777) -> list[EventBatch]:
+    """`count` random commands (both symbols, every order type) through the engine,
+    `step_ns` apart; returns the journaled batches (those with a sequence number)."""
     rng = Random(seed)
     engine = Exchange(INSTRUMENTS)
     placed: list[tuple[str, str]] = []  # order id, symbol
     batches = []
     for n in range(count):
-        command = _command(rng, placed, BASE_NS + n * 1_000_777)
+        command = _command(rng, placed, BASE_NS + n * step_ns)
         batch = engine.submit(command)
         if batch.seq:
             batches.append(batch)
     return batches
+
+
+def funded_batches(count: int, seed: int) -> tuple[list[EventBatch], Exchange]:
+    """`random_batches` through an engine with funding on, after deposits for every user
+    of every asset (the later ones rarely enough that some orders are refused); also
+    returns the engine, whose balances the ledger must end with. The engine's instruments
+    charge fees (the projection needs none: the events carry them)."""
+    rng = Random(seed)
+    engine = Exchange({symbol: msgspec.structs.replace(instrument, maker_fee_bps=5,
+                                                       taker_fee_bps=15)
+                       for symbol, instrument in INSTRUMENTS.items()}, funding=True)
+    placed: list[tuple[str, str]] = []
+    batches = []
+    for user in USERS:
+        for asset in ("USD", "DEFAULT", "ALT"):
+            batches.append(engine.submit(TransferFunds(
+                transfer_id=f"open-{user}-{asset}", user_id=user, asset=asset,
+                amount=rng.randrange(1, 200_000) * 10**5, timestamp=BASE_NS)))
+    for n in range(count):
+        now = BASE_NS + n * 1_000_777
+        command = _command(rng, placed, now)
+        if rng.random() < 0.05:
+            command = TransferFunds(transfer_id=f"w{n}", user_id=rng.choice(USERS),
+                                    asset="USD", amount=rng.randrange(1, 5000) * 10**6,
+                                    withdrawal=True, timestamp=now)
+        batch = engine.submit(command)
+        if batch.seq:
+            batches.append(batch)
+    return batches, engine
 
 
 def _command(rng: Random, placed: list[tuple[str, str]], now: int) -> Command:
@@ -222,6 +255,7 @@ def timestamp_of(batch: EventBatch) -> str:
     event = batch.events[0]
     if isinstance(event, OrderAccepted | OrderRejected):
         return timestamp(event.order.timestamp)
+    assert not isinstance(event, FundsHeld | FundsReleased | FundsExchanged), "never first"
     return timestamp(event.timestamp)
 
 
