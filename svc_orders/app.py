@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         lease = Lease(js, settings.orders_url or
                       f"http://{settings.host}:{settings.orders_port}",
                       settings.lease_ttl, settings.nats_replicas)
-        leader = app[LEADERSHIP] = Leadership(app[NATS], lease, sequencer)  # a standby
+        leader = app[LEADERSHIP] = Leadership(app[NATS], app[REDIS], lease, sequencer)  # a standby
         await sequencer.recover_retrying()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])

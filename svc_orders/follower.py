@@ -19,8 +19,9 @@ import structlog
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from redis.asyncio import Redis
 
-from common import subjects
+from common import cache, subjects
 from common.messages import EventBatch, TradeExecuted
 from common.tasks import stop_tasks
 from svc_orders import journaling, metrics
@@ -106,6 +107,18 @@ class Follower:
         be ones no leader published."""
         if any(type(event) is TradeExecuted for event in batch.events):
             self.recent.append(batch)
+
+    async def published_before(self, redis: Redis) -> None:
+        """For each instrument this instance never saw a trade update of (it started a
+        moment ago), the newest trade in the cache counts as published: the leader
+        caches each update before it sends it."""
+        for symbol in {batch.symbol for batch in self.recent} - self.published.keys():
+            try:
+                newest = await redis.lindex(cache.trades_key(symbol), 0)
+            except Exception:  # a cache: without it every noted trade goes out again
+                return
+            if newest is not None:
+                self.published[symbol] = _published_decoder.decode(newest).seq
 
     def unpublished(self) -> list[EventBatch]:
         """The followed batches with trades that the leader was not seen to publish."""

@@ -39,6 +39,7 @@ from nats.js.errors import (
     NotFoundError,
 )
 from nats.js.kv import KeyValue
+from redis.asyncio import Redis
 
 from common import subjects
 from common.tasks import stop_tasks, supervise
@@ -161,8 +162,8 @@ class Leadership:
     """The role loop: a standby follows the journal and tries for the lease; the leader
     renews it and runs the jobs only a leader runs (market data, session closes)."""
 
-    def __init__(self, nats: Nats, lease: Lease, sequencer: Sequencer) -> None:
-        self.nats, self.lease, self.sequencer = nats, lease, sequencer
+    def __init__(self, nats: Nats, redis: Redis, lease: Lease, sequencer: Sequencer) -> None:
+        self.nats, self.redis, self.lease, self.sequencer = nats, redis, lease, sequencer
         self.follower = Follower(nats, sequencer)
         self.leader_url: str | None = None  # as last read, for NOT_LEADER answers
         self.commanding = False  # took over, until it steps down
@@ -253,6 +254,7 @@ class Leadership:
             reached = await self.follower.catch_up()
             if reached < fence:
                 raise RuntimeError(f"the journal ends at {reached}, before the takeover")
+            await self.follower.published_before(self.redis)
             self.sequencer.announce(self.follower.unpublished())
             self.sequencer.lead()
         except Exception as error:

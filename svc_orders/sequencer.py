@@ -109,7 +109,7 @@ class Sequencer:
         self.confirm_lead: Callable[[], Awaitable[None]] = _nothing  # before ready again
         self.find: FindOrder = self.remembered  # the service adds the order history
         self.on_journaled: Journaled = lambda batch, trades: None
-        # Each batch a rebuild applies: the leadership notes those with trades, which
+        # Each batch a recovery applies: the leadership notes those with trades, which
         # a later takeover hands to the market data if no leader published them.
         self.on_replayed: Callable[[EventBatch], None] = lambda batch: None
         self._since_snapshot = 0
@@ -144,8 +144,7 @@ class Sequencer:
         collecting = rebuilding and self.leading()
         async for batch in self.replay(engine, store, first, end):
             replayed += 1
-            if rebuilding:
-                self.on_replayed(batch)
+            self.on_replayed(batch)
             if collecting and batch.seq > self._announced.get(batch.symbol, 0):
                 unannounced.append(batch)
         metrics.JOURNAL_UNREADABLE.set(0)

@@ -18,7 +18,8 @@ class Instances:
     http: aiohttp.ClientSession
     urls: list[str]  # base URLs
     leader: str | None = None  # the one that answered ready last
-    changes: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, leader)
+    # (monotonic, leader) each time one leads after another or after none did
+    changes: list[tuple[float, str]] = field(default_factory=list)
     both_ready: int = 0  # rounds in which more than one answered ready
     _task: asyncio.Task[None] | None = None
 
@@ -39,15 +40,22 @@ class Instances:
         """When an instance other than `old` was first seen leading (monotonic)."""
         return next((at for at, url in self.changes if url != old), None)
 
+    def led_again_since(self, moment: float) -> float | None:
+        """When an instance was first seen leading after none did, since `moment` (a
+        killed leader's replacement may be itself, restarted, if it wins the lease)."""
+        return next((at for at, _ in self.changes if at > moment), None)
+
     async def _watch(self) -> None:
+        led = False
         while True:
             states = await asyncio.gather(*(self._ready(url) for url in self.urls))
             ready = [url for url, state in zip(self.urls, states, strict=True) if state]
             if len(ready) > 1:
                 self.both_ready += 1
-            if ready and ready[0] != self.leader:
+            if ready and (ready[0] != self.leader or not led):
                 self.leader = ready[0]
                 self.changes.append((time.monotonic(), ready[0]))
+            led = bool(ready)
             await asyncio.sleep(PROBE_EVERY)
 
     async def _ready(self, url: str) -> bool:

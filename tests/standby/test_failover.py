@@ -4,7 +4,8 @@ SIGKILL, or paused (SIGSTOP) for 10 s and then resumed; and, on a three-node NAT
 cluster (`EX_NATS_CLUSTER=3`), the NATS node that leads the journal's stream killed.
 
 The load sends each order to whichever instance answers /ready/, as a load balancer
-would. Afterwards the standby must have taken over (the time is printed), the services
+would. Afterwards an instance must lead again (the time is printed: the standby, or
+after a kill possibly the killed one, restarted by the launcher, if it wins the lease), the services
 must agree with every answer the load got (`tests.faults.consistency`), and the deposed
 leader must have acknowledged nothing once it lost the lease: orders sent to it straight
 after it resumes are all refused and none is in the journal. The unavailability window
@@ -134,9 +135,9 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
                         signal.SIGKILL)
             taken = began
             if fault != "nats-node-killed":
-                taken = await eventually(lambda: instances.led_by_other_since(old) or 0.0,
+                taken = await eventually(lambda: instances.led_again_since(began) or 0.0,
                                          timeout=TAKEN_OVER_WITHIN)
-                print(f"\n{fault}: the standby took over {taken - began:.2f} s after the fault")
+                print(f"\n{fault}: {instances.leader} led {taken - began:.2f} s after the fault")
             resumed = time.monotonic()
             await eventually(lambda: len(load.acknowledged_since(resumed)) >= AFTER,
                              timeout=30)
@@ -153,7 +154,7 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
         for client_order_id in deposed:  # refused, and not in the journal either
             listing = await get(http, f"{leader}/orders/?client_order_id={client_order_id}")
             assert listing["orders"] == [], listing
-        if fault != "nats-node-killed":  # once another leads, the old one answers nothing
+        if fault == "leader-paused":  # once another leads, the old one answers nothing
             late = [cid for cid, url in load.acknowledged_by.items()
                     if url == old and load.acknowledged_at[cid] > taken]
             assert not late, f"the deposed leader acknowledged {len(late)} orders"
