@@ -50,6 +50,7 @@ from svc_orders.sequencer import Sequencer
 log = structlog.get_logger(__name__)
 
 POLL = 0.1  # seconds between a standby's attempts at the lease (and journal reads)
+NEWCOMER = 1.0  # seconds after its start before a standby tries for the lease
 
 
 class Holder(msgspec.Struct, frozen=True):
@@ -167,6 +168,7 @@ class Leadership:
         self.follower = Follower(nats, sequencer)
         self.leader_url: str | None = None  # as last read, for NOT_LEADER answers
         self.commanding = False  # took over, until it steps down
+        self.started = time.monotonic()
         self.deposed = asyncio.Event()  # the journal shows a later takeover than ours
         sequencer.leading = self.leading
         sequencer.confirm_lead = self.confirm
@@ -226,7 +228,10 @@ class Leadership:
         try:
             while True:
                 try:
-                    if await self.lease.acquire():
+                    # Just started (a killed leader restarted, say): let a standby that
+                    # has followed the leader's trade updates win the lease first.
+                    seasoned = time.monotonic() - self.started >= NEWCOMER
+                    if seasoned and await self.lease.acquire():
                         return
                     holder = await self.lease.leader()
                     self.leader_url = None if holder is None else holder.url
