@@ -29,6 +29,9 @@ RateLimit = Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,8}/(second|minute
 # Derived into the key that encrypts API secrets; 32 characters at least, e.g. the output
 # of `openssl rand -hex 32`.
 SecretKey = Annotated[str, msgspec.Meta(min_length=32)]
+Replicas = Annotated[int, msgspec.Meta(ge=1, le=5)]  # JetStream's limit
+# The lease's expiry: the takeover time is about this plus a poll, so a few seconds at most.
+LeaseTtl = Annotated[float, msgspec.Meta(ge=0.5, le=10)]
 
 SECRET_FIELDS = frozenset({"metrics_token", "nats_password", "secret_key"})
 
@@ -64,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_auth_failures: RateLimit = "10/minute"  # failed authentications per client address
     metrics_token: SecretKey | None = None  # bearer token /metrics asks for (see README)
     funding: Literal["off", "on"] = "off"  # orders backed by balances (see README, Accounts)
+    nats_replicas: Replicas = 1  # copies of each stream and bucket (3 on a NATS cluster)
+    lease_ttl: LeaseTtl = 1.5  # seconds the svc_orders leader's lease lasts unrenewed
+    orders_url: str | None = None  # this svc_orders as clients reach it (NOT_LEADER answers)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={_hide_secret(name, getattr(self, name))!r}"

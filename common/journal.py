@@ -9,6 +9,8 @@ shape of its messages: each holds the batches of consecutive commands of one ins
 
 from __future__ import annotations
 
+import dataclasses
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -20,7 +22,7 @@ DUPLICATE_WINDOW = 120.0  # seconds in which a repeated Nats-Msg-Id is dropped
 
 STREAM_CONFIG = StreamConfig(
     name=subjects.STREAM,
-    subjects=[subjects.EVENTS_WILDCARD],
+    subjects=[subjects.EVENTS_WILDCARD, subjects.TAKEOVER],
     storage=StorageType.FILE,
     retention=RetentionPolicy.LIMITS,
     discard=DiscardPolicy.OLD,
@@ -43,13 +45,20 @@ def group_id(batches: list[EventBatch]) -> str:
     return name if last is first else f"{name}-{last.seq}"
 
 
-async def ensure_stream(js: JetStreamContext) -> None:
-    """Create the stream, or check that the existing one journals the right subjects."""
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the stream with `replicas` copies, or check that the existing one journals
+    the right subjects; one made before takeovers existed, or with fewer copies than
+    asked, is updated (neither change touches a message)."""
     try:
         info = await js.stream_info(subjects.STREAM)
     except NotFoundError:
-        await js.add_stream(STREAM_CONFIG)
+        await js.add_stream(dataclasses.replace(STREAM_CONFIG, num_replicas=replicas))
         return
+    if info.config.subjects == [subjects.EVENTS_WILDCARD] or (
+            (info.config.num_replicas or 1) < replicas):
+        info.config.subjects = STREAM_CONFIG.subjects
+        info.config.num_replicas = max(replicas, info.config.num_replicas or 1)
+        info = await js.update_stream(info.config)
     if info.config.subjects != STREAM_CONFIG.subjects:
         raise RuntimeError(f"stream {subjects.STREAM} has subjects {info.config.subjects}, "
                            f"expected {STREAM_CONFIG.subjects}")

@@ -28,5 +28,11 @@ async def connect(settings: Settings, name: str, **options: Any) -> Nats:
     if settings.nats_user is not None:
         login = {"user": settings.nats_user, "password": settings.nats_password or "",
                  "inbox_prefix": inbox_prefix(settings.nats_user)}
-    return await nats.connect(settings.nats_url, name=name, max_reconnect_attempts=-1,
-                              **login, **options)
+    return await nats.connect(servers(settings.nats_url), name=name,
+                              max_reconnect_attempts=-1, **login, **options)
+
+
+def servers(nats_url: str) -> list[str]:
+    """`EX_NATS_URL` may name every node of a cluster, comma-separated: a service then
+    connects to whichever is up, and moves to another when its node goes."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]

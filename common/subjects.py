@@ -8,6 +8,12 @@ import re
 STREAM = "EXCHANGE"
 EVENTS_WILDCARD = "ex.events.>"
 SNAPSHOT_BUCKET = "EXCHANGE_SNAPSHOTS"
+# In the journal's stream but no instrument's: a new svc_orders leader's first message,
+# which breaks the chain of predecessors the old leader appends with (README, failover).
+TAKEOVER = "ex.takeover"
+# KV: the svc_orders leader's lease, one key held by one instance at a time.
+LEADER_BUCKET = "EXCHANGE_LEADER"
+LEADER_KEY = "svc_orders"
 BOOK_REQUEST = "ex.book.request"  # request-reply: svc_orders answers with the book message
 # Request-reply, svc_trades answers (msgpack, `common.queries`); its instances share the
 # queue group, so each request is answered once.
@@ -30,6 +36,9 @@ def events(symbol: str) -> str:
 def trades(symbol: str) -> str:
     """Core subject of one instrument's trades (JSON, the /ws/trades/ update message)."""
     return f"md.trades.{symbol}"
+
+
+TRADES_WILDCARD = "md.trades.*"
 
 
 def book(symbol: str) -> str:

@@ -46,7 +46,7 @@ from common.views import TradeView, order_view
 from svc_orders import metrics
 from svc_orders.requests import ModifyBody, PlaceBody, modify_command, place_command
 from svc_orders.sequencer import FindOrder as FindOrder  # the type of FIND_ORDER
-from svc_orders.sequencer import Outcome, Sequencer, Unavailable
+from svc_orders.sequencer import NotLeader, Outcome, Sequencer, Unavailable
 
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 INSTRUMENTS: web.AppKey[Mapping[str, Instrument]] = web.AppKey("instruments")
@@ -69,6 +69,8 @@ def _refused(refusal: CommandRejected, order: OrderState | None) -> ApiError:
 
 
 def _unavailable(error: Unavailable) -> ApiError:
+    if isinstance(error, NotLeader):
+        return ApiError(503, "NOT_LEADER", str(error), {"leader": error.leader})
     return ApiError(503, "UNAVAILABLE", str(error),
                     {"hint": "retry with the same client_order_id, or look the order "
                              "up with GET /orders/?client_order_id=..."})

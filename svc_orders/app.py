@@ -23,6 +23,7 @@ from common.shutdown import close_nats
 from common.tasks import stop_tasks, supervise
 from svc_orders import api, snapshots
 from svc_orders.journaling import Journal
+from svc_orders.leadership import Leadership, Lease
 from svc_orders.marketdata import MarketData
 from svc_orders.openapi import OPERATIONS
 from svc_orders.readmodel import READ_MODEL, ReadModel, list_orders
@@ -32,6 +33,8 @@ from svc_orders.sessions import expire_at_session_close
 log = structlog.get_logger(__name__)
 
 NATS = web.AppKey("nats", Nats)
+LEADERSHIP = web.AppKey("leadership", Leadership)
+MARKET = web.AppKey("market", MarketData)
 REDIS = web.AppKey("redis", Redis)
 
 
@@ -43,8 +46,18 @@ def create_app(settings: Settings) -> web.Application:
     async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         # Every subject is built from a configured symbol (common.subjects): nats-py's
         # per-publish regex checks would only cost time on the hot path.
+        async def disconnected() -> None:
+            if MARKET in app:
+                app[MARKET].disconnected()
+
+        async def reconnected() -> None:
+            if MARKET in app:
+                await app[MARKET].reconnected()
+
         app[NATS] = await natsconn.connect(settings, "svc_orders",
-                                           skip_subject_validation=True)
+                                           skip_subject_validation=True,
+                                           disconnected_cb=disconnected,
+                                           reconnected_cb=reconnected)
         yield
         await close_nats(app[NATS])
 
@@ -62,33 +75,46 @@ def create_app(settings: Settings) -> web.Application:
 
     async def sequencer_ctx(app: web.Application) -> AsyncIterator[None]:
         js = app[NATS].jetstream()
-        await ensure_stream(js)
+        await ensure_stream(js, settings.nats_replicas)
         journal = Journal(app[NATS], settings.journal_timeout)
         await journal.start()
-        sequencer = Sequencer(js, journal, await snapshots.bucket(js), app[api.INSTRUMENTS],
-                              snapshot_every=settings.snapshot_every,
+        sequencer = Sequencer(js, journal,
+                              await snapshots.bucket(js, settings.nats_replicas),
+                              app[api.INSTRUMENTS], snapshot_every=settings.snapshot_every,
                               funding=settings.funding == "on")
-        await sequencer.recover()
+        lease = Lease(js, settings.orders_url or
+                      f"http://{settings.host}:{settings.orders_port}",
+                      settings.lease_ttl, settings.nats_replicas)
+        leader = app[LEADERSHIP] = Leadership(app[NATS], app[REDIS], lease, sequencer)  # a standby
+        await sequencer.recover_retrying()
         app[api.SEQUENCER] = sequencer
         app[api.FIND_ORDER] = _find_order(sequencer, app[READ_MODEL])
-        market = MarketData(app[NATS], app[REDIS], app[api.INSTRUMENTS],
-                            lambda: sequencer.engine, sequencer.acknowledged,
-                            settings.book_interval, settings.book_heartbeat,
-                            find_order=(lambda order_id: sequencer.store.get(order_id))
-                            if settings.auth == "on" else None)
+        market = app[MARKET] = MarketData(
+            app[NATS], app[REDIS], app[api.INSTRUMENTS], lambda: sequencer.engine,
+            sequencer.acknowledged, settings.book_interval, settings.book_heartbeat,
+            find_order=(lambda order_id: sequencer.store.get(order_id))
+            if settings.auth == "on" else None)
         sequencer.find = app[api.FIND_ORDER]  # repeats and refusals answer with the order
         sequencer.on_journaled = market.journaled
-        transfers = await app[NATS].subscribe(  # deposits and withdrawals svc_trades took
-            subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
-            cb=api.transfer_responder(sequencer, app[api.INSTRUMENTS]))
-        tasks = [asyncio.create_task(supervise("marketdata", market.run))]
+
+        async def transfers() -> None:
+            """Deposits and withdrawals svc_trades took: the leader journals them."""
+            subscription = await app[NATS].subscribe(
+                subjects.TRANSFER_REQUEST, queue=subjects.TRANSFER_QUEUE,
+                cb=api.transfer_responder(sequencer, app[api.INSTRUMENTS]))
+            try:
+                await asyncio.Future()  # until the leader steps down or stops
+            finally:
+                await subscription.unsubscribe()
+
+        jobs = {"marketdata": market.run, "transfers": transfers}  # the leader's alone
         if any(instrument.session_close for instrument in app[api.INSTRUMENTS].values()):
-            tasks.append(asyncio.create_task(supervise(
-                "session_close",
-                lambda: expire_at_session_close(sequencer, app[api.INSTRUMENTS]))))
+            jobs["session_close"] = lambda: expire_at_session_close(sequencer,
+                                                                    app[api.INSTRUMENTS])
+        await leader.begin()
+        task = asyncio.create_task(supervise("leadership", lambda: leader.run(jobs)))
         yield
-        await transfers.unsubscribe()
-        await stop_tasks(tasks)
+        await stop_tasks([task])
         await sequencer.stop()
         await journal.close()
 
@@ -108,7 +134,8 @@ def create_app(settings: Settings) -> web.Application:
     def ready() -> bool:
         sequencer = app.get(api.SEQUENCER)
         nc = app.get(NATS)
-        return bool(sequencer and sequencer.ready and nc and nc.is_connected)
+        return bool(sequencer and sequencer.ready and sequencer.leading()
+                    and nc and nc.is_connected)
 
     add_probes(app, ready, settings)
     add_openapi(app, "exchange-core svc_orders", OPERATIONS, settings)

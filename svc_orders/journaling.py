@@ -5,12 +5,15 @@ Group commit: the batches appended in one step of the event loop share one journ
 message per instrument and one acknowledgement. A batch joins its group in the same step
 in which the engine produced it, and the group is published by a task that runs at the
 start of the next step, so journal order is engine order. Groups are pipelined (many
-acknowledgements outstanding) yet ordered: each names its predecessor
-(`Nats-Expected-Last-Msg-Id`; after a recovery the first names the stream's last
-sequence instead), so JetStream refuses a group whose predecessor was lost and the
-journal is always a gap-free prefix of what the engine did; `Nats-Msg-Id` (the group's
-first and last batch) makes a retried append harmless. A refused group fails every
-command in it.
+acknowledgements outstanding) yet ordered: each names the stream sequence it must follow
+(`Nats-Expected-Last-Sequence`: the stream's last sequence at the chain's restart, plus
+one per message sent since, as only this writer appends). JetStream therefore refuses a
+group whose predecessor was lost, or that follows anyone else's message (a new leader's
+takeover), so the journal is always a gap-free prefix of what the engine did;
+`Nats-Msg-Id` (the group's first and last batch) makes a retried append harmless. A
+refused group fails every command in it. (Not `Nats-Expected-Last-Msg-Id`: on a
+replicated stream, nats-server 2.15 checks it when each replica stores the message, and
+a refusal there stalls the stream.)
 
 Acknowledgements arrive in order on one inbox subscription and are decoded by msgspec;
 one watchdog, not a timer per group, fails every outstanding append once the oldest has
@@ -99,7 +102,7 @@ class Journal:
         self.last_stream_seq = 0  # the stream's last sequence when the chain restarted
         self.last_ack: asyncio.Future[int] | None = None
         self.in_flight = 0  # commands appended, neither acknowledged nor failed yet
-        self._last_msg_id: str | None = None
+        self._expected = 0  # the stream sequence the next message must follow
         self._inbox = ""
         self._next_token = 0
         self._forming: dict[str, _Group] = {}  # groups still taking batches, by instrument
@@ -126,8 +129,7 @@ class Journal:
 
     def restart_chain(self, last_stream_seq: int) -> None:
         """After a recovery: the next append must follow stream sequence `last_stream_seq`."""
-        self.last_stream_seq = last_stream_seq
-        self._last_msg_id = None
+        self.last_stream_seq = self._expected = last_stream_seq
         self.last_ack = None
 
     async def append(self, batch: EventBatch) -> asyncio.Future[int]:
@@ -189,12 +191,8 @@ class Journal:
 
     async def _send(self, group: _Group, payload: bytes) -> None:
         msg_id = group_id(group.batches)
-        headers = {"Nats-Msg-Id": msg_id}
-        if self._last_msg_id is None:
-            headers["Nats-Expected-Last-Sequence"] = str(self.last_stream_seq)
-        else:
-            headers["Nats-Expected-Last-Msg-Id"] = self._last_msg_id
-        self._last_msg_id = msg_id
+        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Sequence": str(self._expected)}
+        self._expected += 1
         self._next_token += 1
         group.token = token = str(self._next_token)
         self._waiting[token] = group
@@ -233,6 +231,8 @@ class Journal:
             self._settle(group, JournalError(
                 f"JetStream refused the group: {ack.error.description} "
                 f"({ack.error.err_code})"))
+        elif ack.duplicate:  # the id of a group someone else appended: a deposed leader
+            self._settle(group, JournalError("JetStream holds a group of this id already"))
         else:
             metrics.JOURNAL_ACK_SECONDS.observe(time.perf_counter() - group.sent)
             self._settle(group, ack.seq)

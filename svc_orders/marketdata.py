@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Container, Mapping
 from functools import partial
 
@@ -56,6 +57,7 @@ log = structlog.get_logger(__name__)
 
 NATS_BOOK_LEVELS = 50
 BURST = 500  # trade updates cached in one Redis round trip
+RESENT = 1_000  # trade updates sent again after a NATS reconnect (see `reconnected`)
 COALESCE = 0.002  # seconds a trade update waits for others to share its Redis round trip
 REDIS_BACKOFF = 1.0  # seconds without Redis after a failed write
 
@@ -81,6 +83,26 @@ class MarketData:
         self.batches: asyncio.Queue[tuple[EventBatch, list[TradeView]]] = asyncio.Queue()
         self.interest = Interest()
         self._redis_down_until = 0.0
+        # The last trade updates sent, and whether the connection to NATS is up: a
+        # NATS server that dies takes the messages in flight through it with it.
+        self._sent: deque[tuple[str, bytes]] = deque(maxlen=RESENT)
+        self._connected = asyncio.Event()
+        self._connected.set()
+
+    def disconnected(self) -> None:
+        """NATS is gone: hold the trade updates until it is back."""
+        self._connected.clear()
+
+    async def reconnected(self) -> None:
+        """Send the last trade updates again, then the ones held meanwhile, in order.
+
+        Those sent just before the connection broke may have died with the server they
+        went through; svc_stream forwards only a seq past the last it forwarded, so a
+        client that did get them sees nothing twice.
+        """
+        for subject, payload in list(self._sent):
+            await self.nats.publish(subject, payload)
+        self._connected.set()
 
     def journaled(self, batch: EventBatch, trades: list[TradeView]) -> None:
         """Note a journaled batch and its trades: they go out now, its book at the next
@@ -118,9 +140,11 @@ class MarketData:
                                         trades=[public_trade(trade) for trade in message.trades])
                     for message in messages]
             await self._cache(partial(_cache_trades, messages=published))
+            await self._connected.wait()
             for message in published:
-                await self.nats.publish(subjects.trades(message.symbol),
-                                        json_encoder.encode(message))
+                subject, payload = subjects.trades(message.symbol), json_encoder.encode(message)
+                self._sent.append((subject, payload))
+                await self.nats.publish(subject, payload)
             metrics.MD_MESSAGES.labels("trades").inc(len(messages))
 
     async def run_orders(self, find: FindOrder) -> None:

@@ -27,3 +27,10 @@ BOOK_LEVELS = Gauge("orders_book_levels", "Price levels in the published book (t
 MD_MESSAGES = Counter("orders_md_messages_total", "Market-data messages published", ["kind"])
 REDIS_SKIPPED = Counter("orders_redis_writes_skipped_total",
                         "Cache writes skipped or failed because Redis was down")
+ROLE = Gauge("orders_role", "1 for this instance's role: leader or standby", ["role"])
+LEASE_RENEWALS = Counter("orders_lease_renewals_total", "Leader lease renewals")
+LEASE_FAILURES = Counter("orders_lease_failures_total",
+                         "Lease requests that failed (NATS unreachable or no answer)")
+TAKEOVERS = Counter("orders_takeovers_total", "Times this instance became the leader")
+STANDBY_LAG = Gauge("orders_standby_lag_messages",
+                    "Journal messages a standby has yet to apply, as of its last look")

@@ -16,6 +16,12 @@ so memory never runs ahead of the journal for long.
 A command answered 503 may still have been journaled (its acknowledgement was lost): the
 rebuild finds it in the journal and hands it to the market data then, so that no trade
 of the journal is missing from the trade feed.
+
+Only the leader takes commands (`svc_orders.leadership`): `leading` says whether this
+instance leads now, and a command sent to a standby is refused with `NotLeader`. A
+standby keeps its state current with `replay`, the code recovery uses; `lead` starts
+taking commands from the journal position the state holds, `step_down` fences and
+rebuilds as a failed append does, without taking commands afterwards.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import msgspec
 import structlog
@@ -59,8 +65,21 @@ FindOrder = Callable[[str], Awaitable[OrderState | None]]
 Journaled = Callable[[EventBatch, list[TradeView]], None]
 
 
+async def _nothing() -> None:
+    return None
+
+
 class Unavailable(Exception):
     """The command was not taken (or not confirmed): answer 503."""
+
+
+class NotLeader(Unavailable):
+    """This instance is a standby: the command goes to the leader (`leader`, its URL if
+    known)."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__("this instance is a standby; send commands to the leader")
+        self.leader = leader
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -85,9 +104,16 @@ class Sequencer:
         self.engine = Exchange(instruments, funding)
         self.store = OrderStore()
         self.journal = journal
-        self.ready = False
+        self.ready = False  # the state is the journal's and the chain restarted
+        self.position = 0  # the last stream sequence the state holds
+        self.leading: Callable[[], bool] = lambda: True  # `svc_orders.leadership` decides
+        self.leader_url: Callable[[], str | None] = lambda: None
+        self.confirm_lead: Callable[[], Awaitable[None]] = _nothing  # before ready again
         self.find: FindOrder = self.remembered  # the service adds the order history
         self.on_journaled: Journaled = lambda batch, trades: None
+        # Each batch a recovery applies: the leadership notes those with trades, which
+        # a later takeover hands to the market data if no leader published them.
+        self.on_replayed: Callable[[EventBatch], None] = lambda batch: None
         self._since_snapshot = 0
         # Per instrument, the seq of the last batch handed to `on_journaled` or found in
         # the journal by a recovery: a rebuild hands over the journaled batches past it.
@@ -115,28 +141,22 @@ class Sequencer:
         replayed = 0
         first = snapshot.stream_seq + 1 if snapshot else 1
         unannounced: list[EventBatch] = []  # journaled, yet never handed to the market data
-        rebuilding = self._fence is not None  # at start-up the journal is history
-        try:
-            async for stream_seq, batch in journaling.read(self.journal.nats, first, end):
-                try:
-                    if batch.seq <= engine.seq(batch.symbol):
-                        continue  # a duplicate of a batch the state already holds
-                    engine.apply(batch)
-                    store.apply(batch)
-                except (KeyError, ValueError, AssertionError) as error:
-                    raise UnreadableJournal(stream_seq, repr(error)) from None
-                replayed += 1
-                if rebuilding and batch.seq > self._announced.get(batch.symbol, 0):
-                    unannounced.append(batch)
-        except UnreadableJournal as error:
-            metrics.JOURNAL_UNREADABLE.set(error.stream_seq)
-            raise
+        # At start-up the journal is history; a standby's market data is the leader's.
+        rebuilding = self._fence is not None
+        collecting = rebuilding and self.leading()
+        async for batch in self.replay(engine, store, first, end):
+            replayed += 1
+            self.on_replayed(batch)
+            if collecting and batch.seq > self._announced.get(batch.symbol, 0):
+                unannounced.append(batch)
         metrics.JOURNAL_UNREADABLE.set(0)
         engine.check()
-        self.engine, self.store = engine, store
-        for batch in unannounced:
-            self.on_journaled(batch, self._trade_views(batch))
-        self._announced = {symbol: engine.seq(symbol) for symbol in self.instruments}
+        if rebuilding:  # were we fenced by a new leader's takeover? Then we lead no more.
+            await self.confirm_lead()
+        self.engine, self.store, self.position = engine, store, end
+        if not rebuilding or self.leading():
+            self.announce(unannounced)
+            self._announced = {symbol: engine.seq(symbol) for symbol in self.instruments}
         self.journal.restart_chain(end)
         self._since_snapshot = replayed
         self.ready = True
@@ -148,10 +168,57 @@ class Sequencer:
                  replay_seconds=round(time.perf_counter() - restored, 3),
                  seconds=round(time.perf_counter() - started, 3))
 
+    async def replay(self, engine: Exchange, store: OrderStore, first: int, end: int,
+                     ) -> AsyncIterator[EventBatch]:
+        """Apply the journal from stream sequence `first` to `end` to `engine` and
+        `store`, yielding each batch applied: recovery and a standby's following."""
+        try:
+            async for stream_seq, batch in journaling.read(self.journal.nats, first, end):
+                try:
+                    if batch.seq <= engine.seq(batch.symbol):
+                        continue  # a duplicate of a batch the state already holds
+                    engine.apply(batch)
+                    store.apply(batch)
+                except (KeyError, ValueError, AssertionError) as error:
+                    raise UnreadableJournal(stream_seq, repr(error)) from None
+                yield batch
+        except UnreadableJournal as error:
+            metrics.JOURNAL_UNREADABLE.set(error.stream_seq)
+            raise
+
+    # ---- leadership ----------------------------------------------------------------
+
+    def announce(self, batches: Iterable[EventBatch]) -> None:
+        """Hand journaled batches to the market data (those the leader did not send)."""
+        for batch in batches:
+            self.on_journaled(batch, self._trade_views(batch))
+            self._announced[batch.symbol] = max(batch.seq,
+                                                self._announced.get(batch.symbol, 0))
+
+    async def settled(self) -> None:
+        """Return once no rebuild is running."""
+        while self._fence is not None and not self._fence.done():
+            await asyncio.wait((self._fence,))
+
+    def lead(self) -> None:
+        """Take commands: the state holds the journal up to `position`, which is its end
+        (the leadership's takeover message included), so the chain starts there."""
+        assert self._fence is None or self._fence.done(), "lead only a settled state"
+        self.journal.restart_chain(self.position)
+        self.ready = True
+
+    def step_down(self) -> None:
+        """Stop taking commands and rebuild from the journal: the engine may hold
+        commands whose appends will now be refused."""
+        if self._fence is None or self._fence.done():
+            self._start_rebuild()
+
     # ---- commands ------------------------------------------------------------------
 
     def _require_ready(self) -> None:
         """Refuse work while the state may hold what the journal does not."""
+        if not self.leading():
+            raise NotLeader(self.leader_url())
         if not self.ready:
             raise Unavailable("the order service is recovering; retry shortly")
 
@@ -248,8 +315,11 @@ class Sequencer:
         """Fence: no more commands until the state is rebuilt from the journal."""
         if self._fence is not None and not self._fence.done():
             return
-        self.ready = False
         log.error("journal failed, fencing", stage=stage, error=repr(error))
+        self._start_rebuild()
+
+    def _start_rebuild(self) -> None:
+        self.ready = False
         self._fence = asyncio.get_running_loop().create_task(self._rebuild())
 
     async def _rebuild(self) -> None:
@@ -257,6 +327,11 @@ class Sequencer:
         if pending is not None:  # settles by its acknowledgement or the journal's watchdog
             with contextlib.suppress(Exception):
                 await pending
+        await self.recover_retrying()
+
+    async def recover_retrying(self) -> None:
+        """`recover`, tried again after a failure (a server just starting, an unreadable
+        message an operator will remove), each time after a longer pause."""
         delay = RETRY_FIRST
         while True:
             try:

@@ -21,6 +21,7 @@ from typing import NoReturn
 import msgspec
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
+from nats.js.api import ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -46,11 +47,12 @@ class ServiceSnapshot(msgspec.Struct, frozen=True):
 _decoder = msgspec.msgpack.Decoder(ServiceSnapshot)
 
 
-async def bucket(js: JetStreamContext) -> ObjectStore:
+async def bucket(js: JetStreamContext, replicas: int = 1) -> ObjectStore:
     try:
         return await js.object_store(subjects.SNAPSHOT_BUCKET)
     except BucketNotFoundError:
-        return await js.create_object_store(subjects.SNAPSHOT_BUCKET)
+        return await js.create_object_store(subjects.SNAPSHOT_BUCKET, config=ObjectStoreConfig(
+            bucket=subjects.SNAPSHOT_BUCKET, replicas=replicas))
 
 
 async def load(nats: Nats, objects: ObjectStore) -> ServiceSnapshot | None:

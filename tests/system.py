@@ -34,9 +34,11 @@ class Launcher:
 
     @property
     def admin_nats_url(self) -> str:
-        """The embedded NATS as its `admin` user (the launcher's NATS admits only users)."""
-        password = (self.run_dir / "nats" / "users" / ADMIN).read_text().strip()
-        return f"nats://{ADMIN}:{password}@127.0.0.1:{self.ports['EX_NATS_PORT']}"
+        """The embedded NATS (its first node, if a cluster) as its `admin` user (the
+        launcher's NATS admits only users)."""
+        folders = [self.run_dir / "nats" / "users", self.run_dir / "nats-cluster" / "users"]
+        password = next(f / ADMIN for f in folders if (f / ADMIN).exists()).read_text()
+        return f"nats://{ADMIN}:{password.strip()}@127.0.0.1:{self.ports['EX_NATS_PORT']}"
 
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)

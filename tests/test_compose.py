@@ -19,10 +19,17 @@ import yaml
 from ops.stack import natsusers
 
 REPO = Path(__file__).resolve().parent.parent
-SERVERS = {"nats", "postgres", "redis"}
+NATS_NODES = {"nats-1", "nats-2", "nats-3"}
+SERVERS = {*NATS_NODES, "postgres", "redis"}
+# Each service twice: (module, port in the container, port published).
+INSTANCES = {
+    "svc_orders": ("svc_orders", 8000, 8000), "svc_orders_2": ("svc_orders", 8000, 8010),
+    "svc_trades": ("svc_trades", 8001, 8001), "svc_trades_2": ("svc_trades", 8001, 8011),
+    "svc_stream": ("svc_stream", 8002, 8002), "svc_stream_2": ("svc_stream", 8002, 8012),
+}
 PORTS = {"svc_orders": 8000, "svc_trades": 8001, "svc_stream": 8002}
-# Which server each EX_ variable must point at, by its compose service name.
-URL_HOSTS = {"EX_NATS_URL": "nats", "EX_PG_DSN": "postgres", "EX_REDIS_URL": "redis"}
+# Which servers each EX_ variable must point at, by their compose service names.
+URL_HOSTS = {"EX_NATS_URL": NATS_NODES, "EX_PG_DSN": {"postgres"}, "EX_REDIS_URL": {"redis"}}
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +39,40 @@ def services() -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_it_has_the_three_servers_and_the_three_services(
+def test_it_has_the_servers_and_two_instances_of_each_service(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(services) == SERVERS | set(PORTS)
+    assert set(services) == SERVERS | set(INSTANCES)
 
 
 def test_servers_use_the_official_images(services: dict[str, dict[str, Any]]) -> None:
     for name in SERVERS:
-        assert services[name]["image"].split(":")[0] == name
+        assert services[name]["image"].split(":")[0] == name.split("-")[0]
 
 
 def test_nats_runs_jetstream_on_a_volume(services: dict[str, dict[str, Any]]) -> None:
-    nats = services["nats"]
-    command = nats["command"]
-    assert "-js" in command
-    store = command[command.index("-sd") + 1]
-    assert any(volume.split(":")[1] == store for volume in nats["volumes"])
+    for name in NATS_NODES:
+        nats = services[name]
+        command = nats["command"]
+        assert "-js" in command
+        store = command[command.index("-sd") + 1]
+        assert any(volume.split(":")[1] == store for volume in nats["volumes"])
+
+
+def test_nats_runs_as_one_cluster_of_three_nodes_with_three_replicas(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    volumes = set()
+    for name in NATS_NODES:
+        command = services[name]["command"]
+        assert command[command.index("-n") + 1] == name
+        assert command[command.index("--cluster_name") + 1] == "exchange"
+        routes = command[command.index("--routes") + 1].split(",")
+        assert {urlsplit(route).hostname for route in routes} == NATS_NODES
+        volumes.add(services[name]["volumes"][0])
+    assert len(volumes) == len(NATS_NODES), "each node keeps its own store"
+    for name in INSTANCES:
+        assert services[name]["environment"]["EX_NATS_REPLICAS"] == "3", name
 
 
 def test_postgres_keeps_its_data_on_a_volume(services: dict[str, dict[str, Any]]) -> None:
@@ -58,11 +82,14 @@ def test_postgres_keeps_its_data_on_a_volume(services: dict[str, dict[str, Any]]
 
 
 def test_every_container_has_a_health_check(services: dict[str, dict[str, Any]]) -> None:
+    """svc_orders' containers are healthy while they run: a standby's /ready/ is 503."""
     probes = {
-        "nats": "http://127.0.0.1:8222/healthz",
+        **{name: "http://127.0.0.1:8222/healthz" for name in NATS_NODES},
         "postgres": "pg_isready",
         "redis": "ping",
-        **{name: f"http://127.0.0.1:{port}/ready/" for name, port in PORTS.items()},
+        **{name: f"http://127.0.0.1:{port}/"
+                 f"{'health' if module == 'svc_orders' else 'ready'}/"
+           for name, (module, port, _) in INSTANCES.items()},
     }
     for name, probe in probes.items():
         test = services[name]["healthcheck"]["test"]
@@ -75,15 +102,25 @@ def test_each_service_runs_its_own_module_from_the_one_dockerfile(
 ) -> None:
     assert (REPO / "Dockerfile").is_file()
     assert (REPO / ".dockerignore").is_file()
-    for name in PORTS:
+    for name, (module, _, _) in INSTANCES.items():
         service = services[name]
         assert service["build"] in (".", {"context": "."}), name
-        assert service["command"] == ["python", "-m", name]
+        assert service["command"] == ["python", "-m", module]
 
 
 def test_each_service_publishes_its_port(services: dict[str, dict[str, Any]]) -> None:
-    for name, port in PORTS.items():
-        assert services[name]["ports"] == [f"{port}:{port}"]
+    for name, (_, port, published) in INSTANCES.items():
+        assert services[name]["ports"] == [f"{published}:{port}"]
+
+
+def test_each_order_service_names_where_clients_reach_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The other instance's NOT_LEADER answers name it."""
+    for name, (module, _, published) in INSTANCES.items():
+        if module == "svc_orders":
+            url = services[name]["environment"]["EX_ORDERS_URL"]
+            assert urlsplit(url).port == published, name
 
 
 def test_only_the_services_publish_ports(services: dict[str, dict[str, Any]]) -> None:
@@ -102,11 +139,12 @@ def test_no_default_database_password() -> None:
 def test_services_reach_the_servers_by_their_service_names(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in PORTS:
+    for name in INSTANCES:
         env = services[name]["environment"]
         assert env["EX_HOST"] == "0.0.0.0", "the default 127.0.0.1 is unreachable from outside"
-        for var, host in URL_HOSTS.items():
-            assert urlsplit(env[var]).hostname == host, (name, var, env[var])
+        for var, hosts in URL_HOSTS.items():
+            named = {urlsplit(url).hostname for url in env[var].split(",")}
+            assert named == hosts, (name, var, env[var])
         assert all(var.startswith("EX_") for var in env), name
 
 
@@ -114,7 +152,7 @@ def test_services_require_auth_and_a_secret_key_from_the_environment(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """They listen on every interface: without auth anyone could act on any order."""
-    for name in PORTS:
+    for name in INSTANCES:
         env = services[name]["environment"]
         assert env["EX_AUTH"] == "on", name
         assert env["EX_FUNDING"] == "on", name  # orders backed by balances
@@ -127,9 +165,10 @@ def test_services_require_auth_and_a_secret_key_from_the_environment(
 def test_services_start_after_their_servers_are_healthy(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    needs = {"svc_orders": {"nats", "redis"}, "svc_trades": SERVERS,
-             "svc_stream": {"nats", "redis"}}
-    for name, servers in needs.items():
+    needs = {"svc_orders": {*NATS_NODES, "redis"}, "svc_trades": SERVERS,
+             "svc_stream": {*NATS_NODES, "redis"}}
+    for name, (module, _, _) in INSTANCES.items():
+        servers = needs[module]
         depends_on = services[name]["depends_on"]
         assert servers <= set(depends_on), name
         for server in depends_on:
@@ -169,23 +208,24 @@ def test_nats_admits_only_its_users_with_the_config_of_the_table(
 ) -> None:
     """The users' file is mounted and read; each password comes from the environment
     without a default (tests/stack/test_natsusers.py compares the file with the table)."""
-    nats = services["nats"]
-    command = nats["command"]
-    config = command[command.index("-c") + 1]
-    assert f"./ops/compose/nats.conf:{config}:ro" in nats["volumes"]
     assert (REPO / "ops" / "compose" / "nats.conf").is_file()
     text = (REPO / "ops" / "compose" / "nats.conf").read_text()
-    for user in natsusers.USERS:
-        variable = natsusers.environment_variable(user)
-        assert f"password: ${variable}," in text
-        assert nats["environment"][variable] == f"${{{variable}:?set {variable}}}"
+    for name in NATS_NODES:
+        nats = services[name]
+        command = nats["command"]
+        config = command[command.index("-c") + 1]
+        assert f"./ops/compose/nats.conf:{config}:ro" in nats["volumes"]
+        for user in natsusers.USERS:
+            variable = natsusers.environment_variable(user)
+            assert f"password: ${variable}," in text
+            assert nats["environment"][variable] == f"${{{variable}:?set {variable}}}"
 
 
 def test_each_service_logs_in_to_nats_as_its_own_user(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in PORTS:
+    for name, (module, _, _) in INSTANCES.items():
         env = services[name]["environment"]
-        variable = natsusers.environment_variable(name)
+        variable = natsusers.environment_variable(module)
         assert (env["EX_NATS_USER"], env["EX_NATS_PASSWORD"]) == (
-            name, f"${{{variable}:?set {variable}}}"), name
+            module, f"${{{variable}:?set {variable}}}"), name

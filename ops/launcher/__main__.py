@@ -21,6 +21,10 @@ behaves as it does:
 - Everything the user has to fix (a bad EX_ value, a busy service port, a second launcher
   on the same folder, a non-loopback EX_HOST with EX_AUTH=off) is said in one line
   before anything starts.
+- EX_NATS_CLUSTER=3 runs three nats-server nodes as one JetStream cluster (each its own
+  data folder under nats-cluster/, restarted alone) and tells the services to keep three
+  replicas; EX_ORDERS_STANDBYS=N runs N more svc_orders as hot standbys, watched by
+  /health/ since whichever instance leads is the one whose /ready/ is 200.
 - With EX_AUTH=on and no live admin key yet, the first start creates one once the
   servers are up and prints it, secret included, this once: nowhere else shows it.
 """
@@ -57,7 +61,9 @@ from ops.stack import (
     PostgresServer,
     RedisServer,
     ServerStartError,
+    cluster_url,
     free_port,
+    nats_cluster,
 )
 from ops.stack.natsusers import ADMIN
 
@@ -71,6 +77,11 @@ environment:
                       a free port instead of a default one that is busy)
   EX_HOST, EX_ORDERS_PORT, EX_TRADES_PORT, EX_STREAM_PORT
                       where the services listen (default 127.0.0.1, 8000, 8001, 8002)
+  EX_NATS_CLUSTER=3   three nats-server nodes as one JetStream cluster (ports
+                      EX_NATS_PORT + 0, 1, 2), every stream and bucket on each
+  EX_ORDERS_STANDBYS=N
+                      N hot-standby svc_orders next to the first, on EX_ORDERS_PORT
+                      + 10, + 20, ...; whichever holds the lease takes the orders
   other EX_ variables reach the services unchanged (see common/config.py)
 
 The embedded NATS has a user per service and `admin` (for ops tools such as
@@ -121,11 +132,23 @@ def _redact(url: str) -> str:
 def _servers(env: Mapping[str, str], run_dir: Path) -> tuple[list[Server], dict[str, str]]:
     """The embedded servers that no EX_ URL replaces, and their EX_ URLs."""
     servers: list[tuple[str, EmbeddedServer, str]] = []  # (variable, server, its URL)
-    if "EX_NATS_URL" not in env:
+    nodes = _count(env, "EX_NATS_CLUSTER", 1, 5)
+    if "EX_NATS_URL" not in env and nodes == 1:
         nats = NatsServer(run_dir / "nats", _server_port(env, "EX_NATS_PORT", 4222, "nats"),
                           monitor_port=_server_port(env, "EX_NATS_MONITOR_PORT", 8222,
                                                     "the nats monitor"), users=True)
         servers.append(("EX_NATS_URL", nats, nats.url))
+    elif "EX_NATS_URL" not in env:
+        first = _server_port(env, "EX_NATS_PORT", 4222, "nats")
+        monitor = _server_port(env, "EX_NATS_MONITOR_PORT", 8222, "the nats monitor")
+        cluster = nats_cluster(
+            run_dir / "nats-cluster",
+            [first, *(_server_port({}, "", first + n, f"nats node {n + 1}")
+                      for n in range(1, nodes))],
+            [monitor, *(_server_port({}, "", monitor + n, f"nats node {n + 1}'s monitor")
+                        for n in range(1, nodes))],
+            users=True)
+        servers += [("EX_NATS_URL", node, cluster_url(cluster)) for node in cluster]
     if "EX_PG_DSN" not in env:
         postgres = PostgresServer(run_dir / "postgres",
                                   _server_port(env, "EX_PG_PORT", 5432, "postgres"),
@@ -138,7 +161,17 @@ def _servers(env: Mapping[str, str], run_dir: Path) -> tuple[list[Server], dict[
     for var in ("EX_NATS_URL", "EX_PG_DSN", "EX_REDIS_URL"):
         if var in env:
             say(f"using the external server in {var}={_redact(env[var])}")
-    return [Server(server) for _, server, _ in servers], {var: url for var, _, url in servers}
+    urls = {var: url for var, _, url in servers}
+    if nodes > 1:  # each stream and bucket on every node: losing one loses nothing
+        urls["EX_NATS_REPLICAS"] = str(nodes)
+    return [Server(server) for _, server, _ in servers], urls
+
+
+def _count(env: Mapping[str, str], var: str, default: int, most: int) -> int:
+    raw = env.get(var, str(default))
+    if not raw.isdigit() or not default <= int(raw) <= most:
+        raise LaunchError(f"{var}={raw!r}: give a whole number from {default} to {most}")
+    return int(raw)
 
 
 @contextlib.contextmanager
@@ -157,10 +190,15 @@ def _exclusive(run_dir: Path) -> Iterator[None]:
 # -- services ---------------------------------------------------------------------------
 
 
-def _services(settings: Settings, log_dir: Path) -> list[Service]:
+def _services(settings: Settings, standbys: int, log_dir: Path) -> list[Service]:
+    """The three services, and `standbys` more svc_orders on EX_ORDERS_PORT + 10 n.
+
+    With standbys, any svc_orders instance may be the leader, so the supervisor watches
+    each one's /health/ (a standby's /ready/ is 503 by design), and each one tells clients
+    where it is (EX_ORDERS_URL, named in the NOT_LEADER answers of the others)."""
     # A service bound to every interface is still probed on the loopback.
     host = HOST if settings.host in ("0.0.0.0", "", "::") else settings.host
-    return [
+    services = [
         Service(module, var, host, port, log_dir / f"{module}.log")
         for module, var, port in (
             ("svc_orders", "EX_ORDERS_PORT", settings.orders_port),
@@ -168,6 +206,17 @@ def _services(settings: Settings, log_dir: Path) -> list[Service]:
             ("svc_stream", "EX_STREAM_PORT", settings.stream_port),
         )
     ]
+    if standbys:
+        orders = [services[0]] + [
+            Service("svc_orders", "EX_ORDERS_PORT", host, settings.orders_port + 10 * n,
+                    log_dir / f"svc_orders-{n}.log", name=f"svc_orders-{n}")
+            for n in range(1, standbys + 1)]
+        for svc in orders:
+            svc.probe_path = "/health/"
+            svc.env |= {"EX_ORDERS_PORT": str(svc.port),
+                        "EX_ORDERS_URL": f"http://{host}:{svc.port}"}
+        services[1:1] = orders[1:]
+    return services
 
 
 def _log_in(services: list[Service], servers: list[Server]) -> dict[str, str]:
@@ -239,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             raise LaunchError(str(error)) from None
         run_dir = Path(env.get("EX_RUN_DIR") or REPO / ".run").resolve()
         stack.enter_context(_exclusive(run_dir))
-        services = _services(settings, run_dir / "logs")
+        services = _services(settings, _count(env, "EX_ORDERS_STANDBYS", 0, 9),
+                             run_dir / "logs")
         for svc in services:
             if not _port_is_free(svc.port, svc.host):
                 raise LaunchError(f"port {svc.port} for {svc.module} is in use; stop what "

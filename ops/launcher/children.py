@@ -67,17 +67,18 @@ class Service(Child):
     stderr is not a terminal) is relayed to its log and to the terminal."""
 
     def __init__(self, module: str, port_var: str, host: str, port: int,
-                 log_path: Path) -> None:
-        super().__init__(module, log_path, signal.SIGTERM)
+                 log_path: Path, name: str | None = None) -> None:
+        super().__init__(name or module, log_path, signal.SIGTERM)
         self.module = module
         self.port_var = port_var
         self.host = host
         self.port = port
         self.env: dict[str, str] = {}  # its own variables, e.g. its NATS login
+        self.probe_path = "/ready/"
 
     @property
     def ready_url(self) -> str:
-        return f"http://{self.host}:{self.port}/ready/"
+        return f"http://{self.host}:{self.port}{self.probe_path}"
 
     async def spawn(self, env: Mapping[str, str], log: BinaryIO) -> asyncio.subprocess.Process:
         return await _spawn([sys.executable, "-m", self.module], {**env, **self.env},

@@ -132,7 +132,8 @@ class Supervisor:
             return f"{scheme}://{host}:{svc.port}{path}"
 
         # Unprefixed, so that the URLs and the curl line copy cleanly.
-        orders, trades, stream = services
+        orders, trades, stream = (next(svc for svc in services if svc.name == module)
+                                  for module in ("svc_orders", "svc_trades", "svc_stream"))
         log_dir = shown(orders.log_path.parent)
         write("\n".join([
             "",

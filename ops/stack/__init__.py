@@ -6,7 +6,13 @@ pytest imports here, so the launcher can reuse it.
 """
 
 from ops.stack.process import HOST, EmbeddedServer, ServerStartError, free_port, log_tail
-from ops.stack.servers import NatsServer, PostgresServer, RedisServer
+from ops.stack.servers import (
+    NatsServer,
+    PostgresServer,
+    RedisServer,
+    cluster_url,
+    nats_cluster,
+)
 
 __all__ = [
     "HOST",
@@ -15,6 +21,8 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "ServerStartError",
+    "cluster_url",
     "free_port",
     "log_tail",
+    "nats_cluster",
 ]

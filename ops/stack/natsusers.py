@@ -31,6 +31,7 @@ _API = "$JS.API"
 EVENTS = subjects.STREAM
 KEYS = f"KV_{subjects.KEYS_BUCKET}"  # the stream behind the keys bucket
 SNAPSHOTS = f"OBJ_{subjects.SNAPSHOT_BUCKET}"  # the stream behind the snapshot store
+LEADER = f"KV_{subjects.LEADER_BUCKET}"  # the stream behind svc_orders' leader lease
 
 
 def _create(stream: str) -> list[str]:
@@ -55,9 +56,13 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
     "svc_orders": {
         "publish": [
             subjects.EVENTS_WILDCARD,  # the journal: only svc_orders appends
+            subjects.TAKEOVER,  # a new leader fences the old one's appends
             "md.>",  # market data
             "ex.query.>",  # asks svc_trades for order history
             *_create(EVENTS), *_read(EVENTS),  # recovery replays the journal
+            # adds the takeover subject (and replicas) to a journal made before them
+            f"{_API}.STREAM.UPDATE.{EVENTS}",
+            *_create(LEADER), *_read(LEADER), f"$KV.{subjects.LEADER_BUCKET}.>",  # the lease
             *_create(SNAPSHOTS), *_read(SNAPSHOTS),
             f"{_API}.STREAM.NAMES",  # nats-py finds the snapshots' stream by subject
             f"{_API}.STREAM.PURGE.{SNAPSHOTS}",  # a new snapshot drops the old chunks
@@ -67,6 +72,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
         "subscribe": [subjects.BOOK_REQUEST,
                       subjects.ORDERS_INTEREST,  # which users' order updates svc_stream wants
                       subjects.TRANSFER_REQUEST,  # deposits and withdrawals from svc_trades
+                      subjects.TRADES_WILDCARD,  # a standby notes what the leader published
                       "_INBOX.svc_orders.>"],
     },
     "svc_trades": {

@@ -12,6 +12,7 @@ import sysconfig
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -84,17 +85,24 @@ class NatsServer(EmbeddedServer):
         start_timeout: float = 30.0,
         *,
         users: bool = False,
+        cluster: ClusterNode | None = None,
     ):
+        if cluster is not None:
+            self.name = cluster.name  # its log and the launcher's lines say which node
         super().__init__(data_dir, port, start_timeout)
-        # The monitor's /healthz only turns 200 once JetStream has recovered its store.
+        # The monitor's /healthz only turns 200 once JetStream has recovered its store
+        # (in a cluster: once this node has caught up with the cluster's metadata).
         self.monitor_port = monitor_port if monitor_port is not None else free_port()
         self.users = users
+        self.cluster = cluster
         self.config_path = self.data_dir / "nats.conf"
 
     @property
     def credentials(self) -> dict[str, str]:
-        """User name -> password (made on first use); empty without users."""
-        return natsusers.passwords(self.data_dir / "users") if self.users else {}
+        """User name -> password (made on first use); empty without users. A cluster's
+        nodes share one folder of passwords."""
+        folder = self.cluster.users_dir if self.cluster else self.data_dir / "users"
+        return natsusers.passwords(folder) if self.users else {}
 
     @property
     def url(self) -> str:
@@ -118,6 +126,7 @@ class NatsServer(EmbeddedServer):
             "-m", str(self.monitor_port),
             "-js",
             "-sd", str(self.data_dir / "store"),
+            *(self.cluster.arguments() if self.cluster else []),
         ]  # fmt: skip
 
     def is_ready(self) -> bool:
@@ -127,6 +136,45 @@ class NatsServer(EmbeddedServer):
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node's place in a JetStream cluster on this machine."""
+
+    name: str  # the server's name, unique in the cluster
+    port: int  # where the other nodes connect (routes)
+    peers: tuple[int, ...]  # the other nodes' route ports
+    users_dir: Path
+
+    def arguments(self) -> list[str]:
+        routes = ",".join(f"nats-route://{HOST}:{port}" for port in self.peers)
+        return ["-n", self.name, "--cluster_name", CLUSTER_NAME,
+                "--cluster", f"nats://{HOST}:{self.port}", "--routes", routes]
+
+
+CLUSTER_NAME = "exchange"
+
+
+def nats_cluster(data_dir: Path, ports: list[int], monitor_ports: list[int], *,
+                 users: bool = False, start_timeout: float = 30.0) -> list[NatsServer]:
+    """One JetStream cluster of `len(ports)` nodes, each a NatsServer of its own (its own
+    data folder `data_dir/<n>`, restartable alone); start them together, since a node is
+    ready only once a majority of them is up."""
+    routes = [free_port() for _ in ports]
+    return [
+        NatsServer(data_dir / str(n), port, monitor, start_timeout, users=users,
+                   cluster=ClusterNode(f"nats-{n}", route,
+                                       tuple(p for p in routes if p != route),
+                                       data_dir / "users"))
+        for n, (port, monitor, route) in enumerate(zip(ports, monitor_ports, routes,
+                                                       strict=True), start=1)
+    ]
+
+
+def cluster_url(servers: list[NatsServer]) -> str:
+    """EX_NATS_URL for a cluster: every node's URL, comma-separated."""
+    return ",".join(server.url for server in servers)
 
 
 class RedisServer(EmbeddedServer):

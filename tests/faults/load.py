@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +39,13 @@ class Load:
     clients: int = 16
     limit: int = 4_000
     seconds: float = 60.0
+    # Where each order goes, if not always to `orders_url` (e.g. whichever instance leads).
+    target: Callable[[], str] | None = None
     acknowledged: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client id
     acknowledged_at: dict[str, float] = field(default_factory=dict)  # monotonic time
+    acknowledged_by: dict[str, str] = field(default_factory=dict)  # the URL that answered
     open: set[str] = field(default_factory=set)  # client order ids with an open outcome
+    failed: list[tuple[float, float]] = field(default_factory=list)  # open: sent, given up
     _sent: int = 0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -70,19 +75,30 @@ class Load:
             body = {"side": rng.choice(["buy", "sell"]), "price": rng.choice(PRICES),
                     "quantity": rng.randint(1, 20), "user_id": rng.choice(USERS),
                     "client_order_id": client_order_id}
-            answered = await self._place(body)
+            url = self.orders_url if self.target is None else self.target()
+            sent = time.monotonic()
+            answered = await self._place(url, body)
             if answered is None:
                 self.open.add(client_order_id)
+                self.failed.append((sent, time.monotonic()))
                 await asyncio.sleep(BACKOFF)
                 continue
             self.acknowledged[client_order_id] = answered
             self.acknowledged_at[client_order_id] = time.monotonic()
+            self.acknowledged_by[client_order_id] = url
             await asyncio.sleep(PACE)
 
-    async def _place(self, body: dict[str, Any]) -> dict[str, Any] | None:
+    def unavailable(self) -> float:
+        """Seconds from the first failed order's sending to the last one's end (0 if
+        none failed)."""
+        if not self.failed:
+            return 0.0
+        return max(end for _, end in self.failed) - min(sent for sent, _ in self.failed)
+
+    async def _place(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The order with its fills, or None if the outcome is open."""
         try:
-            async with self.http.post(self.orders_url, json=body,
+            async with self.http.post(url, json=body,
                                       timeout=aiohttp.ClientTimeout(total=ANSWER_TIMEOUT)
                                       ) as response:
                 answer: dict[str, Any] = await response.json()

@@ -28,6 +28,7 @@ from common.messages import PlaceOrder, Side
 from ops.stack import NatsServer, natsusers
 from svc_orders import snapshots
 from svc_orders.journaling import Journal
+from svc_orders.leadership import Lease, append_takeover, last_takeover
 from svc_orders.sequencer import Sequencer
 from tests.helpers import eventually
 
@@ -162,6 +163,42 @@ async def test_the_svc_orders_user_does_all_svc_orders_does(server: NatsServer,
     await journal.close()
     await asyncio.sleep(0)
     assert orders.errors == []
+
+
+async def test_the_svc_orders_user_leads_and_follows(server: NatsServer,
+                                                    login: dict[str, Login]) -> None:
+    """The lease (take, renew, read, give up), the takeover message, an older journal
+    raised to the takeover subject, and a standby's view of md.trades."""
+    orders = login["svc_orders"]
+    admin = login["admin"].nc.jetstream()
+    await admin.delete_stream(subjects.STREAM)
+    await admin.add_stream(name=subjects.STREAM, subjects=[subjects.EVENTS_WILDCARD])
+    js = orders.nc.jetstream()
+    await ensure_stream(js)
+    lease = Lease(js, "http://here", 1.5, 1)
+    assert await lease.acquire()
+    assert await lease.renew()
+    assert await lease.leader() == lease.me
+    await append_takeover(js, lease.me)
+    assert await last_takeover(js) == lease.me
+    await lease.release()
+    assert await lease.leader() is None
+    await orders.nc.subscribe(subjects.TRADES_WILDCARD)
+    await orders.nc.flush()
+    await asyncio.sleep(0)
+    assert orders.errors == []
+
+
+@pytest.mark.parametrize("user", ["svc_stream", "svc_trades"])
+async def test_only_svc_orders_takes_over_or_holds_the_lease(login: dict[str, Login],
+                                                           user: str) -> None:
+    admin, orders = login["admin"].nc, login["svc_orders"].nc
+    got = await delivered_only_after(admin, login[user], orders, subjects.TAKEOVER)
+    assert got == [b"real"]
+    await Lease(orders.jetstream(), "http://orders", 1.5, 1).bucket()
+    got = await delivered_only_after(admin, login[user], orders,
+                                     f"$KV.{subjects.LEADER_BUCKET}.{subjects.LEADER_KEY}")
+    assert got == [b"real"]
 
 
 def test_compose_nats_config_is_the_same_table() -> None:
