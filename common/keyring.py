@@ -21,7 +21,7 @@ import structlog
 from nats.aio.client import Client as Nats
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from common import keys
+from common import keys, subjects
 from common.keys import Identity, SecretBox
 from common.tasks import stop_tasks, supervise
 
@@ -94,6 +94,12 @@ class Keyring:
 
     async def _watch_until_reconnected(self, nc: Nats, kv: KeyValue) -> None:
         reconnects = nc.stats["reconnects"]
+        # nats-py may signal the end of the contents at start before their last entry
+        # has arrived (its marker races the first delivery), so the keys count as loaded
+        # only once the bucket's last revision at the start is applied too.
+        state = (await nc.jetstream().stream_info(f"KV_{subjects.KEYS_BUCKET}")).state
+        target = state.last_seq if state.messages else 0
+        applied, marked = 0, False
         watcher = await kv.watchall()
         try:
             while nc.stats["reconnects"] == reconnects:
@@ -101,10 +107,13 @@ class Keyring:
                     entry = await watcher.updates(timeout=RECHECK_CONNECTION)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
                     continue
-                if entry is None:  # the contents at start are all in
-                    self.loaded.set()
+                if entry is None:  # nats-py: the contents at start are all in
+                    marked = True
                 else:
                     self.apply(entry)
+                    applied = max(applied, entry.revision or 0)
+                if marked and applied >= target:
+                    self.loaded.set()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]
