@@ -141,22 +141,24 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
                       public: Collection[str]) -> Middleware:
     public_paths = frozenset(path.rstrip("/") for path in (*public, DOCUMENT))
     probes = frozenset(path.rstrip("/") for path in PROBES)
-    kinds: dict[web.AbstractResource | None, str] = {None: "public"}  # None: no route (404/405)
+    rules: dict[web.AbstractRoute, tuple[str, Role]] = {}
 
-    def kind_of(resource: web.AbstractResource | None) -> str:
-        """"probe", "public" or "key", worked out once per route."""
-        kind = kinds.get(resource)
-        if kind is None:
-            assert resource is not None
-            path = resource.canonical.rstrip("/")
-            kind = kinds[resource] = ("probe" if path in probes else
-                                      "public" if path in public_paths else "key")
-        return kind
+    def rule_of(route: web.AbstractRoute) -> tuple[str, Role]:
+        """"probe", "public" or "key", and the least role: worked out once per route (a
+        request with no route, a 404 or 405, has a new system route each time: public)."""
+        rule = rules.get(route)
+        if rule is None:
+            if route.resource is None:
+                return "public", "viewer"
+            path = route.resource.canonical.rstrip("/")
+            kind = ("probe" if path in probes else
+                    "public" if path in public_paths else "key")
+            rule = rules[route] = (kind, needed_role(route.method, route.handler))
+        return rule
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = request.match_info.route
-        kind = kind_of(route.resource)
+        kind, needed = rule_of(request.match_info.route)
         if kind == "probe":
             return await handler(request)
         address = request.remote or "unknown"
@@ -188,7 +190,6 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
             return error_response(error)
         request[IDENTITY] = caller
         quota = request[QUOTA] = limiter.hit_key(caller.key_id)
-        needed = needed_role(request.method, route.handler)
         if ROLES.index(caller.role) < ROLES.index(needed):
             return error_response(permission_denied(f"this needs a key with the {needed} role"))
         return await handler(request) if quota.allowed else _rate_limited("too many requests")

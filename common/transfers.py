@@ -17,11 +17,12 @@ from typing import Annotated, Any
 
 import msgspec
 
+from common.accountviews import TransferView
 from common.assets import ASSET_DECIMALS, MAX_TRANSFER, parse_amount
 from common.http import ApiError, has_control_characters
 from common.instruments import DEFAULT_SYMBOL
 from common.messages import TransferFunds
-from common.openapi import PLAIN_TEXT
+from common.openapi import PLAIN_TEXT, Operation
 
 MAX_TRANSFER_ID = 64
 _WHOLE_DIGITS = len(str(MAX_TRANSFER // 10**ASSET_DECIMALS)) - 1
@@ -83,3 +84,14 @@ class TransferAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 request_decoder = msgspec.msgpack.Decoder(TransferRequest)
 answer_decoder = msgspec.msgpack.Decoder(TransferAnswer)
+
+
+# Both svc_orders (which journals them) and svc_trades (which relays them) serve these.
+TRANSFER_OPERATIONS = [
+    Operation("POST", path, summary, {201: TransferView, 200: TransferView},
+              body=TransferBody, failures=(400, 409, 413, 503), role="admin")
+    for path, summary in [
+        ("/accounts/{user_id}/deposits/",
+         "Deposit into a user's available balance (admin; funding on)"),
+        ("/accounts/{user_id}/withdrawals/",
+         "Withdraw from a user's available balance (admin; funding on)")]]

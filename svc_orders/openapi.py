@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from common.accountviews import TransferView
 from common.listing import OrderList
 from common.openapi import COMMON_OPERATIONS, ORDER_LIST_QUERY, Operation
-from common.transfers import TransferBody
+from common.transfers import TRANSFER_OPERATIONS
 from common.views import OrderView
 from svc_orders.requests import ModifyRequest, PlaceRequest
 
@@ -27,13 +26,6 @@ OPERATIONS = [
               failures=(400, 404, 409, 503)),
     Operation("GET", "/orders/", "Orders, newest first, from the projection",
               {200: OrderList}, query=ORDER_LIST_QUERY, failures=(400, 503)),
-    Operation("POST", "/accounts/{user_id}/deposits/",
-              "Deposit into a user's available balance (admin; funding on)",
-              {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503), role="admin"),
-    Operation("POST", "/accounts/{user_id}/withdrawals/",
-              "Withdraw from a user's available balance (admin; funding on)",
-              {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503), role="admin"),
+    *TRANSFER_OPERATIONS,
     *COMMON_OPERATIONS,
 ]

@@ -3,7 +3,7 @@ trades name the other party's order and user only to an admin (null otherwise)."
 
 from __future__ import annotations
 
-from common.accountviews import BalancesView, LedgerList, TransferView
+from common.accountviews import BalancesView, LedgerList
 from common.keys import IssuedKey
 from common.listing import OrderList
 from common.openapi import (
@@ -18,7 +18,7 @@ from common.openapi import (
     int_param,
     text_param,
 )
-from common.transfers import TransferBody
+from common.transfers import TRANSFER_OPERATIONS
 from common.views import CandleList, TradeView
 from svc_trades.api import DEFAULT_DEPTH, FLAG_WORDS, MAX_DEPTH, OrderBook, PublicTrades, Settled
 from svc_trades.candles import DEFAULT_INTERVAL, DEFAULT_LIMIT, INTERVALS, MAX_LIMIT
@@ -71,14 +71,7 @@ OPERATIONS = [
               {200: BalancesView}, failures=(400, 503), role="admin"),
     Operation("GET", "/accounts/{user_id}/ledger/", "A user's ledger postings (admin)",
               {200: LedgerList}, query=PAGE_QUERY, failures=(400, 503), role="admin"),
-    Operation("POST", "/accounts/{user_id}/deposits/",
-              "Deposit into a user's available balance (admin; funding on)",
-              {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503), role="admin"),
-    Operation("POST", "/accounts/{user_id}/withdrawals/",
-              "Withdraw from a user's available balance (admin; funding on)",
-              {201: TransferView, 200: TransferView}, body=TransferBody,
-              failures=(400, 409, 413, 503), role="admin"),
+    *TRANSFER_OPERATIONS,
     Operation("POST", "/admin/keys/", "Create an API key (its secret is shown this once)",
               {201: IssuedKey}, body=NewKey, failures=(400, 413, 503), role="admin",
               auth_only=True),

@@ -89,6 +89,36 @@ def command_for(method: str, path: str, body: dict[str, Any], order_id: str) -> 
         time_in_force=TimeInForce(body.get("time_in_force", "IOC" if market else "GTC")))
 
 
+async def send_until_killed(http: aiohttp.ClientSession, base: str,
+                            service: subprocess.Popen[bytes], rng: random.Random,
+                            kill_at: int, acked: list[Command]) -> Command:
+    """Send random commands one at a time, adding each acknowledged one to `acked`, and
+    kill -9 `service` while the `kill_at`-th is in flight; that command is returned."""
+    live: list[str] = []
+    for n in range(kill_at + 1):
+        method, path, body = request_for(rng, live)
+        target = path.split("/")[2] if method != "POST" else "in-flight"
+        call = asyncio.ensure_future(http.request(method, base + path, json=body))
+        if n == kill_at:
+            await asyncio.sleep(rng.random() * 0.002)
+            service.send_signal(signal.SIGKILL)
+            service.wait()
+            call.cancel()
+            return command_for(method, path, body, target)
+        async with await call as response:
+            answer = await response.json()
+        if response.status in (200, 201):
+            order_id = answer["order_id"]
+            acked.append(command_for(method, path, body, order_id))
+            if answer["is_active"] and order_id not in live:
+                live.append(order_id)
+            if not answer["is_active"] and order_id in live:
+                live.remove(order_id)
+        else:
+            assert response.status in (404, 409), answer
+    raise AssertionError("unreachable: the loop returns at kill_at")
+
+
 def book_of(engine: Exchange) -> tuple[int, Any, Any]:
     bids, asks = engine.depth(DEFAULT_SYMBOL, 100)
     return (engine.seq(DEFAULT_SYMBOL), levels(bids, DEFAULT_INSTRUMENT),
@@ -103,35 +133,12 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     acked: list[Command] = []
-    live: list[str] = []
-    in_flight: Command | None = None
     with NatsServer(tmp_path / "nats").start() as nats_server:
         service = start_service(nats_server.url, redis_server.url, port, tmp_path / "svc.log")
         try:
             async with aiohttp.ClientSession() as http:
                 await eventually(lambda: until_ready(http, base), timeout=20)
-                for n in range(COMMANDS):
-                    method, path, body = request_for(rng, live)
-                    target = path.split("/")[2] if method != "POST" else "in-flight"
-                    call = asyncio.ensure_future(http.request(method, base + path, json=body))
-                    if n == kill_at:
-                        await asyncio.sleep(rng.random() * 0.002)
-                        service.send_signal(signal.SIGKILL)
-                        service.wait()
-                        in_flight = command_for(method, path, body, target)
-                        call.cancel()
-                        break
-                    async with await call as response:
-                        answer = await response.json()
-                    if response.status in (200, 201):
-                        order_id = answer["order_id"]
-                        acked.append(command_for(method, path, body, order_id))
-                        if answer["is_active"] and order_id not in live:
-                            live.append(order_id)
-                        if not answer["is_active"] and order_id in live:
-                            live.remove(order_id)
-                    else:
-                        assert response.status in (404, 409), answer
+                in_flight = await send_until_killed(http, base, service, rng, kill_at, acked)
                 service = start_service(nats_server.url, redis_server.url, port,
                                         tmp_path / "svc.log")
                 await eventually(lambda: until_ready(http, base), timeout=20)
@@ -148,7 +155,6 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(
     for command in acked:
         expected.submit(command)
     candidates = [book_of(expected)]
-    assert in_flight is not None
     expected.submit(in_flight)
     candidates.append(book_of(expected))
     assert seen in candidates, (seen[0], [c[0] for c in candidates])

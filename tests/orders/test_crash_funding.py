@@ -1,7 +1,6 @@
 """Funding on, kill -9 mid-stream: after the restart every balance equals a reference
 engine fed the acknowledged commands (or those plus the one in flight at the kill)."""
 
-import asyncio
 import random
 import signal
 from pathlib import Path
@@ -18,8 +17,7 @@ from tests.helpers import eventually
 from tests.orders.test_crash import (
     INSTRUMENTS,
     USERS,
-    command_for,
-    request_for,
+    send_until_killed,
     start_service,
     until_ready,
 )
@@ -66,8 +64,6 @@ async def test_kill_9_with_funding_rebuilds_every_balance(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     acked: list[Command] = [*opening()]
-    live: list[str] = []
-    in_flight: Command | None = None
     with NatsServer(tmp_path / "nats").start() as nats_server:
         service = start_service(nats_server.url, redis_server.url, port, tmp_path / "svc.log")
         try:
@@ -79,28 +75,7 @@ async def test_kill_9_with_funding_rebuilds_every_balance(
                             "amount": str(transfer.amount // BASE_UNIT),
                             "transfer_id": transfer.transfer_id}) as response:
                         assert response.status == 201, await response.text()
-                for n in range(COMMANDS):
-                    method, path, body = request_for(rng, live)
-                    target = path.split("/")[2] if method != "POST" else "in-flight"
-                    call = asyncio.ensure_future(http.request(method, base + path, json=body))
-                    if n == kill_at:
-                        await asyncio.sleep(rng.random() * 0.002)
-                        service.send_signal(signal.SIGKILL)
-                        service.wait()
-                        in_flight = command_for(method, path, body, target)
-                        call.cancel()
-                        break
-                    async with await call as response:
-                        answer = await response.json()
-                    if response.status in (200, 201):
-                        order_id = answer["order_id"]
-                        acked.append(command_for(method, path, body, order_id))
-                        if answer["is_active"] and order_id not in live:
-                            live.append(order_id)
-                        if not answer["is_active"] and order_id in live:
-                            live.remove(order_id)
-                    else:
-                        assert response.status in (404, 409), answer
+                in_flight = await send_until_killed(http, base, service, rng, kill_at, acked)
                 service = start_service(nats_server.url, redis_server.url, port,
                                         tmp_path / "svc.log")
                 await eventually(lambda: until_ready(http, base), timeout=20)
@@ -112,7 +87,6 @@ async def test_kill_9_with_funding_rebuilds_every_balance(
     for command in acked:
         reference.submit(command)
     candidates = [expected(reference)]
-    assert in_flight is not None
     reference.submit(in_flight)
     candidates.append(expected(reference))
     assert seen in candidates
