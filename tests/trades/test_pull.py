@@ -28,7 +28,7 @@ async def test_after_a_reconnect_it_asks_again_at_once(
     try:
         await js.publish(subjects.events("DEFAULT"), b"before")
         [before] = await puller.next(REQUEST_EXPIRES)
-        await before.ack()
+        await before.ack_sync()  # stored before the kill, else it comes again
 
         private_nats.kill()  # no "409 Server Shutdown" to the requests: they just vanish
         await asyncio.to_thread(private_nats.start)
