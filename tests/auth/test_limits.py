@@ -19,10 +19,11 @@ from tests.signing import signing_session
 async def test_a_key_over_its_limit_gets_429_with_retry_after(
         settings: Settings, kv: KeyValue, aiohttp_client: MakeClient) -> None:
     limited = msgspec.structs.replace(settings, rate_private="3/minute")
-    orders = await aiohttp_client(create_orders_app(limited))
     box = SecretBox(SECRET_KEY)
+    # Keys before the service: it loads the bucket at start, a later key arrives by watch.
     first = await keys.create_key(kv, box, "trader")
     second = await keys.create_key(kv, box, "trader")
+    orders = await aiohttp_client(create_orders_app(limited))
     # Bodies differ: two alike signed in the same millisecond would be one signature.
     body = {"side": "buy", "quantity": 1, "price": "10.00"}
     async with signing_session(first.key_id, first.secret, url(orders)) as session:
@@ -63,8 +64,8 @@ async def test_limits_are_counted_in_memory_while_redis_is_down(
         settings: Settings, kv: KeyValue, aiohttp_client: MakeClient) -> None:
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     down = msgspec.structs.replace(settings, redis_url=nowhere, rate_private="2/minute")
-    orders = await aiohttp_client(create_orders_app(down))
     key = await keys.create_key(kv, SecretBox(SECRET_KEY), "trader")
+    orders = await aiohttp_client(create_orders_app(down))
     async with signing_session(key.key_id, key.secret, url(orders)) as session:
         statuses = []
         for quantity in range(1, 4):
