@@ -20,15 +20,15 @@ Roles rank viewer < trader < admin.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from nats.aio.client import Client as Nats
 
 from common.config import Settings
-from common.http import ApiError, Handler, error_response
+from common.http import EDGE, UNROUTED, Admit, ApiError, Handler, Route, error_response
 from common.keyring import Keyring
 from common.keys import ROLES, Identity, Role, SecretBox
 from common.ratelimit import Limiter, Quota
@@ -133,39 +133,38 @@ def protect(app: web.Application, settings: Settings, verifier: Verifier, limite
     path (as registered, e.g. "/orderbook/") is in `public`; nothing with auth off."""
     if settings.auth == "off":
         return
-    app.middlewares.append(access_middleware(verifier, limiter, public))
-    app.on_response_prepare.append(_add_quota_headers)
+    edge = app[EDGE]
+    edge.admission = Admission(verifier, limiter, public).admit
+    edge.finishers.append(_add_quota_headers)
 
 
-def access_middleware(verifier: Verifier, limiter: Limiter,
-                      public: Collection[str]) -> Middleware:
-    public_paths = frozenset(path.rstrip("/") for path in (*public, DOCUMENT))
-    probes = frozenset(path.rstrip("/") for path in PROBES)
-    rules: dict[web.AbstractRoute, tuple[str, Role]] = {}
+class Admission:
+    """The access check of each route, by the route's kind: a probe's is none, a public
+    route's counts the address, any other's checks the signature, the role and the key's
+    limit."""
 
-    def rule_of(route: web.AbstractRoute) -> tuple[str, Role]:
-        """"probe", "public" or "key", and the least role: worked out once per route (a
-        request with no route, a 404 or 405, has a new system route each time: public)."""
-        rule = rules.get(route)
-        if rule is None:
-            if route.resource is None:
-                return "public", "viewer"
-            path = route.resource.canonical.rstrip("/")
-            kind = ("probe" if path in probes else
-                    "public" if path in public_paths else "key")
-            rule = rules[route] = (kind, needed_role(route.method, route.handler))
-        return rule
+    def __init__(self, verifier: Verifier, limiter: Limiter,
+                 public: Collection[str]) -> None:
+        self._verifier, self._limiter = verifier, limiter
+        self._public = frozenset(path.rstrip("/") for path in (*public, DOCUMENT, UNROUTED))
+        self._probes = frozenset(path.rstrip("/") for path in PROBES)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        kind, needed = rule_of(request.match_info.route)
-        if kind == "probe":
-            return await handler(request)
+    def admit(self, route: Route) -> Admit | None:
+        path = route.path.rstrip("/")
+        if path in self._probes:
+            return None
+        if path in self._public:
+            return self._admit_public
+        return functools.partial(self._admit_key, needed=needed_role(route.method,
+                                                                      route.handler))
+
+    async def _admit_public(self, request: web.Request) -> web.StreamResponse | None:
+        quota = request[QUOTA] = self._limiter.hit_address(request.remote or "unknown")
+        return None if quota.allowed else _rate_limited("too many requests")
+
+    async def _admit_key(self, request: web.Request, needed: Role) -> web.StreamResponse | None:
+        limiter = self._limiter
         address = request.remote or "unknown"
-        if kind == "public":
-            quota = request[QUOTA] = limiter.hit_address(address)
-            return await handler(request) if quota.allowed else _rate_limited(
-                "too many requests")
         failures = limiter.auth_failures_left(address)
         if not failures.allowed:
             request[QUOTA] = failures
@@ -176,9 +175,9 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
                 body = await request.read()  # kept by aiohttp for the handler
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
-            caller = verifier.verify(headers.get(ACCESS_KEY), headers.get(ACCESS_TIMESTAMP),
-                                     headers.get(ACCESS_SIGN), request.method,
-                                     request.raw_path, body)
+            caller = self._verifier.verify(
+                headers.get(ACCESS_KEY), headers.get(ACCESS_TIMESTAMP),
+                headers.get(ACCESS_SIGN), request.method, request.raw_path, body)
         except ApiError as error:
             if error.status != 401 or error.code == "AUTH_REQUIRED":
                 # No credentials, or a body too large to read: counted as public traffic.
@@ -192,9 +191,7 @@ def access_middleware(verifier: Verifier, limiter: Limiter,
         quota = request[QUOTA] = limiter.hit_key(caller.key_id)
         if ROLES.index(caller.role) < ROLES.index(needed):
             return error_response(permission_denied(f"this needs a key with the {needed} role"))
-        return await handler(request) if quota.allowed else _rate_limited("too many requests")
-
-    return middleware
+        return None if quota.allowed else _rate_limited("too many requests")
 
 
 def _rate_limited(message: str) -> web.Response:
@@ -202,7 +199,7 @@ def _rate_limited(message: str) -> web.Response:
     return error_response(ApiError(429, "RATE_LIMITED", message))
 
 
-async def _add_quota_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+def _add_quota_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     quota = request.get(QUOTA)
     if quota is not None:
-        response.headers.update(quota.headers())
+        quota.add_headers(response.headers)

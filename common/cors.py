@@ -5,9 +5,9 @@ Only the page's origin is let in: an origin on `EX_STREAM_PORT`, and with auth o
 the services listen on loopback only) only a loopback one, so no other web site a user
 visits can drive a local exchange from their browser. With auth on, a request still has
 to be signed with a key only its user holds: the browser lets the page send it, the key
-decides. The page's preflights (`OPTIONS`) are answered here, before access control (any other
-origin's get the usual 405); every answer to the page carries the headers that let it
-read the answer.
+decides. The page's preflights (`OPTIONS`, which no route takes) are answered by the unrouted
+fallback (`common.http.Edge`; any other origin's get the usual 405); every answer to the
+page carries the headers that let it read the answer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 
 from common.access import ACCESS_KEY, ACCESS_SIGN, ACCESS_TIMESTAMP
 from common.config import Settings
-from common.http import Handler
+from common.http import EDGE
 
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
 ALLOW_HEADERS = ", ".join(("Content-Type", "Idempotency-Key", ACCESS_KEY, ACCESS_TIMESTAMP,
@@ -49,10 +49,9 @@ def page_origin(origin: str, settings: Settings) -> bool:
 
 
 def allow_page(app: web.Application, settings: Settings) -> None:
-    """Let the exchange page call `app` from the browser (before access control)."""
+    """Let the exchange page call `app` from the browser."""
 
-    @web.middleware
-    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def preflight(request: web.Request) -> web.StreamResponse | None:
         origin = request.headers.get(hdrs.ORIGIN)
         if (request.method == hdrs.METH_OPTIONS and origin is not None
                 and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
@@ -62,14 +61,15 @@ def allow_page(app: web.Application, settings: Settings) -> None:
                 hdrs.ACCESS_CONTROL_ALLOW_METHODS: ALLOW_METHODS,
                 hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ALLOW_HEADERS,
                 hdrs.ACCESS_CONTROL_MAX_AGE: MAX_AGE, hdrs.VARY: "Origin"})
-        return await handler(request)
+        return None
 
-    async def headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    def headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
         origin = request.headers.get(hdrs.ORIGIN)
         if origin is not None and page_origin(origin, settings):
             response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
             response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSE_HEADERS
             response.headers[hdrs.VARY] = "Origin"
 
-    app.middlewares.insert(0, preflight)
-    app.on_response_prepare.append(headers)
+    edge = app[EDGE]
+    edge.preflight = preflight
+    edge.finishers.append(headers)

@@ -7,16 +7,17 @@ no input, however malformed, produces a 500 or a traceback.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import prometheus_client
 import structlog
-from aiohttp import hdrs, web, web_protocol
+from aiohttp import hdrs, web, web_protocol, web_response
 
 from common.config import Settings
 
@@ -61,37 +62,128 @@ def error_response(error: ApiError) -> web.Response:
     return json_body_response(error_body(error), error.status)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as error:
-        return error_response(error)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        code = _STATUS_CODES.get(error.status, "HTTP_ERROR")
-        response = error_response(ApiError(error.status, code, error.reason))
-        if hdrs.ALLOW in error.headers:  # a 405 names the methods the path takes
-            response.headers[hdrs.ALLOW] = error.headers[hdrs.ALLOW]
-        return response
-    except Exception:
-        log.exception("unhandled error", method=request.method, path=request.path)
-        return error_response(ApiError(500, "INTERNAL", "internal error"))
+class Route(NamedTuple):
+    """A route as a service registers it (`add_routes`)."""
 
+    method: str  # "*" for the unrouted fallback
+    path: str  # as registered, e.g. "/orders/{order_id}/"
+    handler: Handler
+
+
+# What a route answers when the request matches no other: 404, or 405 with Allow.
+UNROUTED = "/{unrouted:.*}"
+
+Admit = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+"""Access control before a route's handler: None lets the request through, an answer
+refuses it (`common.access`)."""
+Finish = Callable[[web.BaseRequest, web.StreamResponse], None]
+"""Adds the headers every answer of a service carries (`common.cors`, `common.access`)."""
+
+
+class Edge:
+    """What every route of a service shares, run as one layer around each handler: access
+    control, the contract's error shape for every failure, and the headers each answer
+    carries; the unrouted fallback (404, 405 with Allow, the page's CORS preflights).
+
+    Not aiohttp middlewares and response signals: once an application has any, every
+    request pays for the middleware chain aiohttp builds around the handler
+    (`_fix_request_current_app` included) and a coroutine per signal receiver, a few
+    microseconds each on the order API's hot path (python -m ops.bench.api).
+    """
+
+    def __init__(self, streams: bool) -> None:
+        # `common.access` sets `admission` (the check for each route, None for none);
+        # `common.cors` sets `preflight`; both add finishers.
+        self.admission: Callable[[Route], Admit | None] | None = None
+        self.preflight: Callable[[web.Request], web.StreamResponse | None] | None = None
+        self.finishers: list[Finish] = []
+        # A handler that prepares its own response (a WebSocket) sends its headers before
+        # it returns: with `streams`, answers are finished as aiohttp prepares them.
+        self.streams = streams
+        self.fallback: web.AbstractResource | None = None  # the route of `unrouted`
+
+    def finish(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        for finish in self.finishers:
+            finish(request, response)
+
+    def serve(self, route: Route) -> Handler:
+        """`route`'s handler inside the edge."""
+        handler = route.handler
+        admit: Admit | None = None
+        bound = False
+        finish_here = not self.streams
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            nonlocal admit, bound
+            if not bound:  # access control is set up after some routes are added
+                admit = None if self.admission is None else self.admission(route)
+                bound = True
+            try:
+                refusal = None if admit is None else await admit(request)
+                response = await handler(request) if refusal is None else refusal
+            except ApiError as error:
+                response = error_response(error)
+            except web.HTTPException as error:
+                if error.status < 400:
+                    raise
+                response = _shaped(error)
+            except Exception:
+                log.exception("unhandled error", method=request.method, path=request.path)
+                response = error_response(ApiError(500, "INTERNAL", "internal error"))
+            if finish_here:
+                for finish in self.finishers:
+                    finish(request, response)
+            return response
+
+        return functools.update_wrapper(serve, handler)  # its marks (`requires`) too
+
+    async def unrouted(self, request: web.Request) -> web.StreamResponse:
+        """404 for a path no route has, 405 with Allow for a method its routes lack, and
+        the answer to the exchange page's preflight (`common.cors`)."""
+        if self.preflight is not None:
+            answer = self.preflight(request)
+            if answer is not None:
+                return answer
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is not self.fallback:
+                _, methods = await resource.resolve(request)
+                allowed |= methods
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+
+def _shaped(error: web.HTTPException) -> web.Response:
+    """aiohttp's HTTP error in the contract's shape (a 405 keeps its Allow)."""
+    code = _STATUS_CODES.get(error.status, "HTTP_ERROR")
+    response = error_response(ApiError(error.status, code, error.reason))
+    if hdrs.ALLOW in error.headers:
+        response.headers[hdrs.ALLOW] = error.headers[hdrs.ALLOW]
+    return response
+
+
+EDGE = web.AppKey("edge", Edge)
 
 # What every response says of the server: a name, never the Python or aiohttp version.
+# aiohttp sets its default on every response it prepares; naming ours there costs no
+# request anything.
 SERVER_NAME = "exchange-core"
+setattr(web_response, "SERVER_SOFTWARE", SERVER_NAME)  # noqa: B010
 
 
-async def _name_server(_: web.Request, response: web.StreamResponse) -> None:
-    response.headers[hdrs.SERVER] = SERVER_NAME
+def new_app(max_body_bytes: int, streams: bool = False) -> web.Application:
+    """An application whose routes (`add_routes`) run inside its `Edge`; `streams` if
+    some handler prepares its own response (see `Edge`)."""
+    app = web.Application(client_max_size=max_body_bytes)
+    edge = app[EDGE] = Edge(streams)
+    if streams:
+        async def finish(request: web.BaseRequest, response: web.StreamResponse) -> None:
+            edge.finish(request, response)
 
-
-def new_app(max_body_bytes: int) -> web.Application:
-    """An application that answers every failure in the contract's shape."""
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
-    app.on_response_prepare.append(_name_server)
+        app.on_response_prepare.append(finish)
+    edge.fallback = app.router.add_route(
+        "*", UNROUTED, edge.serve(Route("*", UNROUTED, edge.unrouted))).resource
     return app
 
 
@@ -114,7 +206,6 @@ def _shaped_protocol_error(self: web_protocol.RequestHandler, request: web.BaseR
                          "the HTTP request could not be parsed",
                          {"reason": type(exc).__name__} if exc is not None else {})
     response = error_response(error)
-    response.headers[hdrs.SERVER] = SERVER_NAME
     response.force_close()
     return response
 
@@ -145,11 +236,19 @@ def decode(body: bytes | str, schema: type[T]) -> T:
 
 
 def add_routes(app: web.Application, routes: list[tuple[str, str, Handler]]) -> None:
-    """Register each (method, path, handler) with and without its trailing slash."""
+    """Register each (method, path, handler), inside the app's `Edge`, with and without
+    its trailing slash."""
+    edge = app[EDGE]
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
+        served = edge.serve(Route(method, path, handler))
+        app.router.add_route(method, path, served)
         if path.endswith("/") and path != "/":
-            app.router.add_route(method, path.rstrip("/"), handler)
+            app.router.add_route(method, path.rstrip("/"), served)
+    # Routes of the same first path part are tried in the order they were added: the
+    # fallback, which matches every path, goes back to the end.
+    assert edge.fallback is not None, "new_app adds it"
+    app.router.unindex_resource(edge.fallback)
+    app.router.index_resource(edge.fallback)
 
 
 def add_probes(app: web.Application, ready: Callable[[], bool], settings: Settings) -> None:

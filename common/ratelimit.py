@@ -24,6 +24,7 @@ import asyncio
 import functools
 import math
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,12 +52,12 @@ class Quota(NamedTuple):
     remaining: int
     reset: int  # whole seconds until a request is allowed again / the window frees up
 
-    def headers(self) -> dict[str, str]:
-        headers = {"RateLimit-Limit": _text(self.limit), "RateLimit-Remaining":
-                   _text(self.remaining), "RateLimit-Reset": _text(self.reset)}
+    def add_headers(self, headers: MutableMapping[str, str]) -> None:
+        headers["RateLimit-Limit"] = _text(self.limit)
+        headers["RateLimit-Remaining"] = _text(self.remaining)
+        headers["RateLimit-Reset"] = _text(self.reset)
         if not self.allowed:
             headers["Retry-After"] = _text(max(1, self.reset))
-        return headers
 
 
 @functools.lru_cache(maxsize=4096)

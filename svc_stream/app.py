@@ -38,7 +38,7 @@ REDIS_TIMEOUT = 0.5  # seconds: a snapshot waits this long for Redis before goin
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = new_app(settings.max_body_bytes)
+    app = new_app(settings.max_body_bytes, streams=True)
     app[endpoints.SETTINGS] = settings
     app[endpoints.SYMBOLS] = frozenset(load_instruments(settings.instruments_file))
     app[endpoints.SESSIONS] = set()

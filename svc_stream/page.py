@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from common.config import Settings
-from common.http import ApiError, add_routes
+from common.http import ApiError, Handler, add_routes
 
 PREFIX = "/page/"
 TYPES = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript",
@@ -53,7 +53,7 @@ def _files() -> dict[str, tuple[bytes, str]]:
 
 
 def add_page(app: web.Application, settings: Settings, symbols: Collection[str]) -> list[str]:
-    """Serve the page; returns its paths (public with auth on)."""
+    """Serve the page; returns its paths as registered (public with auth on)."""
     files = _files()
     config = msgspec.json.encode(PageConfig(
         symbols=sorted(symbols), auth=settings.auth == "on",
@@ -75,5 +75,7 @@ def add_page(app: web.Application, settings: Settings, symbols: Collection[str])
     async def asset(request: web.Request) -> web.Response:
         return answer(request.match_info["name"])
 
-    add_routes(app, [("GET", "/", index), ("GET", PREFIX + "{name:.+}", asset)])
-    return ["/", PREFIX + "{name}"]
+    routes: list[tuple[str, str, Handler]] = [("GET", "/", index),
+                                              ("GET", PREFIX + "{name:.+}", asset)]
+    add_routes(app, routes)
+    return [path for _, path, _ in routes]

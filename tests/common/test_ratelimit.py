@@ -32,9 +32,13 @@ async def limiters(redis: RedisServer) -> AsyncIterator[tuple[Limiter, Limiter]]
 
 
 def test_quota_headers() -> None:
-    assert Quota(True, 10, 3, 7).headers() == {
+    allowed: dict[str, str] = {}
+    Quota(True, 10, 3, 7).add_headers(allowed)
+    assert allowed == {
         "RateLimit-Limit": "10", "RateLimit-Remaining": "3", "RateLimit-Reset": "7"}
-    assert Quota(False, 10, 0, 0).headers()["Retry-After"] == "1"
+    refused: dict[str, str] = {}
+    Quota(False, 10, 0, 0).add_headers(refused)
+    assert refused["Retry-After"] == "1"
 
 
 async def test_one_instance_counts_exactly(limiters: tuple[Limiter, Limiter]) -> None:

@@ -17,7 +17,7 @@ from common.journal import batches_of, group_id
 from common.messages import EventBatch, OrderAccepted, PlaceOrder, Side, encoder
 from ops.stack import NatsServer
 from svc_orders import api
-from svc_orders.journaling import Journal
+from svc_orders.journaling import Journal, stream_last_seq
 from svc_orders.matching import Exchange
 from svc_orders.sequencer import Sequencer, Unavailable
 from svc_orders.store import OrderStore
@@ -34,19 +34,17 @@ def place(n: int, side: Side = Side.BUY) -> PlaceOrder:
 
 async def test_one_step_is_one_message_and_each_command_its_own_answer(
         orders: AppClient, nats: NatsServer) -> None:
+    """Read back from the stream (not heard on the subject, which would race the
+    subscription): the five acknowledged commands are one stored message."""
     sequencer = orders.app[api.SEQUENCER]
     watcher = await connect(nats.url)
-    published: list[list[EventBatch]] = []
-
-    async def seen(msg: Msg) -> None:
-        published.append(batches_of(msg.data))
-
-    await watcher.subscribe(subjects.EVENTS_WILDCARD, cb=seen)
-    await watcher.flush()
+    js = watcher.jetstream()
     try:
+        before = await stream_last_seq(js)
         outcomes = await asyncio.gather(*(sequencer.submit(place(n)) for n in range(1, 6)))
-        await eventually(lambda: published)
-        assert [[batch.seq for batch in group] for group in published] == [[1, 2, 3, 4, 5]]
+        assert await stream_last_seq(js) == before + 1
+        stored = await js.get_last_msg(subjects.STREAM, subjects.EVENTS_WILDCARD)
+        assert [batch.seq for batch in batches_of(stored.data)] == [1, 2, 3, 4, 5]
         assert [outcome.order.order_id for outcome in outcomes if outcome.order] == [
             place(n).order_id for n in range(1, 6)]
     finally:
