@@ -4,6 +4,7 @@ process, and percentiles."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import urllib.request
@@ -30,13 +31,15 @@ def given_or_started(stack: ExitStack, given: str | None,
 
 @contextlib.contextmanager
 def service_process(name: str, command: list[str], env: Mapping[str, str], port: int,
-                    log_path: Path, cwd: Path | None = None,
+                    log_path: Path, cwd: Path | None = None, cpus: set[int] | None = None,
                     ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `command` (in `cwd` if given) until the block ends; yield once GET /ready/ on
-    `port` answers 200."""
+    """Run `command` (in `cwd` if given, on the CPUs `cpus` if given) until the block
+    ends; yield once GET /ready/ on `port` answers 200."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        process = subprocess.Popen(
+            command, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, cwd=cwd,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     try:
         _wait_ready(name, f"http://{HOST}:{port}/ready/", process, log_path)
         yield process

@@ -93,8 +93,8 @@ def backing_stack(folder: Path) -> Iterator[tuple[str, str, dict[str, int | None
 
 @contextlib.contextmanager
 def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enabled: bool,
-                  seconds: int,
-                  user_id: str) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
+                  seconds: int, user_id: str, cpus: set[int] | None,
+                  ) -> Iterator[tuple[str, dict[str, int | None], Key] | None]:
     """svc_orders with auth on, on a nats-server of its own (one journal per svc_orders),
     and a trader key of `user_id`: (its orders URL, its pids, the key); None when not
     `enabled`."""
@@ -106,14 +106,14 @@ def authenticated(folder: Path, env: dict[str, str], redis_pid: int | None, enab
         auth = env | auth_env(seconds) | {"EX_NATS_URL": nats.address, "EX_ORDERS_PORT": str(port)}
         key = create_key(nats.address, user_id)
         with service_process("svc_orders (auth)", [sys.executable, "-m", "svc_orders"], auth,
-                             port, folder / "svc_orders_auth.log") as service:
+                             port, folder / "svc_orders_auth.log", cpus=cpus) as service:
             yield (f"http://{HOST}:{port}{ORDERS_PATH}",
                    {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, key)
 
 
 @contextlib.contextmanager
 def baseline(folder: Path, env: dict[str, str], redis_pid: int | None, code: Path | None,
-             ) -> Iterator[tuple[str, dict[str, int | None], None] | None]:
+             cpus: set[int] | None) -> Iterator[tuple[str, dict[str, int | None], None] | None]:
     """svc_orders from the checkout `code` (e.g. `git worktree add /tmp/base main`), on a
     nats-server of its own: the code before a change, measured in the same rounds as the
     code after it; None without `code`."""
@@ -126,12 +126,25 @@ def baseline(folder: Path, env: dict[str, str], redis_pid: int | None, code: Pat
                      "PYTHONPATH": str(code)}
         with service_process("svc_orders (baseline)", [sys.executable, "-m", "svc_orders"],
                              env, port, folder / "svc_orders_baseline.log",
-                             cwd=code) as service:
+                             cwd=code, cpus=cpus) as service:
             yield (f"http://{HOST}:{port}{ORDERS_PATH}",
                    {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, None)
 
 
+def pinned(enabled: bool) -> set[int] | None:
+    """With `enabled` and two CPUs or more: the CPU each server gets to itself, this
+    process (and so the load generator, NATS and Redis it starts) moved to the others.
+    Left to the scheduler, a server shares its core with wrk in some runs and not in
+    others, and runs of the same code differed by a third on two cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return {cpus[-1]}
+
+
 def benchmark(args: argparse.Namespace, generator: Generator) -> None:
+    server_cpus = pinned(args.pin)
     with (tempfile.TemporaryDirectory(prefix="bench_api-") as tmp,
           backing_stack(Path(tmp)) as (nats_url, redis_url, backing_pids)):
         folder = Path(tmp)
@@ -142,13 +155,16 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
         env = {**os.environ, "EX_NATS_URL": nats_url, "EX_REDIS_URL": redis_url,
                "EX_HOST": HOST, "EX_ORDERS_PORT": str(orders_port), "EX_LOG_FORMAT": "json"}
         with (service_process("svc_orders", [sys.executable, "-m", "svc_orders"], env,
-                             orders_port, folder / "svc_orders.log") as service,
+                             orders_port, folder / "svc_orders.log",
+                             cpus=server_cpus) as service,
               service_process("ceiling", [sys.executable, "-m", "ops.bench.api.ceiling",
                                           str(ceiling_port)], env,
-                             ceiling_port, folder / "ceiling.log") as ceiling,
+                             ceiling_port, folder / "ceiling.log", cpus=server_cpus) as ceiling,
               authenticated(folder, env, backing_pids["redis"], args.auth,
-                            max(args.seconds, args.warmup), user_id) as with_auth,
-              baseline(folder, env, backing_pids["redis"], args.baseline) as before):
+                            max(args.seconds, args.warmup), user_id,
+                            server_cpus) as with_auth,
+              baseline(folder, env, backing_pids["redis"], args.baseline,
+                       server_cpus) as before):
             targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
                             {"server": ceiling.pid}, None),
@@ -200,7 +216,9 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                                  else None),
                     python_processes=(min(args.processes, concurrency)
                                       if generator == "python" else None),
-                    seconds=args.seconds, ceiling=figures["ceiling"],
+                    seconds=args.seconds,
+                    server_cpu=None if server_cpus is None else min(server_cpus),
+                    ceiling=figures["ceiling"],
                     order_api=figures["order_api"],
                     ratio=round(figures["order_api"].requests_per_s
                                 / max(1, figures["ceiling"].requests_per_s), 3),
@@ -298,6 +316,9 @@ def main() -> None:
                         help="runs per target and concurrency, the order APIs' order "
                              "alternating; the median run is printed, and the auth costs "
                              "are medians of each round's own comparison")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="leave the servers to the scheduler (by default each runs on "
+                             "the last CPU, everything else on the others)")
     parser.add_argument("--no-auth", dest="auth", action="store_false",
                         help="skip the order API with auth on")
     parser.add_argument("--plain-without-user", action="store_true",

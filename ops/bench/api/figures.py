@@ -44,6 +44,7 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     wrk_threads: int | None = None
     python_processes: int | None = None
     seconds: int
+    server_cpu: int | None = None  # the CPU every server was pinned to (None: not pinned)
     ceiling: Figures
     order_api: Figures
     ratio: float  # order_api / ceiling requests per second
