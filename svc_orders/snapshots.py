@@ -94,7 +94,6 @@ async def save(objects: ObjectStore, capture: Capture, stream_seq: Awaitable[int
     acknowledged everything captured), and writes the snapshot to a temporary file that
     this process then uploads. If `stream_seq` fails the child writes nothing.
     """
-    loop = asyncio.get_running_loop()
     with tempfile.TemporaryFile(prefix="exchange-snapshot-") as file:
         seq_read, seq_write = os.pipe()
         pid = os.fork()
@@ -106,12 +105,36 @@ async def save(objects: ObjectStore, capture: Capture, stream_seq: Awaitable[int
             os.write(seq_write, str(seq).encode())  # a few bytes: never blocks
         finally:
             os.close(seq_write)
-            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+            status = await _exit_status(pid)
         if os.waitstatus_to_exitcode(status):
             raise RuntimeError(f"the snapshot child exited with status {status}")
         file.seek(0)  # the child wrote through the same open file
         await objects.put(OBJECT_NAME, file)
     return seq
+
+
+async def _exit_status(pid: int) -> int:
+    """The wait status of the child `pid` once it has ended, waited for on the event loop
+    (its pidfd becomes readable) rather than by a thread: starting the executor's
+    thread took 2 ms of the step right after the fork, as long as the fork itself."""
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(pid)
+    try:
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
+    # It has ended: this reaps it and never waits.
+    return os.waitpid(pid, os.WNOHANG)[1]  # noqa: ASYNC222
 
 
 def _write_in_child(capture: Capture, seq_read: int, seq_write: int, fd: int) -> NoReturn:

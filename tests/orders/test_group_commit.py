@@ -44,6 +44,7 @@ async def test_one_step_is_one_message_and_each_command_its_own_answer(
         outcomes = await asyncio.gather(*(sequencer.submit(place(n)) for n in range(1, 6)))
         assert await stream_last_seq(js) == before + 1
         stored = await js.get_last_msg(subjects.STREAM, subjects.EVENTS_WILDCARD)
+        assert stored.data is not None
         assert [batch.seq for batch in batches_of(stored.data)] == [1, 2, 3, 4, 5]
         assert [outcome.order.order_id for outcome in outcomes if outcome.order] == [
             place(n).order_id for n in range(1, 6)]
