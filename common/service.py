@@ -20,28 +20,13 @@ from common.logs import configure_logging
 YOUNG_GC_THRESHOLD = 10_000
 
 
-HUGE_PAGES = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: its heap asks for huge pages
-
-
-def on_c_allocator(module: str, huge_pages: bool = False) -> None:
+def on_c_allocator(module: str) -> None:
     """Make sure this process, `python -m module`, runs on the C library's allocator
-    (PYTHONMALLOC=malloc) and, with `huge_pages`, with that heap on transparent huge
-    pages: both must be set before the interpreter starts, so the process runs itself
-    again (same pid) if they are not. An operator's own GLIBC_TUNABLES are kept.
-
-    Huge pages are for svc_orders: a snapshot forks the process, and fork copies the
-    page tables of the whole heap; with 2 MiB pages there are 512 times fewer (fork of
-    a 430 MiB heap: 10-12 ms on Python's allocator, 0.6 ms on glibc's with huge pages,
-    on this project's 2-core machine with THP set to madvise; no effect where THP is
-    "never").
-    """
-    env = dict(os.environ)
-    env["PYTHONMALLOC"] = "malloc"
-    tunables = env.get("GLIBC_TUNABLES", "")
-    if huge_pages and "glibc.malloc.hugetlb" not in tunables:
-        env["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGES}" if tunables else HUGE_PAGES
-    if env != os.environ:
-        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+    (PYTHONMALLOC=malloc): it must be set before the interpreter starts, so the process
+    runs itself again (same pid) if it is not."""
+    if os.environ.get("PYTHONMALLOC") != "malloc":
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]],
+                  {**os.environ, "PYTHONMALLOC": "malloc"})
 
 
 def settle_heap() -> None:

@@ -44,7 +44,6 @@ from common.messages import (
     Side,
     TimeInForce,
 )
-from common.service import on_c_allocator
 from ops.bench.cpu import process_seconds, tree_seconds
 from ops.bench.harness import service_process
 from ops.bench.journaling import GROUP, fresh_stream, journal_payloads, publish
@@ -242,5 +241,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    on_c_allocator("ops.bench.restart", huge_pages=True)  # the snapshot forks as svc_orders'
     main()
