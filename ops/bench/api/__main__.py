@@ -132,15 +132,17 @@ def baseline(folder: Path, env: dict[str, str], redis_pid: int | None, code: Pat
 
 
 def pinned(enabled: bool) -> set[int] | None:
-    """With `enabled` and two CPUs or more: the CPU each server gets to itself, this
-    process (and so the load generator, NATS and Redis it starts) moved to the others.
-    Left to the scheduler, a server shares its core with wrk in some runs and not in
-    others, and runs of the same code differed by a third on two cores."""
+    """With `enabled` and two CPUs or more: this process (and so the load generator,
+    NATS and Redis it starts) moved off the last CPU, and the CPUs the servers run on:
+    all of them, so that a server has the last to itself and its snapshot's forked child
+    finds room elsewhere. Left to the scheduler, a server shared its core with wrk in
+    some runs and not in others, and runs of the same code differed by a third on two
+    cores."""
     cpus = sorted(os.sched_getaffinity(0))
     if not enabled or len(cpus) < 2:
         return None
     os.sched_setaffinity(0, set(cpus[:-1]))
-    return {cpus[-1]}
+    return set(cpus)
 
 
 def benchmark(args: argparse.Namespace, generator: Generator) -> None:
@@ -217,7 +219,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     python_processes=(min(args.processes, concurrency)
                                       if generator == "python" else None),
                     seconds=args.seconds,
-                    server_cpu=None if server_cpus is None else min(server_cpus),
+                    pinned=server_cpus is not None,
                     ceiling=figures["ceiling"],
                     order_api=figures["order_api"],
                     ratio=round(figures["order_api"].requests_per_s
@@ -317,8 +319,8 @@ def main() -> None:
                              "alternating; the median run is printed, and the auth costs "
                              "are medians of each round's own comparison")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="leave the servers to the scheduler (by default each runs on "
-                             "the last CPU, everything else on the others)")
+                        help="leave everything to the scheduler (by default the load "
+                             "generator, NATS and Redis keep off the last CPU)")
     parser.add_argument("--no-auth", dest="auth", action="store_false",
                         help="skip the order API with auth on")
     parser.add_argument("--plain-without-user", action="store_true",

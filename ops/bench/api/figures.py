@@ -44,7 +44,8 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     wrk_threads: int | None = None
     python_processes: int | None = None
     seconds: int
-    server_cpu: int | None = None  # the CPU every server was pinned to (None: not pinned)
+    # The load generator, NATS and Redis kept off the last CPU, which the servers may use.
+    pinned: bool = False
     ceiling: Figures
     order_api: Figures
     ratio: float  # order_api / ceiling requests per second
