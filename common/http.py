@@ -131,8 +131,7 @@ class Edge:
                 log.exception("unhandled error", method=request.method, path=request.path)
                 response = error_response(ApiError(500, "INTERNAL", "internal error"))
             if finish_here:
-                for finish in self.finishers:
-                    finish(request, response)
+                self.finish(request, response)
             return response
 
         return functools.update_wrapper(serve, handler)  # its marks (`requires`) too
@@ -193,8 +192,9 @@ def _shaped_protocol_error(self: web_protocol.RequestHandler, request: web.BaseR
     """aiohttp's answer to a request it cannot parse (a too-long URL or header, a broken
     request line), in the contract's shape instead of plain text that echoes the input.
 
-    These failures happen before routing, so no middleware sees them and aiohttp offers
-    no hook: `RequestHandler.handle_error` is replaced below, once, for every service.
+    These failures happen before routing, so no route (nor its `Edge`) sees them and
+    aiohttp offers no hook: `RequestHandler.handle_error` is replaced below, once, for
+    every service.
     """
     log.warning("unparsable request", status=status, reason=type(exc).__name__)
     if request.writer.output_size > 0:  # a response has begun: only closing is left
