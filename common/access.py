@@ -90,7 +90,7 @@ def guard(app: web.Application, settings: Settings, nats: web.AppKey[Nats],
 
     async def access_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
-            async with keyring.watching(app[nats]):
+            async with keyring.watching(app[nats], settings.nats_replicas):
                 yield
         finally:
             await limiter.close()

@@ -119,9 +119,10 @@ class Keyring:
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     @asynccontextmanager
-    async def watching(self, nc: Nats) -> AsyncIterator[None]:
-        """Follow the bucket while the block runs; enter it once the keys are loaded."""
-        kv = await keys.bucket(nc.jetstream())
+    async def watching(self, nc: Nats, replicas: int = 1) -> AsyncIterator[None]:
+        """Follow the bucket (made with `replicas` copies if it is not there yet) while
+        the block runs; enter it once the keys are loaded."""
+        kv = await keys.bucket(nc.jetstream(), replicas)
         task = asyncio.get_running_loop().create_task(
             supervise("keyring", lambda: self.follow(nc, kv)), name="keyring")
         try:

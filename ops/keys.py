@@ -32,7 +32,7 @@ async def create(settings: Settings, role: Role | None,
     box = SecretBox(_secret_key(settings))
     connection = await natsconn.connect(settings, "ops.keys")
     try:
-        kv = await keys.bucket(connection.jetstream())
+        kv = await keys.bucket(connection.jetstream(), settings.nats_replicas)
         if role is None:
             return await keys.first_admin_key(kv, box)
         return await keys.create_key(kv, box, role, user_id)
@@ -43,7 +43,8 @@ async def create(settings: Settings, role: Role | None,
 async def revoke(settings: Settings, key_id: str) -> keys.KeyRecord:
     connection = await natsconn.connect(settings, "ops.keys")
     try:
-        return await keys.revoke_key(await keys.bucket(connection.jetstream()), key_id)
+        kv = await keys.bucket(connection.jetstream(), settings.nats_replicas)
+        return await keys.revoke_key(kv, key_id)
     finally:
         await connection.drain()
 

@@ -123,7 +123,7 @@ def _add_gate(app: web.Application, settings: Settings, public: list[str]) -> No
 
     async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         sessions = app[endpoints.SESSIONS]
-        async with keyring.watching(app[NATS]):
+        async with keyring.watching(app[NATS], settings.nats_replicas):
             task = asyncio.get_running_loop().create_task(supervise(
                 "revocations", lambda: gate.watch(sessions)))
             yield

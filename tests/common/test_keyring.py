@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import nats
 import pytest
@@ -17,7 +20,7 @@ from common.config import Settings
 from common.keyring import Keyring
 from common.keys import SecretBox
 from common.signing import Verifier
-from ops.stack import NatsServer
+from ops.stack import NatsServer, free_port, nats_cluster
 from tests.common.auth import SECRET_KEY
 from tests.helpers import eventually
 from tests.signing import now_ms, sign
@@ -157,3 +160,27 @@ async def test_after_nats_restarts_a_revocation_still_bites_within_a_second(
             assert time.monotonic() - revoked < 1.0
     finally:
         await nc.close()
+
+
+async def test_on_a_cluster_the_keys_bucket_gets_the_copies_asked_for(
+        tmp_path: Path, box: SecretBox) -> None:
+    """Every service's access control reads the bucket: on a three-node cluster it is
+    kept three times, also when an older version had made it with one copy."""
+    nodes = nats_cluster(tmp_path, [free_port() for _ in range(3)],
+                         [free_port() for _ in range(3)])
+    with contextlib.ExitStack() as stack:
+        for node in nodes:
+            stack.callback(node.stop)
+        with ThreadPoolExecutor(len(nodes)) as starting:  # a node is ready with a majority
+            list(starting.map(lambda node: node.start(), nodes))
+        nc = await nats.connect(servers=[node.url for node in nodes])
+        try:
+            js = nc.jetstream()
+            older = await keys.bucket(js)  # one copy, as before
+            issued = await keys.create_key(older, box, "trader")
+            assert (await js.stream_info(keys.KEYS_STREAM)).config.num_replicas == 1
+            kv = await keys.bucket(js, replicas=3)
+            assert (await js.stream_info(keys.KEYS_STREAM)).config.num_replicas == 3
+            assert (await kv.get(issued.key_id)).value is not None
+        finally:
+            await nc.close()
