@@ -126,19 +126,23 @@ def decode_record(data: bytes) -> KeyRecord:
     return _decoder.decode(data)
 
 
-KEYS_STREAM = f"KV_{subjects.KEYS_BUCKET}"  # the stream JetStream keeps the bucket in
-
-
 async def bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
-    """The keys bucket with `replicas` copies (3 on a NATS cluster: every service's
-    access control reads it), created on first use with file storage so keys survive
-    restarts; one made with fewer copies is given more, which changes no key."""
+    """The keys bucket, created on first use with `replicas` copies (3 on a NATS
+    cluster: every service's access control reads it) and file storage, so keys survive
+    restarts."""
     try:
-        kv = await js.key_value(subjects.KEYS_BUCKET)
+        return await js.key_value(subjects.KEYS_BUCKET)
     except BucketNotFoundError:
         return await js.create_key_value(bucket=subjects.KEYS_BUCKET, replicas=replicas,
                                          description="API keys (exchange-core)")
-    info = await js.stream_info(KEYS_STREAM)
+
+
+async def owned_bucket(js: JetStreamContext, replicas: int) -> KeyValue:
+    """`bucket`, for svc_trades, which owns the keys: one made with fewer copies (before
+    replicas were asked for) is given `replicas`, which changes no key. Only its NATS
+    user may change the bucket's config."""
+    kv = await bucket(js, replicas)
+    info = await js.stream_info(subjects.KEYS_STREAM)
     if (info.config.num_replicas or 1) < replicas:
         info.config.num_replicas = replicas
         await js.update_stream(info.config)

@@ -82,3 +82,4 @@ def symbol_of(subject: str) -> str:
 
 
 KEYS_BUCKET = "EXCHANGE_KEYS"  # KV: API key records by key id, watched by every service
+KEYS_STREAM = f"KV_{KEYS_BUCKET}"  # the stream JetStream keeps the keys bucket in

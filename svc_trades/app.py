@@ -74,7 +74,8 @@ def create_app(settings: Settings) -> web.Application:
 
     async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         """The keys bucket the admin key routes write."""
-        app[KEYS_BUCKET] = await keys.bucket(app[api.NATS].jetstream(), settings.nats_replicas)
+        app[KEYS_BUCKET] = await keys.owned_bucket(app[api.NATS].jetstream(),
+                                                     settings.nats_replicas)
         yield
 
     app.cleanup_ctx.extend([postgres_ctx, nats_ctx, responder_ctx, redis_ctx, projector_ctx])

@@ -29,7 +29,7 @@ USERS = (*SERVICES, ADMIN)
 
 _API = "$JS.API"
 EVENTS = subjects.STREAM
-KEYS = f"KV_{subjects.KEYS_BUCKET}"  # the stream behind the keys bucket
+KEYS = subjects.KEYS_STREAM
 SNAPSHOTS = f"OBJ_{subjects.SNAPSHOT_BUCKET}"  # the stream behind the snapshot store
 LEADER = f"KV_{subjects.LEADER_BUCKET}"  # the stream behind svc_orders' leader lease
 
@@ -87,6 +87,7 @@ PERMISSIONS: dict[str, dict[str, list[str]]] = {
             f"{_API}.CONSUMER.MSG.NEXT.{EVENTS}.>",
             f"$JS.ACK.{EVENTS}.>",
             *_KEYS_READ, f"$KV.{subjects.KEYS_BUCKET}.>",  # creates and revokes keys
+            f"{_API}.STREAM.UPDATE.{KEYS}",  # more copies for a bucket made with fewer
             _FLOW_CONTROL,
         ],
         "subscribe": ["ex.query.>", "_INBOX.svc_trades.>"],

@@ -15,7 +15,7 @@ import structlog
 from nats.aio.client import Client as Nats
 from nats.js.kv import KeyValue
 
-from common import keys
+from common import keys, subjects
 from common.config import Settings
 from common.keyring import Keyring
 from common.keys import SecretBox
@@ -165,7 +165,8 @@ async def test_after_nats_restarts_a_revocation_still_bites_within_a_second(
 async def test_on_a_cluster_the_keys_bucket_gets_the_copies_asked_for(
         tmp_path: Path, box: SecretBox) -> None:
     """Every service's access control reads the bucket: on a three-node cluster it is
-    kept three times, also when an older version had made it with one copy."""
+    kept three times, also when an older version had made it with one copy (svc_trades,
+    which owns the keys, gives it the copies at its start)."""
     nodes = nats_cluster(tmp_path, [free_port() for _ in range(3)],
                          [free_port() for _ in range(3)])
     with contextlib.ExitStack() as stack:
@@ -178,9 +179,11 @@ async def test_on_a_cluster_the_keys_bucket_gets_the_copies_asked_for(
             js = nc.jetstream()
             older = await keys.bucket(js)  # one copy, as before
             issued = await keys.create_key(older, box, "trader")
-            assert (await js.stream_info(keys.KEYS_STREAM)).config.num_replicas == 1
-            kv = await keys.bucket(js, replicas=3)
-            assert (await js.stream_info(keys.KEYS_STREAM)).config.num_replicas == 3
+            assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 1
+            assert (await keys.bucket(js, replicas=3)) is not None  # a reader changes nothing
+            assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 1
+            kv = await keys.owned_bucket(js, replicas=3)  # svc_trades gives it more
+            assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 3
             assert (await kv.get(issued.key_id)).value is not None
         finally:
             await nc.close()
