@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from typing import TypeVar
 
 from aiohttp import web
+from multidict import istr
 from nats.aio.client import Client as Nats
 
 from common.config import Settings
@@ -45,6 +46,9 @@ DOCUMENT = "/openapi.json"  # the service's OpenAPI document: public
 ACCESS_KEY = "EX-ACCESS-KEY"
 ACCESS_TIMESTAMP = "EX-ACCESS-TIMESTAMP"
 ACCESS_SIGN = "EX-ACCESS-SIGN"
+# The same as case-insensitive strings, as aiohttp's own header names are, whose folded
+# form is made once: each signed request looks all three up.
+_KEY, _TIMESTAMP, _SIGN = (istr(name) for name in (ACCESS_KEY, ACCESS_TIMESTAMP, ACCESS_SIGN))
 _READS = frozenset({"GET", "HEAD"})
 _REQUIRED_ROLE = "__required_role__"
 
@@ -175,9 +179,9 @@ class Admission:
                 body = await request.read()  # kept by aiohttp for the handler
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, "BODY_TOO_LARGE", "request body is too large") from None
-            caller = self._verifier.verify(
-                headers.get(ACCESS_KEY), headers.get(ACCESS_TIMESTAMP),
-                headers.get(ACCESS_SIGN), request.method, request.raw_path, body)
+            caller = self._verifier.verify(headers.get(_KEY), headers.get(_TIMESTAMP),
+                                           headers.get(_SIGN), request.method,
+                                           request.raw_path, body)
         except ApiError as error:
             if error.status != 401 or error.code == "AUTH_REQUIRED":
                 # No credentials, or a body too large to read: counted as public traffic.

@@ -28,8 +28,11 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import msgspec
 import redis.exceptions
 import structlog
+from aiohttp import hdrs
+from multidict import istr
 from redis.asyncio import Redis
 
 from common.config import Settings
@@ -44,8 +47,10 @@ _REDIS_FAILURES = (redis.exceptions.RedisError, OSError, TimeoutError)
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600}
 
 
-class Quota(NamedTuple):
-    """One limit's state after a request: what the RateLimit-* headers say."""
+class Quota(msgspec.Struct, frozen=True, gc=False):
+    """One limit's state after a request: what the RateLimit-* headers say. (A Struct:
+    one is made per request, and msgspec builds it in C; a NamedTuple's constructor is
+    Python, four times slower.)"""
 
     allowed: bool
     limit: int
@@ -53,11 +58,17 @@ class Quota(NamedTuple):
     reset: int  # whole seconds until a request is allowed again / the window frees up
 
     def add_headers(self, headers: MutableMapping[str, str]) -> None:
-        headers["RateLimit-Limit"] = _text(self.limit)
-        headers["RateLimit-Remaining"] = _text(self.remaining)
-        headers["RateLimit-Reset"] = _text(self.reset)
+        headers[_LIMIT] = _text(self.limit)
+        headers[_REMAINING] = _text(self.remaining)
+        headers[_RESET] = _text(self.reset)
         if not self.allowed:
-            headers["Retry-After"] = _text(max(1, self.reset))
+            headers[hdrs.RETRY_AFTER] = _text(max(1, self.reset))
+
+
+# Header names as aiohttp's own are: case-insensitive strings whose folded form is made
+# once, not on every answer.
+_LIMIT, _REMAINING, _RESET = (istr(name) for name in (
+    "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
 
 
 @functools.lru_cache(maxsize=4096)
