@@ -16,10 +16,12 @@ from collections.abc import Collection
 from typing import Annotated, Any
 
 import msgspec
+from aiohttp import web
 
+from common.access import identity
 from common.accountviews import TransferView
 from common.assets import ASSET_DECIMALS, MAX_TRANSFER, parse_amount
-from common.http import ApiError, has_control_characters
+from common.http import ApiError, has_control_characters, read_json, uuid_path
 from common.instruments import DEFAULT_SYMBOL
 from common.messages import TransferFunds
 from common.openapi import PLAIN_TEXT, Operation
@@ -75,6 +77,16 @@ class TransferRequest(msgspec.Struct, frozen=True, kw_only=True):
     body: TransferBody
     withdrawal: bool
     key_id: str | None = None  # the admin key that asked, journaled with the transfer
+
+
+async def read_transfer(request: web.Request, withdrawal: bool) -> TransferRequest:
+    """The deposit or withdrawal a `POST /accounts/{user_id}/deposits/` (or
+    `/withdrawals/`) asks for, with the key that asked; svc_orders serves the routes
+    itself, svc_trades relays the request to it."""
+    caller = identity(request)
+    return TransferRequest(user_id=uuid_path(request, "user_id"),
+                           body=await read_json(request, TransferBody), withdrawal=withdrawal,
+                           key_id=None if caller is None else caller.key_id)
 
 
 class TransferAnswer(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,8 +37,8 @@ from common.messages import CancelOrder, Command, CommandRejected, RejectReason,
 from common.orderstate import OrderState
 from common.transfers import (
     TransferAnswer,
-    TransferBody,
     TransferRequest,
+    read_transfer,
     request_decoder,
     transfer_command,
 )
@@ -178,12 +178,8 @@ async def withdraw(request: web.Request) -> web.Response:
 
 
 async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
-    user_id = uuid_path(request, "user_id")
-    body = await read_json(request, TransferBody)
     status, view = await transfer(request.app[SEQUENCER], request.app[INSTRUMENTS],
-                                  TransferRequest(user_id=user_id, body=body,
-                                                  withdrawal=withdrawal,
-                                                  key_id=_key_id(request)))
+                                  await read_transfer(request, withdrawal))
     return json_response(view, status)
 
 
@@ -243,7 +239,3 @@ def transfer_responder(sequencer: Sequencer, instruments: Mapping[str, Instrumen
         await msg.respond(encoder.encode(TransferAnswer(status=status, body=body)))
     return answer
 
-
-def _key_id(request: web.Request) -> str | None:
-    caller = identity(request)
-    return None if caller is None else caller.key_id

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from common import subjects
 from common.access import identity, requires
-from common.http import ApiError, json_body_response, json_response, read_json, uuid_path
+from common.http import ApiError, json_body_response, json_response, uuid_path
 from common.listing import page_request
 from common.messages import encoder
-from common.transfers import TransferBody, TransferRequest, answer_decoder
+from common.transfers import answer_decoder, read_transfer
 from svc_trades import ledger
 from svc_trades.api import NATS, POOL
 
@@ -66,11 +66,7 @@ async def withdraw(request: web.Request) -> web.Response:
 
 
 async def _transfer(request: web.Request, withdrawal: bool) -> web.Response:
-    user_id = uuid_path(request, "user_id")
-    body = await read_json(request, TransferBody)
-    caller = identity(request)
-    asked = TransferRequest(user_id=user_id, body=body, withdrawal=withdrawal,
-                            key_id=None if caller is None else caller.key_id)
+    asked = await read_transfer(request, withdrawal)
     try:
         reply = await request.app[NATS].request(
             subjects.TRANSFER_REQUEST, encoder.encode(asked),
