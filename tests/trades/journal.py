@@ -310,6 +310,20 @@ async def stream_position(pool: asyncpg.Pool) -> int:
         "SELECT coalesce(max(stream_seq), 0) FROM projection_consumers") or 0)
 
 
+async def projected_with_stops(pool: asyncpg.Pool, nc: Nats, js: JetStreamContext,
+                               stops: tuple[int, ...]) -> None:
+    """Project the journal, cancelling the projector wherever it is (in a fetch,
+    mid-transaction, between commit and acks) once it has passed each of `stops`, and
+    starting it again; then to the journal's end."""
+    for stop_after in stops:
+        async with projecting(pool, nc, batch=7):
+            async def far_enough(stop_after: int = stop_after) -> bool:
+                return await stream_position(pool) >= stop_after
+            await eventually(far_enough, timeout=20.0)
+    async with projecting(pool, nc, batch=7):
+        await caught_up(pool, js)
+
+
 async def caught_up(pool: asyncpg.Pool, js: JetStreamContext) -> None:
     """Wait until the projection has reached the end of the journal."""
     last = (await js.stream_info(subjects.STREAM)).state.last_seq

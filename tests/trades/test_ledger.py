@@ -11,13 +11,12 @@ from nats.js import JetStreamContext
 
 from common.assets import to_decimal
 from svc_orders.matching import Exchange
-from tests.helpers import eventually
 from tests.trades.journal import (
     caught_up,
     funded_batches,
+    projected_with_stops,
     projecting,
     publish,
-    stream_position,
     table,
 )
 
@@ -63,13 +62,7 @@ async def test_killed_anywhere_and_replayed_the_ledger_posts_once(
         pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
     batches, engine = funded_batches(400, seed=5)
     await publish(js, batches)
-    for stop_after in (10, 60, 200):
-        async with projecting(pool, nc, batch=7):
-            async def far_enough(stop_after: int = stop_after) -> bool:
-                return await stream_position(pool) >= stop_after
-            await eventually(far_enough, timeout=20.0)
-    async with projecting(pool, nc, batch=7):
-        await caught_up(pool, js)
+    await projected_with_stops(pool, nc, js, (10, 60, 200))
     await assert_balanced(pool, engine)
     kinds = {row["kind"] for row in await table(pool, "postings")}
     assert kinds == {"deposit", "withdrawal", "hold", "release", "trade", "fee"}

@@ -16,7 +16,6 @@ from nats.js import JetStreamContext
 from common import subjects
 from common.messages import EventBatch, encoder
 from svc_trades.projector import DURABLE
-from tests.helpers import eventually
 from tests.trades.journal import (
     BUY,
     SELL,
@@ -27,13 +26,13 @@ from tests.trades.journal import (
     assert_projects,
     caught_up,
     grouped,
+    projected_with_stops,
     projecting,
     publish,
     publish_groups,
     random_batches,
     start,
     stop,
-    stream_position,
     table,
     trade_ids,
 )
@@ -101,14 +100,7 @@ async def test_killed_anywhere_mid_run_it_ends_the_same(pool: asyncpg.Pool,
                                                         nc: Nats, js: JetStreamContext) -> None:
     batches = random_batches(600, seed=3)
     await publish(js, batches)
-    for stop_after in (40, 150, 300):
-        async with projecting(pool, nc, batch=7):
-            # Cancelled wherever it is: in a fetch, mid-transaction, between commit and acks.
-            async def far_enough(stop_after: int = stop_after) -> bool:
-                return await stream_position(pool) >= stop_after
-            await eventually(far_enough, timeout=20.0)
-    async with projecting(pool, nc, batch=7):
-        await caught_up(pool, js)
+    await projected_with_stops(pool, nc, js, (40, 150, 300))
     await assert_projects(pool, batches)
 
 
