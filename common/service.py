@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
-import sys
 from collections.abc import Callable
 
 import uvloop
@@ -18,15 +16,6 @@ from common.logs import configure_logging
 # projection collected its young generation ~130 times a second, 4% of its CPU; at this
 # one, 5 times in a whole 200k-trade drain (measured with gc.callbacks).
 YOUNG_GC_THRESHOLD = 10_000
-
-
-def on_c_allocator(module: str) -> None:
-    """Make sure this process, `python -m module`, runs on the C library's allocator
-    (PYTHONMALLOC=malloc): it must be set before the interpreter starts, so the process
-    runs itself again (same pid) if it is not."""
-    if os.environ.get("PYTHONMALLOC") != "malloc":
-        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]],
-                  {**os.environ, "PYTHONMALLOC": "malloc"})
 
 
 def settle_heap() -> None:
