@@ -62,6 +62,7 @@ async def svc_trades(nc: Nats, symbol: str, seq: int, candles: list[Json],
             candles=[msgspec.convert(c, Candle) for c in candles]))))
 
     subscription = await nc.subscribe(subjects.CANDLES_QUERY, cb=answer)
+    await nc.flush()  # the server knows the responder before svc_stream asks on its own link
     try:
         yield asked
     finally:

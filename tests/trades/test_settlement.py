@@ -31,6 +31,7 @@ async def test_settling_twice_answers_409_and_changes_nothing(
     async def keep(msg: Msg) -> None:
         announced.append(msg)
     await nc.subscribe("ex.settlements.>", cb=keep)
+    await nc.flush()  # subscribed at the server before svc_trades, on its own link, publishes
     listed = await projected_trades(trades, js)
     trade = next(t for t in listed if t["symbol"] == "ALT")
 
