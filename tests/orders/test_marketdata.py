@@ -45,6 +45,7 @@ async def test_trades_books_and_caches(orders: AppClient, settings: Settings) ->
 
     await connection.subscribe(subjects.trades("DEFAULT"), cb=collect)
     await connection.subscribe(subjects.book("DEFAULT"), cb=collect)
+    await connection.flush()  # subscribed before another link publishes
     cached = redis.Redis.from_url(settings.redis_url)
     try:
         await cached.delete(cache.trades_key("DEFAULT"), cache.book_key("DEFAULT"))
@@ -105,6 +106,7 @@ async def test_redis_down_slows_nothing(settings: Settings) -> None:
         updates.append(msg.data)
 
     await connection.subscribe(subjects.trades("DEFAULT"), cb=collect)
+    await connection.flush()  # subscribed before another link publishes
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -158,6 +160,7 @@ async def test_with_auth_on_trades_are_public_and_each_user_hears_of_its_own_ord
 
     await connection.subscribe(subjects.trades("DEFAULT"), cb=collect_public)
     await connection.subscribe(subjects.USER_ORDERS_WILDCARD, cb=collect_private)
+    await connection.flush()  # subscribed before another link publishes
     cached = redis.Redis.from_url(settings.redis_url)
     try:
         await cached.delete(cache.trades_key("DEFAULT"))
@@ -207,6 +210,7 @@ async def test_with_auth_off_nothing_goes_to_user_subjects(orders: AppClient,
 
     await connection.subscribe(subjects.USER_ORDERS_WILDCARD, cb=collect)
     await connection.subscribe(subjects.trades("DEFAULT"), cb=collect)
+    await connection.flush()  # subscribed before another link publishes
     try:
         user = str(uuid.uuid4())
         for side in ("sell", "buy"):

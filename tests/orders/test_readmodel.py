@@ -70,6 +70,7 @@ async def test_a_silent_svc_trades_answers_503_at_the_timeout(
         pass
     for subject in (subjects.ORDER_QUERY, subjects.ORDERS_QUERY):
         await silent.subscribe(subject, queue=subjects.QUERY_QUEUE, cb=ignore)
+    await silent.flush()  # subscribed before another link publishes
     try:
         client = await aiohttp_client(create_app(alone))
         await ask_both(client, "TimeoutError")
