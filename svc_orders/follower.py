@@ -1,6 +1,10 @@
 """A hot standby's state: the journal applied as the leader appends it, with the code
 recovery uses (`Sequencer.replay`), so a takeover only reads the last few messages.
 
+Every `EX_SNAPSHOT_EVERY` batches it follows, a standby writes the service snapshot from its
+own state (`Sequencer.snapshot_followed`): the leader, finding a recent one stored, does
+not pause matching to fork for its own.
+
 It also notes which trades were published (`md.trades`, by whichever instance led): on a
 takeover, the new leader hands the market data the trades of the batches it applied from
 the journal (following, or rebuilding after a step-down) that nobody published, so the
@@ -77,6 +81,7 @@ class Follower:
         while True:
             try:
                 await self.catch_up()
+                self.sequencer.snapshot_followed()
             except Exception as error:  # NATS away, or a read cut short: try again
                 log.warning("following the journal failed", error=repr(error))
             await asyncio.sleep(POLL)
@@ -96,10 +101,13 @@ class Follower:
         end = await journaling.stream_last_seq(sequencer.js)
         metrics.STANDBY_LAG.set(end - sequencer.position)  # what this look had to apply
         if end > sequencer.position:
+            applied = 0
             async for batch in sequencer.replay(sequencer.engine, sequencer.store,
                                                 sequencer.position + 1, end):
                 self.note(batch)
+                applied += 1
             sequencer.position = end
+            sequencer.followed(applied)
         return end
 
     def note(self, batch: EventBatch) -> None:

@@ -114,7 +114,9 @@ class Sequencer:
         # Each batch a recovery applies: the leadership notes those with trades, which
         # a later takeover hands to the market data if no leader published them.
         self.on_replayed: Callable[[EventBatch], None] = lambda batch: None
-        self._since_snapshot = 0
+        self._since_snapshot = 0  # commands since the last snapshot stored
+        self._stored_seq = 0  # the stored snapshot's journal position, as last seen
+        self._standby_snapshots = False  # the last stored snapshot was another instance's
         # Per instrument, the seq of the last batch handed to `on_journaled` or found in
         # the journal by a recovery: a rebuild hands over the journaled batches past it.
         self._announced: dict[str, int] = {}
@@ -159,6 +161,7 @@ class Sequencer:
             self._announced = {symbol: engine.seq(symbol) for symbol in self.instruments}
         self.journal.restart_chain(end)
         self._since_snapshot = replayed
+        self._stored_seq = snapshot.stream_seq if snapshot else 0
         self.ready = True
         metrics.RECOVERIES.inc()
         log.info("recovered", snapshot_seq=snapshot.stream_seq if snapshot else 0,
@@ -264,8 +267,7 @@ class Sequencer:
         self.on_journaled(batch, trades)
         self._announced[batch.symbol] = batch.seq
         self._since_snapshot += 1
-        snapshotting = self._snapshot_task is not None and not self._snapshot_task.done()
-        if self._since_snapshot >= self.snapshot_every and not snapshotting:
+        if self._snapshot_due():
             self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
         return Outcome(batch=batch, order=order, trades=trades)
 
@@ -352,7 +354,31 @@ class Sequencer:
 
     # ---- snapshots -----------------------------------------------------------------
 
+    def _snapshot_due(self) -> bool:
+        writing = self._snapshot_task is not None and not self._snapshot_task.done()
+        return self._since_snapshot >= self.snapshot_every and not writing
+
     async def _snapshot(self) -> None:
+        """The leader's snapshot: none if a standby has stored one since the last look
+        (`snapshot_followed`), else its own (`_write_own`).
+
+        A standby's snapshots spare the leader the fork's pause. Once one was seen, the
+        leader gives the next an extra half interval to arrive before it writes its own."""
+        try:
+            stored = await snapshots.stored_seq(self.bucket)
+        except Exception as error:  # unknown: write one (it fails too if NATS is away)
+            log.warning("no stored snapshot position", error=repr(error))
+            stored = self._stored_seq
+        if stored > self._stored_seq:
+            self._stored_seq, self._standby_snapshots = stored, True
+            self._since_snapshot = 0
+        elif self._standby_snapshots:
+            self._standby_snapshots = False
+            self._since_snapshot = self.snapshot_every // 2
+        else:
+            await self._write_own()
+
+    async def _write_own(self) -> None:
         """Capture the state now; persist it once everything it holds is journaled.
 
         The state must end with a whole journal message: recovery replays from the
@@ -360,15 +386,38 @@ class Sequencer:
         after the capture would be lost. Hence the cut."""
         self.journal.cut()
         last, base = self.journal.last_ack, self.journal.last_stream_seq
-        engine, store = self.engine, self.store
 
         async def journaled() -> int:  # the stream sequence of the last batch captured
             return base if last is None else await last
 
+        await self._write(self.engine, self.store, journaled())
+
+    def followed(self, batches: int) -> None:
+        """Count `batches` a standby applied from the journal toward its next snapshot."""
+        self._since_snapshot += batches
+
+    def snapshot_followed(self) -> None:
+        """A standby's snapshot, when due: its state holds only journaled batches, so it
+        is written at once; the leader, finding it stored, writes none (`_snapshot`)."""
+        if self._snapshot_due():
+            self._snapshot_task = asyncio.get_running_loop().create_task(
+                self._write_followed())
+
+    async def _write_followed(self) -> None:
+        position = self.position  # read in the step that forks: what the child captures
+
+        async def journaled() -> int:
+            return position
+
+        await self._write(self.engine, self.store, journaled())
+
+    async def _write(self, engine: Exchange, store: OrderStore,
+                     journaled: Awaitable[int]) -> None:
         try:
             stream_seq = await snapshots.save(
-                self.bucket, lambda: (engine.capture(), store.state()), journaled())
+                self.bucket, lambda: (engine.capture(), store.state()), journaled)
             self._since_snapshot = 0
+            self._stored_seq = max(self._stored_seq, stream_seq)
             metrics.SNAPSHOTS.inc()
             log.info("snapshot written", stream_seq=stream_seq)
         except Exception as error:

@@ -2,7 +2,9 @@
 
 A service snapshot is the engine's snapshot plus the order store's state. It is written
 only once every batch it contains is acknowledged by the journal; it records the stream
-sequence of the last of them, and recovery replays from the next one.
+sequence of the last of them, and recovery replays from the next one. The object's
+`STREAM_SEQ` header holds that sequence too, so that an instance can tell how recent the
+stored snapshot is without downloading it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import NoReturn
 import msgspec
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
-from nats.js.api import ObjectStoreConfig
+from nats.js.api import ObjectMeta, ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from nats.js.object_store import (
     OBJ_CHUNKS_PRE_TEMPLATE,
@@ -35,6 +37,7 @@ from svc_orders import streamrange
 from svc_orders.store import StoreState
 
 OBJECT_NAME = "engine"
+STREAM_SEQ = "Ex-Stream-Seq"  # the object's header: the journal position it holds
 CHUNKS_AHEAD = 64  # chunks (128 KiB each) read ahead of the one being kept
 
 
@@ -109,8 +112,20 @@ async def save(objects: ObjectStore, capture: Capture, stream_seq: Awaitable[int
         if os.waitstatus_to_exitcode(status):
             raise RuntimeError(f"the snapshot child exited with status {status}")
         file.seek(0)  # the child wrote through the same open file
-        await objects.put(OBJECT_NAME, file)
+        # A header's values are a list, as in NATS' own object meta (Go's nats.Header).
+        await objects.put(OBJECT_NAME, file, ObjectMeta(headers={STREAM_SEQ: [str(seq)]}))
     return seq
+
+
+async def stored_seq(objects: ObjectStore) -> int:
+    """The journal position of the stored snapshot, from its object's header; 0 if none
+    is stored (or it was written before the header existed)."""
+    try:
+        info = await objects.get_info(OBJECT_NAME)
+    except ObjectNotFoundError:
+        return 0
+    values = (info.headers or {}).get(STREAM_SEQ) or ["0"]
+    return int(values[0])
 
 
 async def _exit_status(pid: int) -> int:

@@ -158,7 +158,7 @@ async def test_a_snapshot_captured_while_a_group_forms_loses_no_command_of_it(
     must not share the first one's message, which the snapshot names as included."""
     sequencer = orders.app[api.SEQUENCER]
     before = asyncio.ensure_future(sequencer.submit(place(1)))
-    snapshot = asyncio.ensure_future(sequencer._snapshot())
+    snapshot = asyncio.ensure_future(sequencer._write_own())
     after = asyncio.ensure_future(sequencer.submit(place(2)))
     await asyncio.gather(before, snapshot, after)
     fresh = Sequencer(sequencer.js, Journal(sequencer.journal.nats, 1.0), sequencer.bucket,
