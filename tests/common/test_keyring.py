@@ -7,12 +7,15 @@ import hmac
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import nats
 import pytest
 import structlog
 from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from common import keys, subjects
@@ -162,6 +165,16 @@ async def test_after_nats_restarts_a_revocation_still_bites_within_a_second(
         await nc.close()
 
 
+async def has_leader(js: JetStreamContext, stream: str) -> bool:
+    """Whether `stream`'s Raft group has elected its leader: until then, on a cluster just
+    formed, nothing it stores gets an answer."""
+    try:
+        info = await js.stream_info(stream)
+    except NoStreamResponseError:
+        return False
+    return info.cluster is not None and info.cluster.leader is not None
+
+
 async def test_on_a_cluster_the_keys_bucket_gets_the_copies_asked_for(
         tmp_path: Path, box: SecretBox) -> None:
     """Every service's access control reads the bucket: on a three-node cluster it is
@@ -178,12 +191,14 @@ async def test_on_a_cluster_the_keys_bucket_gets_the_copies_asked_for(
         try:
             js = nc.jetstream()
             older = await keys.bucket(js)  # one copy, as before
+            await eventually(partial(has_leader, js, subjects.KEYS_STREAM), timeout=10)
             issued = await keys.create_key(older, box, "trader")
             assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 1
             assert (await keys.bucket(js, replicas=3)) is not None  # a reader changes nothing
             assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 1
             kv = await keys.owned_bucket(js, replicas=3)  # svc_trades gives it more
             assert (await js.stream_info(subjects.KEYS_STREAM)).config.num_replicas == 3
+            await eventually(partial(has_leader, js, subjects.KEYS_STREAM), timeout=10)
             assert (await kv.get(issued.key_id)).value is not None
         finally:
             await nc.close()
