@@ -10,6 +10,14 @@ trade, cancels and modifies. Then it starts `python -m svc_orders` `--runs` time
 times each from process start to `/ready/` answering 200. Prints one JSON line for the
 snapshot and one per start, with the fields of svc_orders' "recovered" log line.
 
+Last, the leader's snapshot with a standby (`--no-standby` leaves it out): the bench
+holds the lease as the leader would, and recovers the leader's state in this process;
+`python -m svc_orders` starts as a standby, recovers the same state, and writes the
+snapshot due after the tail. Once it is stored, the leader's own due snapshot
+(`Sequencer._snapshot`) runs, timed as above: it finds the standby's and forks for none.
+One more JSON line: the standby's seconds from start to stored snapshot, the leader's
+longest stall, and whether it forked.
+
     .venv/bin/python -m ops.bench.restart
 """
 
@@ -22,6 +30,7 @@ import json
 import logging
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +59,7 @@ from ops.bench.journaling import GROUP, fresh_stream, journal_payloads, publish
 from ops.stack import HOST, NatsServer, RedisServer, free_port
 from svc_orders import snapshots
 from svc_orders.journaling import Journal, stream_last_seq
+from svc_orders.leadership import Lease
 from svc_orders.matching import Exchange
 from svc_orders.sequencer import Sequencer
 from svc_orders.store import OrderStore
@@ -59,6 +69,9 @@ USERS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(8)]
 MID = 1_000_000  # price units (10,000.00): bids below, asks at or above
 LEVELS = 2_000  # price levels per side of the resting book
 ACK_TIMEOUT = 30.0  # seconds (the benchmark's journal only carries the snapshot's position)
+LEASE_TTL = 1.5  # seconds: svc_orders' default EX_LEASE_TTL
+STANDBY_TIMEOUT = 300.0  # seconds for the standby to store its snapshot
+POLL = 0.1  # seconds between looks at the lease and the stored snapshot
 
 
 class Book:
@@ -149,6 +162,21 @@ async def stall_monitor(longest: dict[str, float]) -> None:
         longest["cpu"] = max(longest["cpu"], time.thread_time() - cpu)
 
 
+async def timed_snapshot(sequencer: Sequencer) -> dict[str, float]:
+    """`sequencer`'s due snapshot, with the longest stall of the event loop meanwhile."""
+    longest = {"wall": 0.0, "cpu": 0.0}
+    monitor = asyncio.create_task(stall_monitor(longest))
+    await asyncio.sleep(0.1)  # the monitor's first pass
+    longest.update(wall=0.0, cpu=0.0)
+    started = time.perf_counter()
+    await sequencer._snapshot()
+    seconds = time.perf_counter() - started
+    monitor.cancel()
+    return {"longest_loop_stall_ms": round(1000 * longest["wall"], 1),
+            "longest_loop_stall_cpu_ms": round(1000 * longest["cpu"], 1),
+            "seconds": round(seconds, 3)}
+
+
 async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Journal the resting book, snapshot it as svc_orders does, journal the tail."""
     book = Book(args.seed)
@@ -163,22 +191,13 @@ async def prepare(nats_url: str, args: argparse.Namespace) -> dict[str, Any]:
         sequencer.engine, sequencer.store = book.engine, book.store
         journaled = await stream_last_seq(js)
         sequencer.journal.restart_chain(journaled)
-        longest = {"wall": 0.0, "cpu": 0.0}
-        monitor = asyncio.create_task(stall_monitor(longest))
-        await asyncio.sleep(0.1)  # the monitor's first pass
-        longest.update(wall=0.0, cpu=0.0)
-        started = time.perf_counter()
-        await sequencer._snapshot()
-        seconds = time.perf_counter() - started
-        monitor.cancel()
+        stall = await timed_snapshot(sequencer)
         written = await snapshots.load(nc, sequencer.bucket)
         if written is None or written.stream_seq != journaled:
             raise SystemExit("the snapshot was not written (see the warning above)")
         figures = {"resting_orders": len(book.engine.orders),
                    "live_orders": len(book.store.live), "keys": len(book.store.keys),
-                   "longest_loop_stall_ms": round(1000 * longest["wall"], 1),
-                   "longest_loop_stall_cpu_ms": round(1000 * longest["cpu"], 1),
-                   "seconds": round(seconds, 3)}
+                   **stall}
         await publish(js, journal_payloads(book.journaled(book.mixed(), args.tail), GROUP))
     finally:
         await nc.close()
@@ -197,12 +216,16 @@ def recovered_line(log: Path) -> dict[str, Any]:
             if key not in ("event", "level", "timestamp", "logger")}
 
 
+def service_env(nats_url: str, redis_url: str, port: int) -> dict[str, str]:
+    return {**os.environ, "EX_NATS_URL": nats_url, "EX_REDIS_URL": redis_url,
+            "EX_HOST": HOST, "EX_ORDERS_PORT": str(port), "EX_LOG_FORMAT": "json"}
+
+
 def start(folder: Path, nats: NatsServer, redis_url: str, run: int) -> dict[str, Any]:
     """Start svc_orders once: seconds from process start to /ready/ 200, and the CPU
     seconds it and nats-server spent meanwhile (the machine may be busy with others)."""
     port = free_port()
-    env = {**os.environ, "EX_NATS_URL": nats.url, "EX_REDIS_URL": redis_url,
-           "EX_HOST": HOST, "EX_ORDERS_PORT": str(port), "EX_LOG_FORMAT": "json"}
+    env = service_env(nats.url, redis_url, port)
     log = folder / f"svc_orders_{run}.log"
     nats_cpu = tree_seconds(nats.pid)
     started = time.perf_counter()
@@ -218,6 +241,58 @@ def start(folder: Path, nats: NatsServer, redis_url: str, run: int) -> dict[str,
             "recovered": recovered}
 
 
+async def with_standby(folder: Path, nats_url: str, redis_url: str) -> dict[str, Any]:
+    """The leader's due snapshot once a standby process has stored one."""
+    nc = await nats.connect(nats_url)
+    standby: asyncio.subprocess.Process | None = None
+    try:
+        js = nc.jetstream()
+        lease = Lease(js, "http://bench-leader", LEASE_TTL, 1)
+        for _ in range(round(3 * LEASE_TTL / POLL)):  # the last start's lease may linger
+            if await lease.acquire():
+                break
+            await asyncio.sleep(POLL)
+        else:
+            raise SystemExit("another instance holds the lease")
+        renewing = asyncio.create_task(renew_forever(lease))
+        leader = Sequencer(js, Journal(nc, ACK_TIMEOUT), await snapshots.bucket(js),
+                           INSTRUMENTS, snapshot_every=1)
+        await leader.recover()
+        own = await snapshots.stored_seq(leader.bucket)
+        end = await stream_last_seq(js)
+        started = time.perf_counter()
+        log = folder / "svc_orders_standby.log"
+        with log.open("wb") as out:
+            standby = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "svc_orders", stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=service_env(nats_url, redis_url, free_port()))
+        while await snapshots.stored_seq(leader.bucket) != end:
+            if (standby.returncode is not None
+                    or time.perf_counter() - started > STANDBY_TIMEOUT):
+                raise SystemExit(f"the standby stored no snapshot; see {log}")
+            await asyncio.sleep(POLL)
+        stored = time.perf_counter() - started
+        stall = await timed_snapshot(leader)
+        renewing.cancel()
+        await lease.release()
+    finally:
+        if standby is not None and standby.returncode is None:
+            standby.terminate()
+            await standby.wait()
+        await nc.close()
+    return {"with_standby": {"standby_stored_seconds": round(stored, 1),
+                             "snapshot_before": own, "standby_snapshot": end,
+                             # it found the standby's, or else wrote its own
+                             "leader_forked": not leader._standby_snapshots, **stall}}
+
+
+async def renew_forever(lease: Lease) -> None:
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        if not await lease.renew():
+            raise SystemExit("the bench lost the lease to the standby")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resting", type=int, default=100_000,
@@ -226,6 +301,8 @@ def main() -> None:
                         help="journaled commands after the snapshot")
     parser.add_argument("--runs", type=int, default=3, help="starts of svc_orders")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-standby", action="store_true",
+                        help="leave out the leader's snapshot with a standby")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with tempfile.TemporaryDirectory(prefix="bench_restart_") as tmp, \
@@ -238,6 +315,9 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             print(json.dumps(start(folder, nats_server, redis_server.url, run)),
                   flush=True)
+        if not args.no_standby:
+            print(json.dumps(uvloop.run(with_standby(folder, nats_server.url,
+                                                     redis_server.url))), flush=True)
 
 
 if __name__ == "__main__":
