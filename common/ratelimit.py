@@ -71,6 +71,10 @@ _LIMIT, _REMAINING, _RESET = (istr(name) for name in (
     "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
 
 
+def _redis_key(kind: str, window: int, name: str) -> str:
+    return f"{KEY_PREFIX}:{kind}:{window}:{name}"
+
+
 @functools.lru_cache(maxsize=4096)
 def _text(number: int) -> str:
     """A header value: the same few numbers come back on every answer."""
@@ -101,16 +105,25 @@ class _Counter:
     others: int = 0  # the other instances' hits in the current window, as last synced
 
 
+class _Limit:
+    """One of the limits: its rate, and a counter per key or address counted under it."""
+
+    def __init__(self, kind: str, rate: Rate) -> None:
+        self.kind, self.rate = kind, rate
+        self.counters: dict[str, _Counter] = {}
+        self.unused = Quota(True, rate.amount, rate.amount, 0)  # nothing counted yet
+
+
 class Limiter:
     """The three limits of `Settings`, counted in memory and shared through Redis."""
 
     def __init__(self, settings: Settings) -> None:
-        self.private = Rate.parse(settings.rate_private)
-        self.public = Rate.parse(settings.rate_public)
-        self.auth_failures = Rate.parse(settings.rate_auth_failures)
+        self._private = _Limit("key", Rate.parse(settings.rate_private))
+        self._public = _Limit("address", Rate.parse(settings.rate_public))
+        self._auth_failures = _Limit("auth-failure", Rate.parse(settings.rate_auth_failures))
+        self._limits = (self._private, self._public, self._auth_failures)
         self._redis = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT,
                                      socket_connect_timeout=REDIS_TIMEOUT)
-        self._counters: dict[tuple[str, str], _Counter] = {}
         self._late: dict[str, tuple[int, int]] = {}  # Redis key -> (hits, ttl) of past windows
         self._on_local = False
         self._syncing: asyncio.Task[None] | None = None
@@ -126,28 +139,33 @@ class Limiter:
         await self._redis.aclose()
 
     def hit_key(self, key_id: str) -> Quota:
-        return self._count(self.private, "key", key_id, True)
+        return self._count(self._private, key_id, True)
 
     def hit_address(self, address: str) -> Quota:
-        return self._count(self.public, "address", address, True)
+        return self._count(self._public, address, True)
 
     def hit_auth_failure(self, address: str) -> Quota:
-        return self._count(self.auth_failures, "auth-failure", address, True)
+        return self._count(self._auth_failures, address, True)
 
     def auth_failures_left(self, address: str) -> Quota:
         """The failed-authentication quota of `address`, without counting a request."""
-        return self._count(self.auth_failures, "auth-failure", address, False)
+        return self._count(self._auth_failures, address, False)
 
-    def _count(self, rate: Rate, kind: str, name: str, hit: bool) -> Quota:
+    def _count(self, limit: _Limit, name: str, hit: bool) -> Quota:
         """Count one request (or only look, when not `hit`); a refused one is not counted."""
-        if not hit and (kind, name) not in self._counters:  # nothing counted: nothing used
-            return Quota(True, rate.amount, rate.amount, 0)
+        counter = limit.counters.get(name)
+        if counter is None and not hit:  # nothing counted: nothing used
+            return limit.unused
         if self._syncing is None:
             self._syncing = asyncio.get_running_loop().create_task(self._sync_forever(),
                                                                    name="ratelimit")
-        now = time.time()
-        window, into = divmod(now, rate.period)
-        counter = self._counter(rate, kind, name, int(window))
+        rate = limit.rate
+        window, into = divmod(time.time(), rate.period)
+        if counter is None:
+            counter = limit.counters[name] = _Counter(
+                rate, _redis_key(limit.kind, int(window), name), int(window))
+        elif counter.window != window:
+            self._next_window(counter, limit.kind, int(window), name)
         used = (counter.previous * (1 - into / rate.period) + counter.local + counter.others)
         allowed = used < rate.amount
         if hit and allowed:
@@ -157,19 +175,14 @@ class Limiter:
         reset = math.ceil(rate.period - into)
         return Quota(allowed, rate.amount, max(0, rate.amount - math.ceil(used)), reset)
 
-    def _counter(self, rate: Rate, kind: str, name: str, window: int) -> _Counter:
-        counter = self._counters.get((kind, name))
-        if counter is None:
-            counter = self._counters[kind, name] = _Counter(
-                rate, f"{KEY_PREFIX}:{kind}:{window}:{name}", window)
-        elif counter.window != window:  # a new window: the current one becomes previous
-            if counter.pending:
-                self._late[counter.redis_key] = (counter.pending, 2 * rate.period)
-            previous = counter.local + counter.others if counter.window == window - 1 else 0
-            counter.redis_key = f"{KEY_PREFIX}:{kind}:{window}:{name}"
-            counter.window, counter.previous = window, previous
-            counter.local = counter.pending = counter.others = 0
-        return counter
+    def _next_window(self, counter: _Counter, kind: str, window: int, name: str) -> None:
+        """A new window: the current one becomes the previous."""
+        if counter.pending:
+            self._late[counter.redis_key] = (counter.pending, 2 * counter.rate.period)
+        previous = counter.local + counter.others if counter.window == window - 1 else 0
+        counter.redis_key = _redis_key(kind, window, name)
+        counter.window, counter.previous = window, previous
+        counter.local = counter.pending = counter.others = 0
 
     async def _sync_forever(self) -> None:
         while True:
@@ -180,11 +193,14 @@ class Limiter:
         """One round trip to Redis: add the new hits of every counter, learn the totals,
         and forget counters whose windows are over."""
         now = time.time()
-        for key, counter in list(self._counters.items()):
-            if counter.window < now // counter.rate.period - 1:
-                del self._counters[key]
+        for limit in self._limits:
+            over = now // limit.rate.period - 1
+            for name, counter in list(limit.counters.items()):
+                if counter.window < over:
+                    del limit.counters[name]
         sending = [(counter, counter.redis_key, counter.pending, counter.local)
-                   for counter in self._counters.values() if counter.pending]
+                   for limit in self._limits for counter in limit.counters.values()
+                   if counter.pending]
         late, self._late = self._late, {}
         if not sending and not late:
             return
