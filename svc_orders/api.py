@@ -105,12 +105,12 @@ async def _submit(request: web.Request, kind: str, command: Command,
         outcome = await request.app[SEQUENCER].submit(
             command, named, None if caller is None else caller.key_id)
     except Unavailable as error:
-        metrics.COMMANDS.labels(kind, "unavailable").inc()
+        metrics.commands(kind, "unavailable").inc()
         raise _unavailable(error) from None
     if outcome.refusal is not None:
-        metrics.COMMANDS.labels(kind, "rejected").inc()
+        metrics.commands(kind, "rejected").inc()
         raise _refused(outcome.refusal, outcome.order)
-    metrics.COMMANDS.labels(kind, "repeat" if outcome.repeat else "ok").inc()
+    metrics.commands(kind, "repeat" if outcome.repeat else "ok").inc()
     return outcome
 
 
@@ -198,15 +198,15 @@ async def transfer(sequencer: Sequencer, instruments: Mapping[str, Instrument],
         try:
             outcome = await sequencer.submit(command, None, asked.key_id)
         except Unavailable as error:
-            metrics.COMMANDS.labels(kind, "unavailable").inc()
+            metrics.commands(kind, "unavailable").inc()
             raise _unavailable(error) from None
         refusal = outcome.refusal
         if refusal is None:
             status = 201
         elif refusal.reason is not RejectReason.DUPLICATE_TRANSFER:  # else: a race, lost
-            metrics.COMMANDS.labels(kind, "rejected").inc()
+            metrics.commands(kind, "rejected").inc()
             raise _refused(refusal, None)
-        metrics.COMMANDS.labels(kind, "ok" if refusal is None else "repeat").inc()
+        metrics.commands(kind, "ok" if refusal is None else "repeat").inc()
     try:
         await sequencer.acknowledged()  # the original, for a repeat, is journaled
     except Unavailable as error:
