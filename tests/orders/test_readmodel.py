@@ -22,7 +22,7 @@ from ops.stack import NatsServer, PostgresServer, RedisServer
 from svc_orders.app import create_app
 from svc_trades.readmodel import OrderReadModel
 from svc_trades.responder import Responder
-from tests.helpers import AppClient, create_database
+from tests.helpers import AppClient, create_database, routed
 from tests.orders.conftest import MakeClient
 
 UNKNOWN = "/orders/00000000-0000-4000-8000-0000000000ff/"
@@ -70,7 +70,8 @@ async def test_a_silent_svc_trades_answers_503_at_the_timeout(
         pass
     for subject in (subjects.ORDER_QUERY, subjects.ORDERS_QUERY):
         await silent.subscribe(subject, queue=subjects.QUERY_QUEUE, cb=ignore)
-    await silent.flush()  # subscribed before another link publishes
+    for subject in (subjects.ORDER_QUERY, subjects.ORDERS_QUERY):
+        await routed(silent, subject, b"")
     try:
         client = await aiohttp_client(create_app(alone))
         await ask_both(client, "TimeoutError")

@@ -23,7 +23,7 @@ from common.queries import CandlesFound, RecentCandles
 from common.views import Candle, CandleList, TradeView
 from svc_stream import candles, endpoints
 from svc_stream.candles import fold
-from tests.helpers import eventually
+from tests.helpers import eventually, routed
 from tests.stream.conftest import Client, MakeStream
 from tests.stream.market import cache_trades, publish_trades, receive, trade, trade_command
 
@@ -62,7 +62,9 @@ async def svc_trades(nc: Nats, symbol: str, seq: int, candles: list[Json],
             candles=[msgspec.convert(c, Candle) for c in candles]))))
 
     subscription = await nc.subscribe(subjects.CANDLES_QUERY, cb=answer)
-    await nc.flush()  # the server knows the responder before svc_stream asks on its own link
+    # Asked about no instrument of ours, the stand-in stays silent: reached all the same.
+    await routed(nc, subjects.CANDLES_QUERY,
+                 encoder.encode(RecentCandles(symbol="PROBE", seq=0, limit=1)))
     try:
         yield asked
     finally:

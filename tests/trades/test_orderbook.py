@@ -17,7 +17,7 @@ from common.config import Settings
 from common.views import BookMessage, Level, json_encoder
 from ops.stack import free_port
 from svc_trades.app import create_app
-from tests.helpers import AppClient
+from tests.helpers import AppClient, routed
 from tests.trades.conftest import MakeClient
 
 BOOK = BookMessage(
@@ -47,7 +47,8 @@ async def respond_with(nc: Nats, answer: bytes) -> list[bytes]:
         asked.append(msg.data)
         await msg.respond(answer)
     await nc.subscribe(subjects.BOOK_REQUEST, cb=reply)
-    await nc.flush()
+    await routed(nc, subjects.BOOK_REQUEST, b"PROBE")
+    asked.clear()
     return asked
 
 
