@@ -7,10 +7,12 @@ its own error code. Instrument rules (tick, lot, bounds) are the instrument's ow
 
 from __future__ import annotations
 
+import enum
+import functools
 import os
 import time
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -23,6 +25,7 @@ from common.openapi import PLAIN_TEXT, UUID, any_case, any_case_enum, price_sche
 
 Number = int | float | str
 MAX_ID_LENGTH = 64
+E = TypeVar("E", bound=enum.Enum)
 
 
 def _exactly(schema: dict[str, Any], nullable: bool = False) -> msgspec.Meta:
@@ -89,33 +92,44 @@ def invalid(code: str, message: str, field: str, value: Any = None) -> ApiError:
     return ApiError(400, code, message, details)
 
 
-def _choice(raw: str, enum: type[Any], code: str, field: str, upper: bool) -> Any:
+@functools.cache
+def _members(kind: type[E]) -> dict[str, E]:
+    """`kind`'s members by value: a look-up here costs 0.06 µs, calling `kind(value)`
+    1 µs, three or four times an order."""
+    return {member.value: member for member in kind}
+
+
+def _choice(raw: str, kind: type[E], code: str, field: str, upper: bool) -> E:
     """`raw` in any ASCII case: Unicode case mapping would take a dotless i for an I."""
-    try:
-        if not raw.isascii():
-            raise ValueError(raw)
-        return enum(raw.upper() if upper else raw.lower())
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise invalid(code, f"{field} must be one of {allowed}", field, raw) from None
+    member: E | None = (_members(kind).get(raw.upper() if upper else raw.lower())
+                        if raw.isascii() else None)
+    if member is None:
+        allowed = ", ".join(member.value for member in kind)
+        raise invalid(code, f"{field} must be one of {allowed}", field, raw)
+    return member
 
 
 def side(raw: int | float | str) -> Side:
     if isinstance(raw, int | float) and not isinstance(raw, bool) and raw in (1, -1):
         return Side.BUY if raw == 1 else Side.SELL
-    if isinstance(raw, str) and raw.lower() in ("buy", "sell"):
-        return Side(raw.lower())
-    raise invalid("INVALID_SIDE", 'side must be "buy", "sell", 1 or -1', "side", raw)
+    chosen: Side | None = _members(Side).get(raw.lower()) if isinstance(raw, str) else None
+    if chosen is None:
+        raise invalid("INVALID_SIDE", 'side must be "buy", "sell", 1 or -1', "side", raw)
+    return chosen
 
 
 def quantity(raw: Number, instrument: Instrument, field: str = "quantity") -> int:
-    value = None if isinstance(raw, bool) else parse_decimal(raw)
-    if value is None or value != value.to_integral_value():
-        raise invalid("INVALID_QUANTITY", f"{field} must be a whole number", field, raw)
-    problem = instrument.quantity_error(int(value))
+    if type(raw) is int:  # most orders: no decimal to make (a bool is not an int here)
+        whole = raw
+    else:
+        value = None if isinstance(raw, bool) else parse_decimal(raw)
+        if value is None or value != value.to_integral_value():
+            raise invalid("INVALID_QUANTITY", f"{field} must be a whole number", field, raw)
+        whole = int(value)
+    problem = instrument.quantity_error(whole)
     if problem is not None:
         raise invalid("INVALID_QUANTITY", problem, field, raw)
-    return int(value)
+    return whole
 
 
 def price(raw: Number, instrument: Instrument) -> int:
