@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hmac
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -323,7 +322,7 @@ _UUID_TEXT = re.compile(UUID_TEXT)
 def parse_uuid(raw: str) -> str | None:
     """`raw` in canonical form (lower case, as the services store ids), or None if it
     is not a UUID's text form."""
-    return str(uuid.UUID(raw)) if _UUID_TEXT.fullmatch(raw) else None
+    return raw.lower() if _UUID_TEXT.fullmatch(raw) else None  # str(UUID(raw)), 2 µs less
 
 
 def query_uuid(request: web.Request, name: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -133,15 +134,32 @@ def quantity(raw: Number, instrument: Instrument, field: str = "quantity") -> in
 
 
 def price(raw: Number, instrument: Instrument) -> int:
-    value = None if isinstance(raw, bool) else parse_decimal(raw)
-    if value is None:
-        raise invalid("INVALID_PRICE", "price must be a decimal number", "price", raw)
-    units = instrument.to_units(value)
+    plain = PLAIN_DECIMAL.fullmatch(raw) if type(raw) is str else None
+    if plain is not None:  # most prices: digits and a point, no Decimal to make
+        units = plain_units(plain, instrument.decimals)
+    else:
+        value = None if isinstance(raw, bool) else parse_decimal(raw)
+        if value is None:
+            raise invalid("INVALID_PRICE", "price must be a decimal number", "price", raw)
+        units = instrument.to_units(value)
     problem = (f"price must be a multiple of {instrument.tick_size}" if units is None
                else instrument.price_error(units))
     if problem is not None or units is None:
         raise invalid("INVALID_PRICE", problem or "invalid price", "price", raw)
     return units
+
+
+# A price as most clients write it: up to 15 digits, a point and up to 15 more.
+PLAIN_DECIMAL = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,15}))?")
+
+
+def plain_units(plain: re.Match[str], decimals: int) -> int | None:
+    """`Instrument.to_units` of a `PLAIN_DECIMAL` match, in integers: its units, or None
+    if it has nonzero digits beyond the grid's `decimals`."""
+    whole, fraction = plain.group(1), plain.group(2) or ""
+    if fraction[decimals:].strip("0"):
+        return None
+    return int(whole + fraction[:decimals].ljust(decimals, "0"))
 
 
 def user_id(raw: str | None, caller: Identity | None) -> str | None:
