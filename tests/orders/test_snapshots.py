@@ -1,5 +1,6 @@
 """Service snapshots: written from a forked child as the state was at the fork, loaded
-back whole, chunk by chunk, with their digest."""
+back whole, chunk by chunk, with their digest; written by a standby, so that the leader
+need not fork."""
 
 import asyncio
 import functools
