@@ -164,7 +164,9 @@ def _check_trades(trades: list[dict[str, Any]], acknowledged: Iterable[dict[str,
     ids = Counter(trade["trade_id"] for trade in trades)
     assert not [t for t, n in ids.items() if n > 1], "a trade projected twice"
     numbers = sorted(trade["trade_no"] for trade in trades)
-    assert numbers == list(range(1, len(trades) + 1)), "trade_no not gap-free from 1"
+    assert numbers == list(range(1, len(trades) + 1)), (
+        f"trade_no not gap-free from 1: {len(numbers)} trades up to {numbers[-1:]}, missing "
+        f"{sorted(set(range(1, (numbers or [0])[-1] + 1)) - set(numbers))[:20]}")
     by_id = {trade["trade_id"]: trade for trade in trades}
     fills = {fill["trade_id"]: fill for order in acknowledged for fill in order["fills"]}
     missing = fills.keys() - by_id.keys()
