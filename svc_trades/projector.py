@@ -44,7 +44,7 @@ from common.journal import ensure_stream
 from common.orderstate import OrderState
 from common.tasks import supervise
 from svc_trades import candles, ledger, metrics, repository
-from svc_trades.changes import Changes, Fold
+from svc_trades.changes import Changes, Fold, Gap, SequenceGap
 from svc_trades.pull import Puller
 
 log = structlog.get_logger(__name__)
@@ -76,6 +76,7 @@ class Projector:
         self.batch, self.durable = batch, durable
         self.running = False  # leading, subscribed, and the last round trip worked
         self.position = 0  # stream sequence committed
+        self.gaps: set[Gap] = set()  # that ended a session: seen again, they are the journal's
 
     async def run(self) -> None:
         """Project until cancelled; a failed session restarts after a growing pause, in a
@@ -100,6 +101,14 @@ class Projector:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._fold(puller, seqs, live, ready))
                     tasks.create_task(self._write(conn, ready))
+            except* SequenceGap as failed:
+                gap = failed.exceptions[0]
+                assert isinstance(gap, SequenceGap)
+                self.gaps.add(gap.gap)
+                log.warning("batch missing from the delivery: reading on from the projection's "
+                            "position", symbol=gap.gap.symbol, after=gap.gap.last,
+                            seq=gap.gap.seq)
+                raise
             finally:
                 self.running = False
                 await puller.close()
@@ -150,7 +159,7 @@ class Projector:
             if not messages:
                 await ready.put(None)
                 continue
-            fold = Fold(position, seqs, live, self.instruments)
+            fold = Fold(position, seqs, live, self.instruments, self.gaps)
             for start in range(0, len(messages), FOLD_SLICE):
                 fold.feed(messages[start:start + FOLD_SLICE])
                 await asyncio.sleep(0)  # let the writer answer PostgreSQL meanwhile
@@ -191,6 +200,7 @@ class Projector:
         metrics.MESSAGES.labels("projected").inc(len(messages) - changes.duplicates - parked)
         metrics.MESSAGES.labels("duplicate").inc(changes.duplicates)
         metrics.MESSAGES.labels("parked").inc(parked)
+        metrics.GAPS.inc(changes.gaps)
         metrics.TRADES.inc(len(changes.trades))
         metrics.BATCH_MESSAGES.observe(len(messages))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
