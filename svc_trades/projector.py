@@ -101,14 +101,6 @@ class Projector:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._fold(puller, seqs, live, ready))
                     tasks.create_task(self._write(conn, ready))
-            except* SequenceGap as failed:
-                gap = failed.exceptions[0]
-                assert isinstance(gap, SequenceGap)
-                self.gaps.add(gap.gap)
-                log.warning("batch missing from the delivery: reading on from the projection's "
-                            "position", symbol=gap.gap.symbol, after=gap.gap.last,
-                            seq=gap.gap.seq)
-                raise
             finally:
                 self.running = False
                 await puller.close()
@@ -160,9 +152,16 @@ class Projector:
                 await ready.put(None)
                 continue
             fold = Fold(position, seqs, live, self.instruments, self.gaps)
-            for start in range(0, len(messages), FOLD_SLICE):
-                fold.feed(messages[start:start + FOLD_SLICE])
-                await asyncio.sleep(0)  # let the writer answer PostgreSQL meanwhile
+            try:
+                for start in range(0, len(messages), FOLD_SLICE):
+                    fold.feed(messages[start:start + FOLD_SLICE])
+                    await asyncio.sleep(0)  # let the writer answer PostgreSQL meanwhile
+            except SequenceGap as missed:  # the session ends: the next reads on from PG
+                self.gaps.add(missed.gap)
+                log.warning("batch missing from the delivery: reading on from the "
+                            "projection's position", symbol=missed.gap.symbol,
+                            after=missed.gap.last, seq=missed.gap.seq)
+                raise
             changes = fold.changes()
             position = changes.position
             await ready.put(changes)
