@@ -29,7 +29,7 @@ from common.messages import (
 ACTIVE_STATUSES = frozenset((OrderStatus.ACTIVE, OrderStatus.PARTIALLY_FILLED))
 
 
-class OrderState(msgspec.Struct, kw_only=True, gc=False):
+class OrderState(msgspec.Struct, gc=False):
     """One order as the events so far describe it (scalars only, so never in a
     reference cycle: untracked by the garbage collector, which keeps full collections
     short however many orders the store holds)."""
@@ -63,23 +63,24 @@ class OrderState(msgspec.Struct, kw_only=True, gc=False):
 
     @classmethod
     def placed(cls, order: PlaceOrder, seq: int, key_id: str | None = None) -> OrderState:
-        return cls(
-            order_id=order.order_id, symbol=order.symbol, side=order.side, type=order.type,
-            time_in_force=order.time_in_force, post_only=order.post_only, stp=order.stp,
-            user_id=order.user_id, client_order_id=order.client_order_id, price=order.price,
-            quantity=order.quantity, remaining=order.quantity, created_at=order.timestamp,
-            updated_at=order.timestamp, seq=seq, issued_by_key=key_id)
+        # Every field by position, in the order declared: a quarter of the time that
+        # keyword arguments take, and this runs for every order placed or replayed.
+        return cls(order.order_id, order.symbol, order.side, order.type,
+                   order.time_in_force, order.post_only, order.stp, order.user_id,
+                   order.client_order_id, order.price, order.quantity, order.quantity,
+                   0, 0, 0, OrderStatus.ACTIVE, None, None, order.timestamp,
+                   order.timestamp, seq, key_id)
 
 
 def order_ids(event: Event) -> tuple[str, ...]:
     """The orders an event changes."""
-    match event:
-        case OrderAccepted() | OrderRejected():
-            return (event.order.order_id,)
-        case TradeExecuted():
-            return (event.buy_order_id, event.sell_order_id)
-        case OrderModified() | OrderCancelled() | OrderExpired():
-            return (event.order_id,)
+    if type(event) is TradeExecuted:
+        return (event.buy_order_id, event.sell_order_id)
+    if type(event) is OrderAccepted or type(event) is OrderRejected:
+        return (event.order.order_id,)
+    if (type(event) is OrderCancelled or type(event) is OrderModified
+            or type(event) is OrderExpired):
+        return (event.order_id,)
     return ()
 
 
@@ -87,42 +88,44 @@ def apply(states: dict[str, OrderState], event: Event, key_id: str | None = None
     """Fold one event into `states` (order id -> state), creating orders it places;
     `key_id` is its batch's, the key that issued the command.
 
-    Orders an event names must already be in `states`, except those it creates.
+    Orders an event names must already be in `states`, except those it creates. Every
+    journal reader runs it for every event, so it tests the event's exact type, most
+    frequent first (a `match` on class patterns is a chain of isinstance calls).
     """
-    match event:
-        case OrderAccepted():
-            states[event.order.order_id] = OrderState.placed(event.order, event.seq, key_id)
-        case OrderRejected():
-            state = OrderState.placed(event.order, event.seq, key_id)
-            state.cancelled, state.remaining = state.quantity, 0
-            state.status, state.reject_reason = OrderStatus.REJECTED, event.reason
-            states[state.order_id] = state
-        case TradeExecuted():
-            for order_id in (event.buy_order_id, event.sell_order_id):
-                state = states[order_id]
-                state.traded += event.quantity
-                state.remaining -= event.quantity
-                state.notional += event.price * event.quantity
-                state.status = (OrderStatus.FILLED if not state.remaining
-                                else OrderStatus.PARTIALLY_FILLED)
-                _touch(state, event.seq, event.timestamp)
-        case OrderModified():
-            state = states[event.order_id]
-            state.price, state.quantity = event.price, event.quantity
-            state.remaining = event.quantity - state.traded - state.cancelled
-            _touch(state, event.seq, event.timestamp)
-        case OrderCancelled():
-            state = states[event.order_id]
-            state.cancelled += event.quantity
-            state.remaining -= event.quantity
-            state.status, state.cancel_reason = OrderStatus.CANCELLED, event.reason
-            _touch(state, event.seq, event.timestamp)
-        case OrderExpired():
-            state = states[event.order_id]
-            state.cancelled += event.quantity
-            state.remaining -= event.quantity
-            state.status = OrderStatus.EXPIRED
-            _touch(state, event.seq, event.timestamp)
+    if type(event) is TradeExecuted:
+        quantity, seq, timestamp = event.quantity, event.seq, event.timestamp
+        for order_id in (event.buy_order_id, event.sell_order_id):
+            state = states[order_id]
+            state.traded += quantity
+            state.remaining -= quantity
+            state.notional += event.price * quantity
+            state.status = (OrderStatus.FILLED if not state.remaining
+                            else OrderStatus.PARTIALLY_FILLED)
+            state.seq, state.updated_at = seq, timestamp
+    elif type(event) is OrderAccepted:
+        states[event.order.order_id] = OrderState.placed(event.order, event.seq, key_id)
+    elif type(event) is OrderCancelled:
+        state = states[event.order_id]
+        state.cancelled += event.quantity
+        state.remaining -= event.quantity
+        state.status, state.cancel_reason = OrderStatus.CANCELLED, event.reason
+        _touch(state, event.seq, event.timestamp)
+    elif type(event) is OrderModified:
+        state = states[event.order_id]
+        state.price, state.quantity = event.price, event.quantity
+        state.remaining = event.quantity - state.traded - state.cancelled
+        _touch(state, event.seq, event.timestamp)
+    elif type(event) is OrderExpired:
+        state = states[event.order_id]
+        state.cancelled += event.quantity
+        state.remaining -= event.quantity
+        state.status = OrderStatus.EXPIRED
+        _touch(state, event.seq, event.timestamp)
+    elif type(event) is OrderRejected:
+        state = OrderState.placed(event.order, event.seq, key_id)
+        state.cancelled, state.remaining = state.quantity, 0
+        state.status, state.reject_reason = OrderStatus.REJECTED, event.reason
+        states[state.order_id] = state
 
 
 def _touch(state: OrderState, seq: int, timestamp: int) -> None:
