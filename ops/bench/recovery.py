@@ -29,6 +29,7 @@ import uvloop
 from nats.js.errors import NotFoundError
 
 from common import subjects
+from common.service import settle_heap
 from ops.bench.journaling import GROUP, fresh_stream, journal, journal_payloads, publisher
 from ops.stack import NatsServer
 from svc_orders import snapshots
@@ -51,6 +52,7 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, object]:
         bucket = await snapshots.bucket(js)
         sequencer = Sequencer(js, Journal(nc, ACK_TIMEOUT), bucket, instruments,
                               snapshot_every=len(batches) + 1)
+        settle_heap()  # as the service does before it recovers
         started, cpu_started = time.perf_counter(), time.process_time()
         await sequencer.recover()
         seconds = time.perf_counter() - started
