@@ -5,14 +5,14 @@ killed and restarted, and with auth on a key signs an order placed and cancelled
 ticket. No JavaScript error reaches the console. The test takes the README's screenshot:
 `REFRESH_SCREENSHOT=1 ./ops/test tests/page` writes it into the repository.
 
-Without a Chromium to drive (`./ops/test` installs Debian's where it may) the tests
-skip, saying so; in CI they fail instead, since CI must run them.
+Without Playwright or a Chromium to drive (`./ops/test` installs them where it may) the
+tests skip, saying so; where the browser is required (`EX_REQUIRE_BROWSER=1`, which
+`.ci/run` sets, or `CI`) they fail instead, since CI must run them (`tests/page/browser.py`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -25,14 +25,14 @@ import pytest
 
 from tests.helpers import eventually
 from tests.launcher.test_auth import AUTH, printed_key
+from tests.page.browser import find_chromium, import_playwright, require_browser
 from tests.signing import signing_session
 from tests.system import REPO, Launcher, run_launcher
 
 pytestmark = pytest.mark.integration
 
-playwright = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright: Any = import_playwright()  # None without it: the `chromium` fixture says so
+CHROMIUM = find_chromium()
 # As a test machine with a closed network needs it: no background connections, no GPU.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
@@ -47,13 +47,7 @@ OUTAGE = "WebSocket connection to"
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    if CHROMIUM is None:
-        reason = ("no Chromium to drive: install Debian's chromium (./ops/test does when it "
-                  "runs as root with apt-get)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
+    return require_browser(playwright, CHROMIUM, os.environ)
 
 
 class Console:
