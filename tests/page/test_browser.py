@@ -1,14 +1,19 @@
 """The page tests' policy without a browser: a skip with its reason on a machine that
-cannot have one, a failure with its reason in CI (`tests/page/browser.py`).
+cannot have one, a failure with its reason in CI (`tests/page/browser.py`), and `.ci/run`
+requiring the browser while it runs the README's test command, `./ops/test`, as it is.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.page.browser import require_browser, requirement
+from tests.system import REPO
 
 PLAYWRIGHT = object()  # stands for the imported module: only its absence matters here
 
@@ -56,3 +61,14 @@ def test_with_a_browser_the_page_tests_drive_it() -> None:
     for env in ({}, {"EX_REQUIRE_BROWSER": "1"}):
         assert require_browser(PLAYWRIGHT, "/usr/bin/chromium", env) == "/usr/bin/chromium"
 
+
+def test_ci_runs_the_readme_test_command_requiring_the_browser(tmp_path: Path) -> None:
+    (tmp_path / ".ci").mkdir()
+    shutil.copy2(REPO / ".ci" / "run", tmp_path / ".ci" / "run")
+    (tmp_path / "ops").mkdir()
+    stub = tmp_path / "ops" / "test"  # stands for ./ops/test: says how it was run
+    stub.write_text('#!/usr/bin/env bash\necho "$PWD|${EX_REQUIRE_BROWSER-unset}|$#"\n')
+    stub.chmod(0o755)
+    done = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True,
+                          check=True, env={"PATH": "/usr/bin:/bin"}, timeout=10)
+    assert done.stdout == f"{tmp_path}|1|0\n"
