@@ -3,14 +3,10 @@ projector killed anywhere, then replayed whole, it ends balanced (per asset the 
 sum to zero, the users' and the fee account's equal deposits minus withdrawals) and with
 exactly the engine's balances, no posting twice."""
 
-from decimal import Decimal
-
 import asyncpg
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
-from common.assets import to_decimal
-from svc_orders.matching import Exchange
 from tests.trades.journal import (
     caught_up,
     funded_batches,
@@ -19,43 +15,7 @@ from tests.trades.journal import (
     publish,
     table,
 )
-
-
-async def accounts(pool: asyncpg.Pool) -> dict[tuple[str, str], Decimal]:
-    return {(row["asset"], row["account"]): row["balance"]
-            for row in await pool.fetch("SELECT asset, account, balance FROM accounts")}
-
-
-def engine_accounts(engine: Exchange) -> dict[tuple[str, str], Decimal]:
-    """The engine's balances as the ledger names its accounts (empty ones left out)."""
-    funds = engine.funds
-    assert funds is not None
-    found = {}
-    for (user, asset), (available, held) in funds.balances.items():
-        for part, amount in (("available", available), ("held", held)):
-            found[(asset, f"user:{user}:{part}")] = to_decimal(amount)
-    for asset, amount in funds.fees.items():
-        found[(asset, "fees")] = to_decimal(amount)
-    for asset, amount in funds.net_transfers().items():
-        found[(asset, "external")] = -to_decimal(amount)
-    return {key: value for key, value in found.items() if value}
-
-
-async def assert_balanced(pool: asyncpg.Pool, engine: Exchange) -> None:
-    assert {key: value for key, value in (await accounts(pool)).items() if value} == (
-        engine_accounts(engine))
-    unbalanced = await pool.fetch(
-        "SELECT asset FROM accounts GROUP BY asset HAVING sum(balance) <> 0")
-    assert unbalanced == []
-    assert await pool.fetchval(
-        "SELECT count(*) = count(DISTINCT (symbol, seq, leg)) FROM postings")
-    assert await pool.fetchval(  # every account is the sum of its postings
-        "SELECT bool_and(a.balance = coalesce(c.total, 0) - coalesce(d.total, 0)) "
-        "FROM accounts a "
-        "LEFT JOIN (SELECT asset, credit AS account, sum(amount) AS total FROM postings "
-        "           GROUP BY 1, 2) c USING (asset, account) "
-        "LEFT JOIN (SELECT asset, debit AS account, sum(amount) AS total FROM postings "
-        "           GROUP BY 1, 2) d USING (asset, account)")
+from tests.trades.ledger import accounts, assert_balanced
 
 
 async def test_killed_anywhere_and_replayed_the_ledger_posts_once(
