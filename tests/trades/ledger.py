@@ -1,6 +1,6 @@
-"""The ledger's check, shared by the tests that project funded journals: the accounts in
+"""The ledger's checks, shared by the tests that project funded journals: the accounts in
 PostgreSQL are exactly the engine's balances, per asset they sum to zero, no posting is
-there twice, and every account is the sum of its postings (all in SQL)."""
+there twice, and every account is the sum of its postings (in SQL)."""
 
 from decimal import Decimal
 
@@ -31,8 +31,15 @@ def engine_accounts(engine: Exchange) -> dict[tuple[str, str], Decimal]:
 
 
 async def assert_balanced(pool: asyncpg.Pool, engine: Exchange) -> None:
+    """The ledger is double entry and holds exactly the engine's balances."""
     assert {key: value for key, value in (await accounts(pool)).items() if value} == (
         engine_accounts(engine))
+    await assert_double_entry(pool)
+
+
+async def assert_double_entry(pool: asyncpg.Pool) -> None:
+    """Per asset the accounts sum to zero, no posting is there twice, and every account
+    is the sum of its postings: true of any prefix of the journal the ledger holds."""
     unbalanced = await pool.fetch(
         "SELECT asset FROM accounts GROUP BY asset HAVING sum(balance) <> 0")
     assert unbalanced == []
