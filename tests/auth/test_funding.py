@@ -37,6 +37,17 @@ def balances_of(view: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {b["asset"]: (b["available"], b["held"]) for b in view["balances"]}
 
 
+async def projected(caller: Caller, path: str, expected: dict[str, tuple[str, str]]) -> None:
+    """Wait until svc_trades answers the balances `expected` at `path` (the ledger follows
+    the engine by the projection's lag)."""
+    async def read() -> bool:
+        status, view = await answer(await caller.trades.get(path))
+        assert status == 200, view
+        assert balances_of(view) == expected
+        return True
+    await eventually(read)
+
+
 async def test_funded_traders_through_the_original_examples(exchange: Exchange) -> None:
     ex = exchange
     alice, bob, carol, admin = ex.alice, ex.bob, ex.carol, ex.admin
@@ -77,6 +88,11 @@ async def test_funded_traders_through_the_original_examples(exchange: Exchange) 
     assert units[(bob.user_id, "DEFAULT")] == [50_000_000, 0]
     assert engine.funds.fees["USD"] == 22_537_500
 
+    # projected, while alice's buy holds the 50 it has left
+    await projected(alice, "/accounts/me/balances/", {
+        "USD": ("4952.462500", "7527.525000"), "DEFAULT": ("50.000000", "0.000000")})
+
+    # modify up: 50 x (150.30 + 0.3006) = 7530.03 held, 2.505 more than before
     order = f"/orders/{buy['order_id']}/"
     status, moved = await answer(await alice.orders.put(order, json={"price": "150.30"}))
     assert (status, moved["price"]) == (200, "150.30")
@@ -90,19 +106,28 @@ async def test_funded_traders_through_the_original_examples(exchange: Exchange) 
     assert (status, over["error"]["code"]) == (409, "INSUFFICIENT_FUNDS")
     status, out = await transfer(admin, bob.user_id, "withdrawals", "USD", "97.475", "b4")
     assert (status, out["balance"]["available"]) == (201, "7400.000000")
+    # a sell of 10 @ 151 rests above alice's bid, holding 10 of bob's 50 DEFAULT
+    status, ask = await answer(await bob.orders.post("/orders/", json={
+        "side": "sell", "quantity": 10, "price": "151.00"}))
+    assert (status, ask["status"]) == (201, "ACTIVE")
+    assert units[(bob.user_id, "DEFAULT")] == [40_000_000, 10_000_000]
+
+    # both holds open, as each trader reads them back
+    await projected(alice, "/accounts/me/balances/", {
+        "USD": ("4949.957500", "7530.030000"), "DEFAULT": ("50.000000", "0.000000")})
+    await projected(bob, "/accounts/me/balances/", {
+        "USD": ("7400.000000", "0.000000"), "DEFAULT": ("40.000000", "10.000000")})
+
+    # both cancelled: every hold comes back
+    status, cancelled = await answer(await bob.orders.delete(f"/orders/{ask['order_id']}/"))
+    assert (status, cancelled["status"]) == (200, "CANCELLED")
+    assert units[(bob.user_id, "DEFAULT")] == [50_000_000, 0]
     status, _ = await answer(await alice.orders.delete(order))
     assert status == 200
 
     # the ledger, projected: the same balances, to the last unit
-    async def projected(caller: Caller, path: str,
-                        expected: dict[str, tuple[str, str]]) -> bool:
-        status, view = await answer(await caller.trades.get(path))
-        assert status == 200, view
-        assert balances_of(view) == expected
-        return True
-
-    await eventually(lambda: projected(alice, "/accounts/me/balances/", {
-        "USD": ("12479.987500", "0.000000"), "DEFAULT": ("50.000000", "0.000000")}))
+    await projected(alice, "/accounts/me/balances/", {
+        "USD": ("12479.987500", "0.000000"), "DEFAULT": ("50.000000", "0.000000")})
     await projected(admin, f"/accounts/{bob.user_id}/balances/", {
         "USD": ("7400.000000", "0.000000"), "DEFAULT": ("50.000000", "0.000000")})
     status, _ = await answer(await alice.trades.get(f"/accounts/{bob.user_id}/balances/"))
@@ -127,6 +152,36 @@ async def test_funded_traders_through_the_original_examples(exchange: Exchange) 
          f"user:{alice.user_id}:available"),
         ("USD", "7512.500000", f"user:{alice.user_id}:held",
          f"user:{bob.user_id}:available")]
+
+    # bob's, through the admin route, two cursor pages of four: newest first, the
+    # cancel's release and the hold of the sell of 10, the withdrawal, the seller's fee
+    # and his two sides of the trade, the hold of the sell of 50, the deposit
+    bobs = f"/accounts/{bob.user_id}/ledger/"
+    status, first = await answer(await admin.trades.get(f"{bobs}?page_size=4"))
+    assert (status, first["user_id"]) == (200, bob.user_id)
+    assert (first["pagination"]["total_count"], first["pagination"]["has_next"]) == (8, True)
+    status, second = await answer(await admin.trades.get(
+        f"{bobs}?cursor={first['pagination']['next_cursor']}&page_size=4"))
+    assert (status, second["pagination"]["has_next"]) == (200, False)
+    status, whole = await answer(await admin.trades.get(f"{bobs}?page_size=100"))
+    assert status == 200
+    paged = first["postings"] + second["postings"]
+    assert paged == whole["postings"]  # none twice, none missing, in the same order
+    assert len({p["posting_id"] for p in paged}) == 8
+    held, available = f"user:{bob.user_id}:held", f"user:{bob.user_id}:available"
+    trade = sell["fills"][0]["trade_id"]
+    assert [(p["kind"], p["asset"], p["amount"], p["debit"], p["credit"], p["reference"])
+            for p in paged] == [
+        ("release", "DEFAULT", "10.000000", held, available, ask["order_id"]),
+        ("hold", "DEFAULT", "10.000000", available, held, ask["order_id"]),
+        ("withdrawal", "USD", "97.475000", available, "external", "b4"),
+        ("fee", "USD", "15.025000", available, "fees", trade),
+        ("trade", "DEFAULT", "50.000000", held, f"user:{alice.user_id}:available", trade),
+        ("trade", "USD", "7512.500000", f"user:{alice.user_id}:held", available, trade),
+        ("hold", "DEFAULT", "50.000000", available, held, sell["order_id"]),
+        ("deposit", "DEFAULT", "100.000000", "external", available, "b1")]
+    status, _ = await answer(await bob.trades.get(f"/accounts/{alice.user_id}/ledger/"))
+    assert status == 403
 
     # double entry: per asset the accounts sum to zero, users and fees to net transfers,
     # and no posting is there twice

@@ -23,6 +23,7 @@ from tests.trades.journal import write_instruments
 
 MakeClient = Callable[..., Awaitable[AppClient]]
 REDIS_DB = 7
+pytest.register_assert_rewrite("tests.trades.ledger")  # its checks fail with their values
 
 
 def redis_url(server: RedisServer) -> str:
