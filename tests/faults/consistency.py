@@ -11,6 +11,11 @@ Checked once the load has stopped and the projection has caught up with the engi
   it, and each order's traded quantity is the sum of its projected trades;
 - the engine's book equals the aggregation of the live projected orders, and
   svc_trades' GET /orderbook/ shows that book too;
+- a reference engine (`tests.engine.reference`) fed the commands of those orders, as
+  the load sent them, in the order the journal (the `EXCHANGE` stream, read message by
+  message) holds them, ends with the engine's book: the same levels, the same resting
+  orders with the same remaining quantities as svc_orders shows, the same seq, and it
+  made exactly the projected trades; the journal holds no other command;
 - a WebSocket client connected throughout received every projected trade once, in
   order (trade_no gap-free).
 """
@@ -29,7 +34,10 @@ import msgspec
 import nats
 
 from common import subjects
-from common.instruments import DEFAULT_SYMBOL
+from common.instruments import DEFAULT_INSTRUMENT, DEFAULT_SYMBOL
+from common.journal import batches_of
+from common.messages import OrderAccepted, OrderRejected, PlaceOrder, Side, TradeExecuted
+from tests.engine.reference import ReferenceExchange
 from tests.faults.load import Load
 from tests.faults.tape import Tape
 from tests.helpers import eventually
@@ -215,6 +223,93 @@ async def _check_tape(tape: Tape, trades: list[dict[str, Any]]) -> None:
     assert tape.trades == sorted(trades, key=lambda trade: int(trade["trade_no"]))
 
 
+async def journaled_placements(nats_url: str) -> list[str]:
+    """The order ids of the instrument's commands in journal order, each message of the
+    `EXCHANGE` stream fetched on its own; every command must be a placement (all the load
+    sends) and the seqs must run 1, 2, 3, ... in stream order."""
+    nc = await nats.connect(nats_url, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        state = (await js.stream_info(subjects.STREAM)).state
+        stored = await _bounded(js.get_msg(subjects.STREAM, seq)
+                                for seq in range(state.first_seq, state.last_seq + 1))
+    finally:
+        await nc.close()
+    seqs: list[int] = []
+    placements: list[str] = []
+    for msg in stored:
+        if msg.subject == subjects.TAKEOVER:
+            continue
+        assert msg.subject == subjects.events(DEFAULT_SYMBOL), msg.subject
+        assert msg.data is not None, msg.seq
+        for batch in batches_of(msg.data):
+            seqs.append(batch.seq)
+            placed = batch.events[0]
+            assert isinstance(placed, OrderAccepted | OrderRejected), batch
+            placements.append(placed.order.order_id)
+    assert seqs == list(range(1, len(seqs) + 1)), "journal seqs out of order or with gaps"
+    return placements
+
+
+def _command(sent: dict[str, Any], order_id: str) -> PlaceOrder:
+    """The command a request body of the load asks for (every field the load sets; the
+    rest are the API's defaults for a limit order)."""
+    price = DEFAULT_INSTRUMENT.to_units(Decimal(sent["price"]))
+    assert price is not None, sent
+    return PlaceOrder(order_id=order_id, symbol=DEFAULT_SYMBOL, side=Side(sent["side"]),
+                      quantity=int(sent["quantity"]), price=price, user_id=sent["user_id"],
+                      client_order_id=sent["client_order_id"])
+
+
+def _check_reference(journal: list[str], placed: dict[str, dict[str, Any]], load: Load,
+                     book: dict[str, Any], read_back: dict[str, dict[str, Any]],
+                     trades: list[dict[str, Any]]) -> None:
+    """A reference engine fed the placed orders' commands in journal order ends where the
+    engine did: same book (levels, resting orders and their remaining quantities), same
+    seq, same trades."""
+    client_ids = {order["order_id"]: client_id for client_id, order in placed.items()}
+    repeated = [o for o, n in Counter(journal).items() if n > 1]
+    assert not repeated, f"orders journaled twice: {repeated[:5]}"
+    assert set(journal) == client_ids.keys(), (
+        f"{len(client_ids.keys() - set(journal))} placed orders not in the journal, "
+        f"{len(set(journal) - client_ids.keys())} journaled orders of no known command")
+    reference = ReferenceExchange({DEFAULT_SYMBOL: DEFAULT_INSTRUMENT})
+    made: list[TradeExecuted] = []
+    for order_id in journal:
+        batch = reference.submit(_command(load.sent[client_ids[order_id]], order_id))
+        made.extend(event for event in batch.events if isinstance(event, TradeExecuted))
+    assert reference.seq(DEFAULT_SYMBOL) == book["seq"], (reference.seq(DEFAULT_SYMBOL),
+                                                          book["seq"])
+
+    def levels(side: Side) -> list[dict[str, Any]]:
+        return [{"price": DEFAULT_INSTRUMENT.format_price(price), "quantity": quantity,
+                 "orders": orders}
+                for price, quantity, orders in reference.depth(DEFAULT_SYMBOL, BOOK_LEVELS)[
+                    0 if side is Side.BUY else 1]]
+    bids, asks = levels(Side.BUY), levels(Side.SELL)
+    assert (bids, asks) == (book["bids"], book["asks"]), (
+        f"reference {bids} {asks}, engine {book['bids']} {book['asks']}")
+
+    resting = {(side.value, DEFAULT_INSTRUMENT.format_price(price), order_id): remaining
+               for side in Side for price, queue in reference.levels(DEFAULT_SYMBOL, side)
+               for order_id, remaining in queue}
+    shown = {(order["side"], order["price"], order["order_id"]): order["remaining_quantity"]
+             for order in read_back.values() if order["is_active"]}
+    assert resting == shown, (
+        f"resting in the reference only: {sorted(resting.items() - shown.items())[:5]}; "
+        f"in svc_orders only: {sorted(shown.items() - resting.items())[:5]}")
+
+    expected = [(t.trade_no, DEFAULT_INSTRUMENT.format_price(t.price), t.quantity,
+                 t.buy_order_id, t.sell_order_id, t.aggressor_side.value) for t in made]
+    projected = sorted((t["trade_no"], t["price"], t["quantity"], t["bid_order_id"],
+                        t["ask_order_id"], t["aggressor_side"]) for t in trades)
+    differ = next((n for n, (a, b) in enumerate(zip(projected, expected, strict=False))
+                   if a != b), min(len(projected), len(expected)))
+    assert projected == expected, (
+        f"{len(projected)} trades projected, {len(expected)} made by the reference; the "
+        f"first that differs: {projected[differ:differ + 1]} vs {expected[differ:differ + 1]}")
+
+
 async def check_consistency(at: Endpoints, load: Load, tape: Tape) -> Summary:
     """Every check in the module docstring; the load must have stopped."""
     book = await caught_up(at)
@@ -241,6 +336,7 @@ async def check_consistency(at: Endpoints, load: Load, tape: Tape) -> Summary:
     live = [order for order in projected if order["is_active"]]
     expected = _aggregated(live)
     assert {"bids": book["bids"], "asks": book["asks"]} == expected
+    _check_reference(await journaled_placements(at.nats), placed, load, book, by_id, trades)
 
     async def served_book() -> bool:
         served = await get(at.http, f"{at.trades}/orderbook/?depth={BOOK_LEVELS}")

@@ -41,6 +41,7 @@ class Load:
     seconds: float = 60.0
     # Where each order goes, if not always to `orders_url` (e.g. whichever instance leads).
     target: Callable[[], str] | None = None
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # request bodies, by client id
     acknowledged: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client id
     acknowledged_at: dict[str, float] = field(default_factory=dict)  # monotonic time
     acknowledged_by: dict[str, str] = field(default_factory=dict)  # the URL that answered
@@ -75,6 +76,7 @@ class Load:
             body = {"side": rng.choice(["buy", "sell"]), "price": rng.choice(PRICES),
                     "quantity": rng.randint(1, 20), "user_id": rng.choice(USERS),
                     "client_order_id": client_order_id}
+            self.sent[client_order_id] = body
             url = self.orders_url if self.target is None else self.target()
             sent = time.monotonic()
             answered = await self._place(url, body)

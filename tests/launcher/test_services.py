@@ -1,9 +1,10 @@
 """./ops/run's launcher as a user runs it: one real process starting real servers and the
 three services, in a temporary data folder on free ports.
 
-It must get everything ready, bring back a service killed with SIGKILL, and on Ctrl-C
-(SIGINT) stop everything, exit 0 and leave no process behind; killed itself with SIGKILL,
-it must still leave no process behind.
+It must get everything ready, bring back a service killed with SIGKILL (with
+EX_ORDERS_STANDBYS, a standby svc_orders too, as a standby), and on Ctrl-C (SIGINT) stop
+everything, exit 0 and leave no process behind; killed itself with SIGKILL, it must still
+leave no process behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
@@ -74,6 +76,65 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     for svc in SERVICES:
         assert said(f"{svc} stopped (exit code 0)"), launcher.output()
     assert launcher.lines[-1].endswith("stopped"), launcher.output()
+
+
+async def _status(http: aiohttp.ClientSession, url: str) -> int:
+    """The status `url` answers, 0 if nothing answers there."""
+    try:
+        async with http.get(url) as response:
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+@pytest.fixture
+async def with_standby(tmp_path: Path) -> AsyncIterator[Launcher]:
+    async for running in run_launcher(tmp_path, {"EX_ORDERS_STANDBYS": "1"}):
+        yield running
+
+
+async def test_a_killed_standby_comes_back_as_a_standby(with_standby: Launcher) -> None:
+    """EX_ORDERS_STANDBYS=1: the standby svc_orders killed with SIGKILL is restarted by
+    the launcher under a new pid, which answers /health/, stays unready (/ready/ 503)
+    and refuses commands with NOT_LEADER naming the leader, which leads throughout."""
+    launcher = with_standby
+    await eventually(lambda: launcher.said("all services ready"), timeout=40)
+    port = launcher.ports["EX_ORDERS_PORT"]
+    names = {f"http://127.0.0.1:{port}": "svc_orders",
+             f"http://127.0.0.1:{port + 10}": "svc_orders-1"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        async def roles() -> tuple[str, str]:
+            states = {url: await _status(http, f"{url}/ready/") for url in names}
+            assert sorted(states.values()) == [200, 503], states
+            leader = next(url for url, state in states.items() if state == 200)
+            return leader, next(url for url in names if url != leader)
+        leader, standby = await eventually(roles, timeout=10, interval=0.1)
+        name = names[standby]
+        [first] = launcher.pids_started(name)
+        os.kill(first, signal.SIGKILL)
+
+        await eventually(lambda: len(launcher.pids_started(name)) == 2, timeout=10)
+        second = launcher.pids_started(name)[1]
+        assert second != first
+        assert launcher.said(f"{name} exited (killed by SIGKILL)"), launcher.output()
+        assert second in descendants(launcher.proc.pid)
+        assert not alive(first)
+
+        async def healthy() -> bool:
+            return await _status(http, f"{standby}/health/") == 200
+        await eventually(healthy, timeout=20, interval=0.1)
+        await eventually(lambda: launcher.said(f"{name} ready again"), timeout=5)
+        assert launcher.pids_started(name) == [first, second], "restarted more than once"
+
+        assert await _status(http, f"{standby}/ready/") == 503
+        async with http.post(f"{standby}/orders/", json={
+                "side": "buy", "price": "100", "quantity": 1}) as response:
+            answer: dict[str, Any] = await response.json()
+        assert response.status == 503, answer
+        assert answer["error"]["code"] == "NOT_LEADER", answer
+        assert answer["error"]["details"] == {"leader": leader}, answer
+        assert await _status(http, f"{leader}/ready/") == 200
+        assert len(launcher.pids_started(names[leader])) == 1, "the leader restarted too"
 
 
 async def test_a_launcher_killed_by_sigkill_leaves_no_process_behind(

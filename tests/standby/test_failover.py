@@ -10,6 +10,11 @@ must agree with every answer the load got (`tests.faults.consistency`), and the 
 leader must have acknowledged nothing once it lost the lease: orders sent to it straight
 after it resumes are all refused and none is in the journal. The unavailability window
 (first failed order to the last) is printed.
+
+Each instance's /metrics says what it is: the leader's role gauge is "leader", it took
+over at least once and renewed its lease; the other's role is "standby", and its
+replication lag gauge, the journal messages it had yet to apply at its last look, comes
+down to 0 once the load has stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common import subjects
 from tests.faults.consistency import Endpoints, check_consistency, get
@@ -159,8 +165,54 @@ async def test_a_standby_takes_over_and_the_system_agrees_with_every_answer(
                     if url == old and load.acknowledged_at[cid] > taken]
             assert not late, f"the deposed leader acknowledged {len(late)} orders"
         assert instances.both_ready == 0, "two instances answered ready at once"
+        await _check_ha_metrics(http, leader, _other(names, leader))
         print(f"{fault}: {summary}; orders failed for {load.unavailable():.2f} s "
               f"({len(load.failed)} open outcomes)")
+
+
+async def _metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """svc_orders' HA samples on `url`'s /metrics, by name (and role label)."""
+    try:
+        async with http.get(f"{url}/metrics") as response:
+            assert response.status == 200, response.status
+            text = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:  # not up yet (restarted)
+        raise AssertionError(f"{url}/metrics: {error!r}") from error
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in HA_METRICS:
+                role = sample.labels.get("role")
+                samples[sample.name if role is None else f"{sample.name}:{role}"] = sample.value
+    return samples
+
+
+async def _check_ha_metrics(http: aiohttp.ClientSession, leader: str, standby: str) -> None:
+    """Role, lease renewals and takeovers on the leader; role and a lag that has come
+    down to 0 (the load has stopped) on the standby."""
+    async def led() -> bool:
+        seen = await _metrics(http, leader)
+        assert seen.keys() == HA_METRICS_SHOWN, seen
+        assert (seen["orders_role:leader"], seen["orders_role:standby"]) == (1, 0), seen
+        assert seen["orders_takeovers_total"] >= 1, seen
+        assert seen["orders_lease_renewals_total"] > 0, seen
+        return True
+
+    async def followed() -> bool:
+        seen = await _metrics(http, standby)
+        assert seen.keys() == HA_METRICS_SHOWN, seen
+        assert (seen["orders_role:leader"], seen["orders_role:standby"]) == (0, 1), seen
+        assert seen["orders_standby_lag_messages"] == 0, seen
+        return True
+    await eventually(led, timeout=5, interval=0.1)
+    await eventually(followed, timeout=10, interval=0.1)
+
+
+HA_METRICS = {"orders_role", "orders_lease_renewals_total", "orders_lease_failures_total",
+              "orders_takeovers_total", "orders_standby_lag_messages"}
+HA_METRICS_SHOWN = {"orders_role:leader", "orders_role:standby", "orders_lease_renewals_total",
+                    "orders_lease_failures_total", "orders_takeovers_total",
+                    "orders_standby_lag_messages"}
 
 
 def _other(names: dict[str, str], url: str) -> str:
