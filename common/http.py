@@ -337,15 +337,21 @@ def query_uuid(request: web.Request, name: str) -> str | None:
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within [low, high], or a 400 naming it."""
+    """An integer query parameter within [low, high], or a 400 naming it.
+
+    Only ASCII digits, as the contract writes numbers: `int()` alone would also read
+    other scripts' digits ("١٢"), underscores ("1_0"), a sign ("+5") and surrounding
+    white space (" 2 ").
+    """
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "INVALID_PARAMETER", f"{name} must be an integer",
-                       {"parameter": name}) from None
+    if not (raw.isascii() and raw.isdigit()):  # isdigit alone takes "١٢" and "¹"
+        raise ApiError(400, "INVALID_PARAMETER", f"{name} must be a whole number in "
+                       "ASCII digits", {"parameter": name})
+    digits = raw.lstrip("0")
+    # Past the digits of `high`, out of range: int() would refuse a long enough one.
+    value = int(digits or "0") if len(digits) <= len(str(high)) else high + 1
     if not low <= value <= high:
         raise ApiError(400, "INVALID_PARAMETER", f"{name} must be between {low} and {high}",
                        {"parameter": name})

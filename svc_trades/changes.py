@@ -66,6 +66,22 @@ class SequenceGap(Exception):
         self.gap = gap
 
 
+def passed_over(data: bytes, seqs: Mapping[str, int]) -> dict[str, int]:
+    """The instruments' positions (`seqs` before the message) once the batches of a
+    decodable message that is parked (its rows cannot be stored or folded) are passed
+    over: a batch that directly follows its instrument's position moves it, so the next
+    one is no gap (a batch past a gap moves nothing: the gap stays the journal's)."""
+    try:
+        batches = batches_of(data)
+    except msgspec.DecodeError:
+        return {}
+    moved: dict[str, int] = {}
+    for batch in batches:
+        if batch.seq == moved.get(batch.symbol, seqs.get(batch.symbol, 0)) + 1:
+            moved[batch.symbol] = batch.seq
+    return moved
+
+
 @dataclass
 class Changes:
     """One fetch, folded: everything its transaction writes, and where it leaves us."""
@@ -159,7 +175,7 @@ class Fold:
         try:
             batches = batches_of(msg.data)
         except msgspec.DecodeError as error:  # ValidationError too: unknown event types
-            reason = f"undecodable: {error}"
+            reason = storable(f"undecodable: {error}")  # it may quote the message's text
         else:
             unknown = [b.symbol for b in batches if b.symbol not in self.instruments]
             if not unknown:

@@ -13,6 +13,9 @@ BATCH_SECONDS = Histogram("trades_projection_batch_seconds",
                           buckets=(1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0))
 MESSAGES = Counter("trades_projection_messages_total", "Journal messages handled",
                    ["outcome"])  # projected | duplicate | parked
+REFUSED = Counter("trades_projection_refused_messages_total",
+                  "Decodable journal messages parked because their rows cannot be stored "
+                  "(PostgreSQL refused them) or folded: an alarm, each one needs a look")
 TRADES = Counter("trades_projection_trades_total", "Trades projected")
 GAPS = Counter("trades_projection_gaps_total",
                "Batches whose instrument sequence skipped numbers (journal lost a prefix)")

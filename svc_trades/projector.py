@@ -23,6 +23,14 @@ of its own is simply redone). Any failure ends the session; a new one starts aft
 pause. A message that cannot be projected (undecodable, unknown event type or instrument)
 is parked in `parked_messages` in the same transaction, counted, logged and terminated:
 it never blocks the journal.
+
+Nor does a message that decodes but cannot be stored (a quantity past PostgreSQL's
+bigint, a text too long for its index, a value a constraint refuses) or folded: its
+whole fetch would fail on every attempt. A fetch refused for its values (`Unprojectable`;
+never for a failed connection) is projected again one message per transaction
+(`_isolate`), and the message that fails alone is parked (`trades_projection_refused_\
+messages_total`, an error logged), its batches passed over; the others are projected as
+usual.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from collections.abc import Mapping
 import asyncpg
 import structlog
 from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -44,8 +53,9 @@ from common.journal import ensure_stream
 from common.orderstate import OrderState
 from common.tasks import supervise
 from svc_trades import candles, ledger, metrics, repository
-from svc_trades.changes import Changes, Fold, Gap, SequenceGap
+from svc_trades.changes import Changes, Fold, Gap, SequenceGap, passed_over
 from svc_trades.pull import Puller
+from svc_trades.rows import storable
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +68,33 @@ FOLD_SLICE = 50  # messages folded between two turns of the event loop
 
 class PositionMoved(Exception):
     """Another projector advanced the consumer: this one must stop and start over."""
+
+
+# What a write raises for the values it was given, never for a failed connection:
+# PostgreSQL's data exceptions (class 22) and constraint violations (23), a value past an
+# index's limit (54), and asyncpg's own refusal to encode an int past int64 for COPY.
+REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
+            asyncpg.ProgramLimitExceededError, OverflowError)
+MAX_REASON = 500  # characters of an error kept as a parked message's reason
+
+
+class Unprojectable(Exception):
+    """A fetch that cannot be projected for what it holds: its rows were refused
+    (`REFUSALS`), or its fold failed. It ends the round; the next projects the messages
+    up to `last` (stream sequence) one at a time, to find and park the culprit."""
+
+    def __init__(self, last: int, reason: str) -> None:
+        super().__init__(f"fetch up to stream sequence {last}: {reason}")
+        self.last, self.reason = last, reason
+
+
+# What the fold hands the writer: a fetch's changes, None when the journal is quiet, or
+# the fetch it could not fold (raised by the writer once the fetches before are written).
+Ready = asyncio.Queue[Changes | Unprojectable | None]
+
+
+def _reason(kind: str, error: BaseException) -> str:
+    return storable(f"{kind}: {type(error).__name__}: {error}")[:MAX_REASON]
 
 
 def _cancelled() -> None:
@@ -77,6 +114,8 @@ class Projector:
         self.running = False  # leading, subscribed, and the last round trip worked
         self.position = 0  # stream sequence committed
         self.gaps: set[Gap] = set()  # that ended a session: seen again, they are the journal's
+        # The end of a fetch that could not be projected: up to it, one message at a time.
+        self.suspect: int | None = None
 
     async def run(self) -> None:
         """Project until cancelled; a failed session restarts after a growing pause, in a
@@ -89,21 +128,103 @@ class Projector:
             # Safe without waiting for the WAL flush: a commit lost in a PostgreSQL crash
             # rolls the position back with it, and the journal still holds those messages.
             await conn.execute("SET synchronous_commit = off")
-            self.position = await repository.consumer_position(conn, self.durable)
-            seqs = await repository.projection_position(conn)
-            live = await repository.live_orders(conn, self.instruments)
-            puller = await self._subscribe()
-            _cancelled()  # before the task group, which would wait for its tasks forever
-            log.info("projecting", durable=self.durable, stream_seq=self.position,
-                     live_orders=len(live))
+            while True:
+                await self._round(conn)
+
+    async def _round(self, conn: asyncpg.Connection) -> None:
+        """Project from the position PostgreSQL holds until a fetch cannot be projected,
+        or (isolating one) until a message is parked: the fold state then holds what
+        PostgreSQL does not, and the next round loads it again."""
+        self.position = await repository.consumer_position(conn, self.durable)
+        seqs = await repository.projection_position(conn)
+        live = await repository.live_orders(conn, self.instruments)
+        puller = await self._subscribe()
+        _cancelled()
+        log.info("projecting", durable=self.durable, stream_seq=self.position,
+                 live_orders=len(live), isolating_to=self.suspect)
+        try:
+            if self.suspect is not None and await self._isolate(conn, puller, seqs, live):
+                return
+            # In a task of its own: a failed task group leaves its task cancelled on 3.11.
+            pipeline = asyncio.get_running_loop().create_task(
+                self._pipeline(conn, puller, seqs, live), name="projection pipeline")
             try:
-                ready: asyncio.Queue[Changes | None] = asyncio.Queue(maxsize=1)
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._fold(puller, seqs, live, ready))
-                    tasks.create_task(self._write(conn, ready))
-            finally:
-                self.running = False
-                await puller.close()
+                await pipeline
+            except* Unprojectable as failed:
+                unprojectable = [error for error in failed.exceptions
+                                 if isinstance(error, Unprojectable)]
+                self.suspect = max(error.last for error in unprojectable)
+                log.warning("fetch cannot be projected: projecting it one message at a time",
+                            stream_seq=self.position, up_to=self.suspect,
+                            reason=unprojectable[0].reason)
+        finally:
+            self.running = False
+            await puller.close()
+
+    async def _pipeline(self, conn: asyncpg.Connection, puller: Puller, seqs: dict[str, int],
+                        live: dict[str, OrderState]) -> None:
+        _cancelled()  # before the task group, which would wait for its tasks forever
+        ready: Ready = asyncio.Queue(maxsize=1)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._fold(puller, seqs, live, ready))
+            tasks.create_task(self._write(conn, ready))
+
+    async def _isolate(self, conn: asyncpg.Connection, puller: Puller, seqs: dict[str, int],
+                       live: dict[str, OrderState]) -> bool:
+        """Project up to `suspect` one message per transaction, parking the one that
+        cannot be: True once one is parked (the round ends), False past `suspect`."""
+        assert self.suspect is not None
+        while self.position < self.suspect:
+            _cancelled()
+            messages = await puller.next(IDLE_FETCH)
+            if not messages:  # nothing there any more (the journal was recreated)
+                break
+            self.running = True
+            for msg in messages:
+                before = dict(seqs)
+                fold = Fold(self.position, seqs, live, self.instruments, self.gaps)
+                try:
+                    fold.feed([msg])
+                    changes = fold.changes()
+                except SequenceGap as missed:
+                    self._missed(missed)
+                    raise
+                except Exception as error:
+                    await self._park(conn, msg, before, _reason("unfoldable", error))
+                    return True
+                try:
+                    await self._commit(conn, changes)
+                except Unprojectable as refused:
+                    await self._park(conn, msg, before, refused.reason)
+                    return True
+        log.info("fetch projected one message at a time", up_to=self.suspect,
+                 stream_seq=self.position)
+        self.suspect = None
+        return False
+
+    async def _park(self, conn: asyncpg.Connection, msg: Msg, seqs: dict[str, int],
+                    reason: str) -> None:
+        """Park a decodable message that cannot be projected, and pass over its batches."""
+        stream_seq = msg.metadata.sequence.stream
+        async with conn.transaction():
+            if not await repository.advance(conn, self.durable, self.position, stream_seq):
+                raise PositionMoved(f"consumer {self.durable} moved past {self.position}")
+            await repository.set_symbol_positions(conn, passed_over(msg.data, seqs))
+            await repository.park(conn, [(stream_seq, msg.subject, reason, msg.data)])
+        self.position = stream_seq
+        await msg.term()
+        metrics.MESSAGES.labels("parked").inc()
+        metrics.REFUSED.inc()
+        log.error("journal message parked", stream_seq=stream_seq, subject=msg.subject,
+                  reason=reason)
+
+    def _missed(self, missed: SequenceGap) -> None:
+        """A batch missing from the delivery: the session ends, the next reads on from
+        PostgreSQL's position (seen again, the gap is the journal's own)."""
+        self.gaps.add(missed.gap)
+        log.warning("batch missing from the delivery: reading on from the "
+                    "projection's position", symbol=missed.gap.symbol,
+                    after=missed.gap.last, seq=missed.gap.seq)
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         """Wait for the session-level lock: one projector per database and consumer.
@@ -142,7 +263,7 @@ class Projector:
         return puller
 
     async def _fold(self, puller: Puller, seqs: dict[str, int], live: dict[str, OrderState],
-                    ready: asyncio.Queue[Changes | None]) -> None:
+                    ready: Ready) -> None:
         """Fetch and fold ahead of the writer; None tells it the journal is quiet."""
         position = self.position
         while True:
@@ -156,18 +277,18 @@ class Projector:
                 for start in range(0, len(messages), FOLD_SLICE):
                     fold.feed(messages[start:start + FOLD_SLICE])
                     await asyncio.sleep(0)  # let the writer answer PostgreSQL meanwhile
+                changes = fold.changes()
             except SequenceGap as missed:  # the session ends: the next reads on from PG
-                self.gaps.add(missed.gap)
-                log.warning("batch missing from the delivery: reading on from the "
-                            "projection's position", symbol=missed.gap.symbol,
-                            after=missed.gap.last, seq=missed.gap.seq)
+                self._missed(missed)
                 raise
-            changes = fold.changes()
+            except Exception as error:  # the fold is pure: the messages are the cause
+                await ready.put(Unprojectable(messages[-1].metadata.sequence.stream,
+                                              _reason("unfoldable", error)))
+                return
             position = changes.position
             await ready.put(changes)
 
-    async def _write(self, conn: asyncpg.Connection,
-                     ready: asyncio.Queue[Changes | None]) -> None:
+    async def _write(self, conn: asyncpg.Connection, ready: Ready) -> None:
         while True:
             _cancelled()
             self.running = True
@@ -176,6 +297,8 @@ class Projector:
                 info = await self.js.consumer_info(subjects.STREAM, self.durable)
                 await conn.execute("SELECT 1")  # PostgreSQL is still there too
                 metrics.LAG.set(info.num_pending or 0)
+            elif isinstance(changes, Unprojectable):
+                raise changes
             else:
                 await self._commit(conn, changes)
 
@@ -183,11 +306,14 @@ class Projector:
         """One fetch, one transaction, then the acknowledgements."""
         started = time.perf_counter()
         try:
-            await self._transaction(conn, changes, careful=False)
-        except asyncpg.UniqueViolationError:
-            log.warning("some rows exist already (a reused order id?): writing carefully",
-                        stream_seq=changes.position)
-            await self._transaction(conn, changes, careful=True)
+            try:
+                await self._transaction(conn, changes, careful=False)
+            except asyncpg.UniqueViolationError:
+                log.warning("some rows exist already (a reused order id?): writing "
+                            "carefully", stream_seq=changes.position)
+                await self._transaction(conn, changes, careful=True)
+        except REFUSALS as error:
+            raise Unprojectable(changes.position, _reason("unstorable", error)) from error
         self.position = changes.position
         messages = changes.messages
         for index in sorted(changes.poison):

@@ -8,6 +8,8 @@ order that is missing, a service that runs the wrong module.
 from __future__ import annotations
 
 import fnmatch
+import re
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,12 @@ INSTANCES = {
 PORTS = {"svc_orders": 8000, "svc_trades": 8001, "svc_stream": 8002}
 # Which servers each EX_ variable must point at, by their compose service names.
 URL_HOSTS = {"EX_NATS_URL": NATS_NODES, "EX_PG_DSN": {"postgres"}, "EX_REDIS_URL": {"redis"}}
+
+
+def interpolated(value: str) -> str:
+    """`value` as compose would pass it with every `${NAME:?message}` set to NAME (the
+    message may hold characters that would break a URL's parsing)."""
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", r"\1", value)
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +136,40 @@ def test_only_the_services_publish_ports(services: dict[str, dict[str, Any]]) ->
         assert "ports" not in services[name], f"{name} must not be reachable from outside"
 
 
-def test_no_default_database_password() -> None:
+@pytest.mark.parametrize("variable", ["POSTGRES_PASSWORD", "REDIS_PASSWORD"])
+def test_no_default_database_password(variable: str) -> None:
     """`${VAR:?message}` stops `docker compose up` when the variable is unset."""
     text = (REPO / "compose.yaml").read_text()
-    uses = [part.split("}")[0] for part in text.split("${POSTGRES_PASSWORD")[1:]]
-    assert uses, "compose.yaml should take POSTGRES_PASSWORD from the environment"
+    uses = [part.split("}")[0] for part in text.split("${" + variable)[1:]]
+    assert uses, f"compose.yaml should take {variable} from the environment"
     assert all(use.startswith(":?") for use in uses), uses
+
+
+def test_redis_requires_the_password_and_every_service_gives_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Auth is on, so Redis (rate-limit counters, book and trade caches) asks for a
+    password: `requirepass` read from the container's environment on stdin, never on
+    redis-server's command line (`ps` shows that); the health check logs in without one
+    too (REDISCLI_AUTH); each service has it in EX_REDIS_URL."""
+    redis = services["redis"]
+    assert redis["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:?set REDIS_PASSWORD}"
+    shell, option, script = redis["command"]
+    assert (shell, option) == ("sh", "-c")
+    server, _, stdin = script.partition("<<EOF\n")
+    args = shlex.split(server)
+    assert args[:3] == ["exec", "docker-entrypoint.sh", "redis-server"]  # as user redis
+    assert args[-1] == "-", "the configuration comes on stdin"
+    assert not any("requirepass" in arg or "PASSWORD" in arg for arg in args), args
+    assert args[args.index("--save") + 1] == ""  # caches only
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert stdin.splitlines() == ['requirepass "$$REDIS_PASSWORD"', "EOF"]
+    health = " ".join(redis["healthcheck"]["test"])
+    assert 'REDISCLI_AUTH="$$REDIS_PASSWORD"' in health, health
+    assert "grep -q PONG" in health, "redis-cli exits 0 on NOAUTH too"
+    for name in INSTANCES:
+        url = urlsplit(interpolated(services[name]["environment"]["EX_REDIS_URL"]))
+        assert (url.password, url.hostname) == ("REDIS_PASSWORD", "redis"), name
 
 
 def test_services_reach_the_servers_by_their_service_names(
@@ -143,7 +179,7 @@ def test_services_reach_the_servers_by_their_service_names(
         env = services[name]["environment"]
         assert env["EX_HOST"] == "0.0.0.0", "the default 127.0.0.1 is unreachable from outside"
         for var, hosts in URL_HOSTS.items():
-            named = {urlsplit(url).hostname for url in env[var].split(",")}
+            named = {urlsplit(url).hostname for url in interpolated(env[var]).split(",")}
             assert named == hosts, (name, var, env[var])
         assert all(var.startswith("EX_") for var in env), name
 

@@ -10,7 +10,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.config import Settings
-from common.http import SERVER_NAME, add_probes, add_routes, json_response, new_app, read_json
+from common.http import (
+    SERVER_NAME,
+    add_probes,
+    add_routes,
+    json_response,
+    new_app,
+    query_int,
+    read_json,
+)
 
 
 class Body(msgspec.Struct):
@@ -110,3 +118,38 @@ async def test_metrics_are_served_only_to_whom_the_settings_say(
         assert (b"python_info" in body) == (status == 200)
         assert TOKEN.encode() not in body
         assert (await client.get("/health/")).status == 200
+
+
+async def _page(request: web.Request) -> web.Response:
+    return json_response({"page": query_int(request, "page", 1, 1, 100)})
+
+
+@pytest.fixture
+async def pager() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = new_app(max_body_bytes=1024)
+    add_routes(app, [("GET", "/pages/", _page)])
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(("raw", "page"), [
+    ("", 1), ("1", 1), ("12", 12), ("100", 100), ("007", 7), ("0" * 5000 + "9", 9)])
+async def test_an_integer_query_value_is_ascii_digits(
+        pager: TestClient[web.Request, web.Application], raw: str, page: int) -> None:
+    response = await pager.get("/pages/", params={"page": raw})
+    assert (response.status, await response.json()) == (200, {"page": page})
+
+
+@pytest.mark.parametrize("raw", [
+    "\u0661\u0662",  # Arabic-Indic 12: int() reads it
+    "\uff11\uff12",  # fullwidth 12
+    "\u00b9",  # superscript one: str.isdigit() says it is a digit
+    "1_0", " 2 ", "2 ", "\t3", "+5", "-0", "-1", "0x1f", "1e2", "1.0", "1,000", "two",
+    "0", "101", "9" * 5000])
+async def test_any_other_integer_query_value_is_a_400(
+        pager: TestClient[web.Request, web.Application], raw: str) -> None:
+    response = await pager.get("/pages/", params={"page": raw})
+    body = await response.json()
+    assert (response.status, body["error"]["code"]) == (400, "INVALID_PARAMETER")
+    assert body["error"]["details"]["parameter"] == "page"
+    assert set(body["error"]) == {"code", "message", "details"}

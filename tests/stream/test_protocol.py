@@ -73,7 +73,9 @@ async def test_a_failing_session_closes_with_1011_not_an_http_answer(
 
 @pytest.mark.parametrize(("query", "parameter"), [
     ("/ws/orderbook/?depth=0", "depth"), ("/ws/orderbook/?depth=51", "depth"),
-    ("/ws/orderbook/?depth=ten", "depth"), ("/ws/trades/?symbol=NOPE", "symbol"),
+    ("/ws/orderbook/?depth=ten", "depth"), ("/ws/orderbook/?depth=%D9%A1%D9%A2", "depth"),
+    ("/ws/orderbook/?depth=1_0", "depth"), ("/ws/orderbook/?depth=%2B5", "depth"),
+    ("/ws/orderbook/?depth=%205", "depth"), ("/ws/trades/?symbol=NOPE", "symbol"),
     ("/ws/orderbook/?symbol=NOPE", "symbol"),
 ])
 async def test_bad_query_is_a_400_before_the_upgrade(stream: Client, query: str,

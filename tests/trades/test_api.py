@@ -298,6 +298,17 @@ BAD = "INVALID_PARAMETER"
      "INVALID_CURSOR"),
     ("/trades/", {"symbol": "\x00"}, 400, BAD),
     ("/trades/", {"symbol": "A\x1bB"}, 400, BAD),
+    # Integer query values are ASCII digits only: int() would read each of these.
+    ("/trades/", {"page": "\u0661\u0662"}, 400, BAD),  # Arabic-Indic 12
+    ("/trades/", {"page": "1_0"}, 400, BAD),
+    ("/trades/", {"page": " 2 "}, 400, BAD),
+    ("/trades/", {"page_size": "+5"}, 400, BAD),
+    ("/orderbook/", {"depth": "\u0661\u0662"}, 400, BAD),
+    ("/orderbook/", {"depth": "1_0"}, 400, BAD),
+    ("/orderbook/", {"depth": " 5"}, 400, BAD),
+    ("/candles/", {"limit": "+5"}, 400, BAD),
+    ("/candles/", {"limit": "1_0"}, 400, BAD),
+    ("/candles/", {"limit": "\uff15"}, 400, BAD),  # fullwidth 5
 ], ids=lambda value: str(value) if isinstance(value, dict) else None)
 async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
         api: Client, path: str, query: Json, status: int, code: str) -> None:
@@ -316,6 +327,11 @@ async def test_bad_ids_and_query_values_answer_in_the_contract_shape(
     ({"page_size": "1000"}, BAD),
     ({"page_size": "0"}, BAD),
     ({"page_size": "-5"}, BAD),
+    ({"page": "\u0661\u0662"}, BAD),  # Arabic-Indic 12: int() reads it, the contract does not
+    ({"page": "1_0"}, BAD),
+    ({"page": " 2 "}, BAD),
+    ({"page_size": "+5"}, BAD),
+    ({"page_size": "5\n"}, BAD),
     ({"cursor": "garbage!"}, "INVALID_CURSOR"),
     ({"cursor": "WyJ0cmFkZXMiLDIsNV0"}, "INVALID_CURSOR"),  # a trades one
     ({"cursor": "WyJvcmRlcnMiLDAsNV0"}, "INVALID_CURSOR"),  # page 0

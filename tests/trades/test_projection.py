@@ -6,16 +6,23 @@ batches: every order field, every trade, and the order of the rows.
 """
 
 import asyncio
+import string
+from random import Random
 
 import asyncpg
 import msgspec
 import prometheus_client
+import pytest
+import structlog
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from common import subjects
-from common.messages import EventBatch, encoder
+from common.messages import Event, EventBatch, OrderAccepted, TradeExecuted, encoder
+from common.orderstate import OrderState, apply
+from svc_trades import changes
 from svc_trades.projector import DURABLE
+from svc_trades.rows import moment
 from tests.trades.journal import (
     BUY,
     SELL,
@@ -110,7 +117,7 @@ async def test_poison_messages_are_parked_and_the_journal_goes_on(
     await publish(js, batches[:30])
     await js.publish(subjects.events("DEFAULT"), b"\xc1 not msgpack")
     unknown_event = msgspec.msgpack.encode(
-        {"symbol": "DEFAULT", "seq": 999, "events": [{"kind": "exploded"}]})
+        {"symbol": "DEFAULT", "seq": 999, "events": [{"kind": "ex\x00ploded"}]})
     await js.publish(subjects.events("DEFAULT"), unknown_event)
     await js.publish(subjects.events("NOPE"), encoder.encode(
         EventBatch(symbol="NOPE", seq=1, events=[])))
@@ -126,7 +133,7 @@ async def test_poison_messages_are_parked_and_the_journal_goes_on(
     assert [row["subject"] for row in rows] == ["ex.events.DEFAULT", "ex.events.DEFAULT",
                                                 "ex.events.NOPE"]
     assert rows[0]["reason"].startswith("undecodable")
-    assert "exploded" in rows[1]["reason"]
+    assert "ex\ufffdploded" in rows[1]["reason"]  # the decoder quotes it; text holds no NUL
     assert rows[2]["reason"] == "unknown instrument 'NOPE'"
     assert counted("trades_projection_messages_total", outcome="parked") - parked == 3
 
@@ -201,3 +208,108 @@ async def test_a_value_postgresql_cannot_store_does_not_stop_the_projection(
     [trade] = await table(pool, "trades")
     assert (trade["buyer_user_id"], trade["sell_order_id"]) == ("user\ufffdx",
                                                                  "id\ufffdwith-nul")
+
+
+
+def _order_with(batch: EventBatch, **fields: object) -> EventBatch:
+    """`batch` with its new order placed with `fields`: values the engine never journals,
+    but a journal can hold."""
+    events = [msgspec.structs.replace(event, order=msgspec.structs.replace(
+        event.order, **fields)) if isinstance(event, OrderAccepted) else event
+        for event in batch.events]
+    return msgspec.structs.replace(batch, events=events)
+
+
+def _trade_with(batch: EventBatch, **fields: object) -> EventBatch:
+    events = [msgspec.structs.replace(event, **fields) if isinstance(event, TradeExecuted)
+              else event for event in batch.events]
+    return msgspec.structs.replace(batch, events=events)
+
+
+BIGINT_PAST = 2**63  # bigint columns end at 2^63 - 1; msgpack ints reach 2^64 - 1
+LATEST_NS, EARLIEST_NS = 2**64 - 1, -(2**63)  # 2554 and 1677: the journal's extremes
+# Past what a btree index row holds (2,704 bytes), even compressed.
+UNINDEXABLE = "".join(Random(7).choices(string.ascii_letters + string.digits, k=20_000))
+
+
+async def test_a_message_postgresql_refuses_is_parked_and_the_journal_goes_on(
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext) -> None:
+    """A decodable batch whose rows PostgreSQL cannot take (a quantity past bigint, a
+    client_order_id too long for its index) would fail its fetch's transaction on every
+    attempt. The fetch is projected again one
+    message per transaction: the message refused is parked (counted, logged as an error),
+    the others are projected, and the journal goes on. Timestamps at either end of what
+    a journal can hold fit timestamptz: they are projected as they are."""
+    desk = Desk()
+    desk.place(BUY, 10, 10_000, user=U1)
+    desk.place(SELL, 4, 10_000, user=U2)  # a trade of 4, made a trade of 2^63 below
+    desk.place(BUY, 5, 9_000, user=U1)  # resting, placed as 2^63 below
+    desk.place(SELL, 3, 10_000, user=U3)  # a trade with the first, at the earliest time
+    desk.place(BUY, 2, 8_000, user=U3)  # resting, placed at the latest time
+    desk.place(SELL, 1, 10_000, user=U2)
+    desk.place(BUY, 1, 7_000, user=U1)  # resting, its client_order_id made too long below
+    desk.place(BUY, 1, 7_000, user=U2)
+    good = desk.batches
+    journal = [good[0], _trade_with(good[1], quantity=BIGINT_PAST),
+               _order_with(good[2], quantity=BIGINT_PAST),
+               _trade_with(good[3], timestamp=EARLIEST_NS),
+               _order_with(good[4], timestamp=LATEST_NS), good[5],
+               _order_with(good[6], client_order_id=UNINDEXABLE), good[7]]
+    refused = [journal[1], journal[2], journal[6]]
+    parked = counted("trades_projection_messages_total", outcome="parked")
+    alarms = counted("trades_projection_refused_messages_total")
+    gaps = counted("trades_projection_gaps_total")
+    await publish(js, journal[:4])
+    with structlog.testing.capture_logs() as logs:
+        async with projecting(pool, nc) as projector:  # one fetch holds them all
+            await caught_up(pool, js)
+            await publish(js, journal[4:])
+            await caught_up(pool, js)
+            assert projector.running
+    await assert_projects(pool, [batch for batch in journal if batch not in refused])
+    rows = await pool.fetch("SELECT stream_seq, reason, data FROM parked_messages "
+                            "ORDER BY stream_seq")
+    assert [(row["stream_seq"], bytes(row["data"])) for row in rows] == [
+        (2, encoder.encode(journal[1])), (3, encoder.encode(journal[2])),
+        (7, encoder.encode(journal[6]))]
+    assert [row["reason"].split(":")[:2] for row in rows] == [
+        ["unstorable", " OverflowError"], ["unstorable", " OverflowError"],
+        ["unstorable", " ProgramLimitExceededError"]]
+    assert counted("trades_projection_messages_total", outcome="parked") - parked == 3
+    assert counted("trades_projection_refused_messages_total") - alarms == 3
+    assert counted("trades_projection_gaps_total") == gaps  # parked past, not a gap
+    errors = [entry for entry in logs if entry["log_level"] == "error"
+              and entry["event"] == "journal message parked"]
+    assert [entry["stream_seq"] for entry in errors] == [2, 3, 7]
+    [latest] = await pool.fetch("SELECT created_at FROM orders WHERE quantity = 2")
+    assert latest["created_at"] == moment(LATEST_NS)
+
+
+async def test_a_message_the_fold_fails_on_is_parked_and_the_journal_goes_on(
+        pool: asyncpg.Pool, nc: Nats, js: JetStreamContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold is pure: if it fails on a message (a value it cannot take; here a bug
+    made on purpose), the message is the cause. It is parked like one PostgreSQL
+    refuses, and the rest of its fetch is projected."""
+    desk = Desk()
+    desk.place(BUY, 10, 10_000, user=U1)
+    failing = desk.place(BUY, 5, 9_000, user=U2)
+    desk.place(SELL, 3, 10_000, user=U3)
+
+    def apply_but(states: dict[str, OrderState], event: Event,
+                  key_id: str | None = None) -> None:
+        if isinstance(event, OrderAccepted) and event.order.order_id == failing:
+            raise ArithmeticError("cannot fold this")
+        apply(states, event, key_id)
+
+    monkeypatch.setattr(changes, "apply", apply_but)
+    alarms = counted("trades_projection_refused_messages_total")
+    await publish(js, desk.batches)
+    async with projecting(pool, nc) as projector:
+        await caught_up(pool, js)
+        assert projector.running
+    await assert_projects(pool, [desk.batches[0], desk.batches[2]])
+    [row] = await pool.fetch("SELECT stream_seq, reason FROM parked_messages")
+    assert (row["stream_seq"], row["reason"]) == (
+        2, "unfoldable: ArithmeticError: cannot fold this")
+    assert counted("trades_projection_refused_messages_total") - alarms == 1
