@@ -54,6 +54,7 @@ from common.messages import (
     Stp,
     TradeExecuted,
     TransferFunds,
+    remaining_quantity,
 )
 from svc_orders.matching.order import Order
 
@@ -192,7 +193,8 @@ class Funds:
         """How much more than it holds a valid modify of `order` needs (0 if none)."""
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
-        needed = self.need(order, price, quantity - order.traded - order.cancelled)
+        needed = self.need(order, price, remaining_quantity(quantity, order.traded,
+                                                            order.cancelled))
         hold = self.holds.get(order.order_id)
         return max(0, needed - (0 if hold is None else hold.amount))
 
