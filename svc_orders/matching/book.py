@@ -84,13 +84,12 @@ class Book:
         if (price is not None and command.type is _LIMIT and not command.post_only
                 and command.time_in_force is not _FOK and price in self.prices
                 and command.quantity in self.quantities):
-            reason = None  # the fast path: a plain limit order on the grid passes `_refusal`
+            reason = None  # the fast path: a plain limit order on the grid passes `refusal`
         else:
-            reason = self._refusal(command)
-        self.seq = seq = self.seq + 1
+            reason = self.refusal(command)
         if reason is not None:
-            return EventBatch(symbol=self.symbol, seq=seq, events=[
-                OrderRejected(seq=seq, order=command, reason=reason)])
+            return self.reject(command, reason)
+        self.seq = seq = self.seq + 1
         events: list[Event] = [OrderAccepted(seq, command)]
         quantity = command.quantity
         is_buy = command.side is _BUY
@@ -137,9 +136,9 @@ class Book:
         price, quantity, ts = command.price, command.quantity, command.timestamp
         if (quantity is None and price is not None and price in self.prices
                 and not order.placed.post_only):
-            error = None  # the fast path: a new price on the grid passes `_modify_error`
+            error = None  # the fast path: a new price on the grid passes `modify_error`
         else:
-            error = self._modify_error(order, price, quantity)
+            error = self.modify_error(order, price, quantity)
         if error is not None:
             reason, message = error
             return EventBatch(symbol=self.symbol, seq=0, events=[CommandRejected(
@@ -160,6 +159,19 @@ class Book:
             self.unrest(order)
             self._enter(order.requeued(new_price, new_quantity), events, seq, ts)
         return EventBatch(symbol=self.symbol, seq=seq, events=events)
+
+    def reject(self, command: PlaceOrder, reason: RejectReason) -> EventBatch:
+        """Refuse a new order as a whole: a state change all the same (the order is
+        recorded as rejected), so it takes the next sequence number."""
+        self.seq = seq = self.seq + 1
+        return EventBatch(symbol=self.symbol, seq=seq, events=[
+            OrderRejected(seq=seq, order=command, reason=reason)])
+
+    def next_seq(self) -> int:
+        """Take the next sequence number for a command journaled in this book's sequence
+        that changes none of its orders (a transfer of an asset the book is home to)."""
+        self.seq += 1
+        return self.seq
 
     def expire(self, timestamp: int) -> EventBatch:
         """Session close: every resting DAY order expires (bids then asks, priority order)."""
@@ -324,9 +336,10 @@ class Book:
             append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
         return not stopped
 
-    # ---- checks --------------------------------------------------------------------
+    # ---- checks: the one pre-trade check path (`place` and `modify` skip it only behind
+    # their fast-path predicates, which tests/engine/test_book.py compares with these) ----
 
-    def _refusal(self, command: PlaceOrder) -> RejectReason | None:
+    def refusal(self, command: PlaceOrder) -> RejectReason | None:
         """Why a new order is refused as a whole, in the contract's order of checks."""
         price = command.price
         if command.type is OrderType.MARKET:
@@ -347,9 +360,10 @@ class Book:
             return RejectReason.FOK_NOT_FILLABLE
         return None
 
-    def _modify_error(
+    def modify_error(
         self, order: Order, price: int | None, quantity: int | None,
     ) -> tuple[RejectReason, str] | None:
+        """Why a modify of the resting `order` is refused (reason, message), if it is."""
         if price is None and quantity is None:
             return RejectReason.INVALID_ORDER, "give a new price and/or quantity"
         if price is not None and price not in self.prices:

@@ -181,8 +181,7 @@ class Funds:
         if not command.withdrawal and sum(balance) + command.amount >= MAX_AMOUNT:
             return _refused(home, ts, RejectReason.BALANCE_LIMIT,
                             "the balance would exceed the largest amount kept")
-        book = books[home]
-        book.seq = seq = book.seq + 1
+        seq = books[home].next_seq()
         event = FundsTransferred(
             seq=seq, timestamp=ts, transfer_id=command.transfer_id, user_id=command.user_id,
             asset=command.asset, amount=command.amount, withdrawal=command.withdrawal)
