@@ -91,6 +91,8 @@ class Book:
             return self.reject(command, reason)
         self.seq = seq = self.seq + 1
         events: list[Event] = [OrderAccepted(seq, command)]
+        # `Order.new` inlined: calling it cost 5.3-5.9% of engine throughput
+        # (ops.bench.engine --against, 1M workload, 7 reps, two runs)
         quantity = command.quantity
         taker = Order(command, command.order_id, command.side is _BUY, price, quantity, quantity)
         self._enter(taker, events, seq, command.timestamp)
