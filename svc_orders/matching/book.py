@@ -101,16 +101,9 @@ class Book:
     def cancel(self, order: Order, timestamp: int) -> EventBatch:
         """Cancel a resting order's whole remainder."""
         self.seq = seq = self.seq + 1
-        price, order_id, quantity = order.price, order.order_id, order.remaining
-        assert price is not None, order
-        levels = self.sides[order.is_buy].levels  # `unrest` and `Order.cancel` inlined
-        if levels[price].remove(order):
-            del levels[price]
-        del self.orders[order_id]
-        order.cancelled += quantity
-        order.remaining = 0
+        self.unrest(order)
         return EventBatch(symbol=self.symbol, seq=seq, events=[OrderCancelled(
-            seq, timestamp, order_id, quantity, _USER)])
+            seq, timestamp, order.order_id, order.cancel(), _USER)])
 
     def modify(self, order: Order, command: ModifyOrder) -> EventBatch:
         """Amend a resting order's price and/or total quantity (see the module docstring)."""
