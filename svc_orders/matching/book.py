@@ -281,12 +281,10 @@ class Book:
                 trade_no += 1
                 if quantity > remaining:
                     quantity = remaining
-                    maker.remaining -= quantity
                 else:
                     gone += 1
                     del orders[maker_id]
-                    maker.remaining = 0
-                maker.traded += quantity
+                maker.fill(quantity)
                 taken += quantity
                 remaining -= quantity
                 if taker_buys:
@@ -303,8 +301,7 @@ class Book:
             if stopped or not remaining:
                 break
         self.trade_no = trade_no
-        taker.traded += taker.remaining - remaining
-        taker.remaining = remaining
+        taker.fill(taker.remaining - remaining)
         if stopped:
             append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
         return not stopped
