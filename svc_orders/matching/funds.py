@@ -160,6 +160,11 @@ class Funds:
         found = self.balances.get((user_id, asset))
         return 0 if found is None else found[0]
 
+    def balance_of(self, user_id: str | None, asset: str) -> tuple[int, int]:
+        """What the user has of `asset`: (available, held), zeros for nothing."""
+        found = self.balances.get((user_id, asset))
+        return (0, 0) if found is None else (found[0], found[1])
+
     # ---- commands ----------------------------------------------------------------------
 
     def transfer(self, command: TransferFunds, books: Mapping[str, Book]) -> EventBatch:
