@@ -178,6 +178,12 @@ class OrderModified(Message, frozen=True, tag="modified"):
     requeued: bool
 
 
+def remaining_quantity(quantity: int, traded: int, cancelled: int) -> int:
+    """What remains of an order of total `quantity` (an `OrderModified`'s, for one): the
+    part neither traded nor cancelled. The engine and every journal reader use this."""
+    return quantity - traded - cancelled
+
+
 class OrderCancelled(Message, frozen=True, tag="cancelled"):
     """`quantity` is the remaining quantity that was cancelled."""
 

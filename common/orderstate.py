@@ -24,6 +24,7 @@ from common.messages import (
     Stp,
     TimeInForce,
     TradeExecuted,
+    remaining_quantity,
 )
 
 ACTIVE_STATUSES = frozenset((OrderStatus.ACTIVE, OrderStatus.PARTIALLY_FILLED))
@@ -113,7 +114,7 @@ def apply(states: dict[str, OrderState], event: Event, key_id: str | None = None
     elif type(event) is OrderModified:
         state = states[event.order_id]
         state.price, state.quantity = event.price, event.quantity
-        state.remaining = event.quantity - state.traded - state.cancelled
+        state.remaining = remaining_quantity(event.quantity, state.traded, state.cancelled)
         _touch(state, event.seq, event.timestamp)
     elif type(event) is OrderExpired:
         state = states[event.order_id]

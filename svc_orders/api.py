@@ -101,9 +101,16 @@ async def _submit(request: web.Request, kind: str, command: Command,
     """Submit `command`, with the key that issued it; a refusal or an unconfirmed command
     becomes its HTTP error."""
     caller = identity(request)
+    return await _run(request.app[SEQUENCER], kind, command, named,
+                      None if caller is None else caller.key_id)
+
+
+async def _run(sequencer: Sequencer, kind: str, command: Command,
+               named: OrderState | None, key_id: str | None) -> Outcome:
+    """`sequencer.submit`, counted by `kind` and outcome; a refusal or an unconfirmed
+    command becomes its HTTP error."""
     try:
-        outcome = await request.app[SEQUENCER].submit(
-            command, named, None if caller is None else caller.key_id)
+        outcome = await sequencer.submit(command, named, key_id)
     except Unavailable as error:
         metrics.commands(kind, "unavailable").inc()
         raise _unavailable(error) from None
@@ -187,37 +194,16 @@ async def transfer(sequencer: Sequencer, instruments: Mapping[str, Instrument],
                    asked: TransferRequest) -> tuple[int, TransferView]:
     """201 with the transfer and the balance after it; a transfer id seen before answers
     the original transfer with 200 and changes nothing. Failures raise `ApiError`."""
-    funds = sequencer.engine.funds
-    if funds is None:
+    if not sequencer.funding:
         raise ApiError(409, "FUNDING_OFF", "balances are kept only with EX_FUNDING=on")
     command = transfer_command(asked.user_id, asked.body, homes(instruments),
                                asked.withdrawal)
-    status = 200  # a transfer id seen before: the original
-    if command.transfer_id not in funds.transfers:
-        kind = "withdrawal" if asked.withdrawal else "deposit"
-        try:
-            outcome = await sequencer.submit(command, None, asked.key_id)
-        except Unavailable as error:
-            metrics.commands(kind, "unavailable").inc()
-            raise _unavailable(error) from None
-        refusal = outcome.refusal
-        if refusal is None:
-            status = 201
-        elif refusal.reason is not RejectReason.DUPLICATE_TRANSFER:  # else: a race, lost
-            metrics.commands(kind, "rejected").inc()
-            raise _refused(refusal, None)
-        metrics.commands(kind, "ok" if refusal is None else "repeat").inc()
-    try:
-        await sequencer.acknowledged()  # the original, for a repeat, is journaled
-    except Unavailable as error:
-        raise _unavailable(error) from None
-    funds = sequencer.engine.funds  # a rebuild may have replaced the engine
-    assert funds is not None
-    done = funds.transfers.get(command.transfer_id)
-    if done is None:  # not in the rebuilt state: never guess an answer
-        raise _unavailable(Unavailable("the transfer is not confirmed; retry it"))
-    available, held = funds.balances.get((done.user_id, done.asset), (0, 0))
-    return status, TransferView(
+    outcome = await _run(sequencer, "withdrawal" if asked.withdrawal else "deposit",
+                         command, None, asked.key_id)
+    done = outcome.transfer
+    assert done is not None, "a transfer's outcome holds it"
+    available, held = outcome.balance
+    return 200 if outcome.repeat else 201, TransferView(
         transfer_id=done.transfer_id, user_id=done.user_id, asset=done.asset,
         amount=format_amount(done.amount),
         balance=BalanceView(asset=done.asset, available=format_amount(available),

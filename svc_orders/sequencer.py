@@ -3,8 +3,10 @@ and the journal.
 
 `submit` owns all a command needs besides its translation from HTTP: readiness,
 idempotency (a repeated client order id places nothing and answers the original
-order), matching, journaling, and the order as it stands right after the command, with
-the command's trades as views built once for the answer and the market data alike.
+order; a repeated transfer id moves nothing and answers the original transfer, once
+journaled), matching, journaling, and the order (or a transfer's balance) as it stands
+right after the command, with the command's trades as views built once for the answer
+and the market data alike.
 
 A command is matched and its batch added to the journal's group in one step of the event
 loop, so journal order is engine order; the commands of one step share a journal message
@@ -89,6 +91,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order: OrderState | None  # the command's order (see `Sequencer.submit`)
     trades: list[TradeView] = []  # the trades the command made, in execution order
     refusal: CommandRejected | None = None  # set when the command changed nothing
+    transfer: TransferFunds | None = None  # a transfer made (the original, for a repeat)
+    balance: tuple[int, int] = (0, 0)  # then its user's (available, held) of its asset
 
     @property
     def repeat(self) -> bool:
@@ -235,6 +239,8 @@ class Sequencer:
         is the command's order if the caller has looked it up already (a modify needs its
         instrument): a refusal answers with it rather than looking again. `key_id`, the
         API key that issued the command, is journaled with its batch.
+        A transfer's outcome holds the transfer and its user's balance right after it;
+        for a repeated transfer id, the original once journaled and the balance now.
         """
         self._require_ready()
         if type(command) is PlaceOrder and command.client_order_id is not None:
@@ -243,6 +249,8 @@ class Sequencer:
             if original is not None:
                 return Outcome(batch=None, order=original)
             self._require_ready()  # the lookup may have waited
+        elif type(command) is TransferFunds and self._transferred(command) is not None:
+            return await self._repeated_transfer(command)
         if self.journal.in_flight >= MAX_IN_FLIGHT:
             raise Unavailable("the journal is behind; retry shortly")
         started = time.perf_counter()
@@ -257,6 +265,8 @@ class Sequencer:
                  else self.store.get(command.order_id))
         if order is not None:  # a copy: later commands change the stored one in place
             order = msgspec.structs.replace(order)
+        transferred = (self._transferred(command) if type(command) is TransferFunds
+                       else None)
         ack = await self.journal.append(batch)  # joins this step's group: engine order
         try:
             await ack
@@ -269,7 +279,32 @@ class Sequencer:
         self._since_snapshot += 1
         if self._snapshot_due():
             self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
+        if transferred is not None:
+            return Outcome(batch=batch, order=None, transfer=transferred[0],
+                           balance=transferred[1])
         return Outcome(batch=batch, order=order, trades=trades)
+
+    def _transferred(self, command: TransferFunds,
+                     ) -> tuple[TransferFunds, tuple[int, int]] | None:
+        """The transfer of `command`'s id if the engine made it, with its user's balance
+        of its asset now (None if it made none)."""
+        funds = self.engine.funds
+        done = None if funds is None else funds.transfers.get(command.transfer_id)
+        if done is None:
+            return None
+        assert funds is not None
+        return done, funds.balance_of(done.user_id, done.asset)
+
+    async def _repeated_transfer(self, command: TransferFunds) -> Outcome:
+        """A transfer id the engine has seen: the original once the journal holds it
+        (it may still be in flight), read from the state then (a rebuild may have
+        replaced the engine, and its state is the journal's)."""
+        await self.acknowledged()
+        transferred = self._transferred(command)
+        if transferred is None:  # not in the rebuilt state: never guess an answer
+            raise Unavailable("the transfer is not confirmed; retry it")
+        return Outcome(batch=None, order=None, transfer=transferred[0],
+                       balance=transferred[1])
 
     def _trade_views(self, batch: EventBatch) -> list[TradeView]:
         instrument = self.instruments[batch.symbol]

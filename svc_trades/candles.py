@@ -25,8 +25,16 @@ import msgspec
 from common.instruments import Instrument
 from common.views import Candle, CandleList
 from svc_trades.reading import fetch_row
-from svc_trades.repository import _arrays, _unnest
-from svc_trades.rows import EPOCH, CandleRow, TradeRow, columns, instrument_of, micros
+from svc_trades.rows import (
+    EPOCH,
+    CandleRow,
+    TradeRow,
+    arrays,
+    columns,
+    instrument_of,
+    micros,
+    unnest,
+)
 
 MINUTE = 60_000_000  # microseconds
 INTERVALS = {"1m": MINUTE, "5m": 5 * MINUTE, "15m": 15 * MINUTE, "1h": 60 * MINUTE,
@@ -39,7 +47,7 @@ LAST = micros(datetime.max.replace(tzinfo=UTC))
 
 MERGE = f"""
 INSERT INTO candles AS c ({", ".join(columns(CandleRow))})
-SELECT * FROM {_unnest(CandleRow)}
+SELECT * FROM {unnest(CandleRow)}
 ON CONFLICT (symbol, start) DO UPDATE SET
     open = CASE WHEN EXCLUDED.first_trade_no < c.first_trade_no THEN EXCLUDED.open
                 ELSE c.open END,
@@ -128,7 +136,7 @@ async def record(conn: asyncpg.Connection, trades: Sequence[TradeRow]) -> None:
     """Merge a projected batch's trades into the candles, in the caller's transaction."""
     rows = minute_candles(trades)
     if rows:
-        await conn.execute(MERGE, *_arrays(rows))
+        await conn.execute(MERGE, *arrays(rows))
 
 
 @dataclass(frozen=True)

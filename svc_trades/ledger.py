@@ -40,7 +40,16 @@ from common.messages import (
 from common.queries import PageRequest
 from common.views import timestamp, trade_id
 from svc_trades.reading import Where, fetch_page, read_only
-from svc_trades.rows import Row, micros, storable, storable_or_none
+from svc_trades.rows import (
+    Int4,
+    Row,
+    arrays,
+    columns,
+    micros,
+    storable,
+    storable_or_none,
+    unnest,
+)
 
 EXTERNAL, FEES = "external", "fees"
 AVAILABLE, HELD = "available", "held"
@@ -62,7 +71,7 @@ def account(user_id: str | None, part: str) -> str:
 class PostingRow(Row, frozen=True, gc=False):
     symbol: str
     seq: int
-    leg: int
+    leg: Int4
     asset: str
     amount: Decimal
     debit: str
@@ -110,7 +119,7 @@ class Poster:
              reference: str) -> None:
         if amount:
             self.rows.append(PostingRow(
-                symbol=self.batch.symbol, seq=self.batch.seq, leg=len(self.rows),
+                symbol=self.batch.symbol, seq=self.batch.seq, leg=Int4(len(self.rows)),
                 asset=storable(asset), amount=to_decimal(amount), debit=storable(debit),
                 credit=storable(credit), debit_owner=_owner(debit),
                 credit_owner=_owner(credit), kind=kind, reference=storable(reference),
@@ -125,14 +134,10 @@ def _owner(name: str) -> str | None:
 
 # ---- the write (inside the projection's transaction) ---------------------------------
 
-_COLUMNS = ("symbol", "seq", "leg", "asset", "amount", "debit", "credit", "debit_owner",
-            "credit_owner", "kind", "reference", "created_at")
-_TYPES = ("text", "bigint", "integer", "text", "numeric", "text", "text", "text", "text",
-          "text", "text", "timestamptz")
 WRITE = f"""
 WITH new AS (
-    INSERT INTO postings ({", ".join(_COLUMNS)})
-    SELECT * FROM unnest({", ".join(f"${n}::{t}[]" for n, t in enumerate(_TYPES, 1))})
+    INSERT INTO postings ({", ".join(columns(PostingRow))})
+    SELECT * FROM {unnest(PostingRow)}
     ON CONFLICT (symbol, seq, leg) DO NOTHING
     RETURNING asset, amount, debit, credit, debit_owner, credit_owner
 ), moves AS (
@@ -148,9 +153,7 @@ ON CONFLICT (asset, account) DO UPDATE SET balance = accounts.balance + EXCLUDED
 async def write(conn: asyncpg.Connection, rows: list[PostingRow]) -> None:
     """Post `rows` and move their accounts; postings already there change nothing."""
     if rows:
-        await conn.execute(WRITE, *zip(*(
-            (r.symbol, r.seq, r.leg, r.asset, r.amount, r.debit, r.credit, r.debit_owner,
-             r.credit_owner, r.kind, r.reference, r.created_at) for r in rows), strict=True))
+        await conn.execute(WRITE, *arrays(rows))
 
 
 # ---- reads ------------------------------------------------------------------------------

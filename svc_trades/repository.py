@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -34,35 +33,24 @@ from svc_trades.rows import (
     TRADE_COLUMNS,
     OrderRow,
     OrderUpdate,
-    Row,
     TradeRow,
+    arrays,
     columns,
     order_state,
-    sql_types,
     trade_of,
+    unnest,
     values,
 )
-
-
-def _unnest(row: type[Row]) -> str:
-    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(sql_types(row), 1))
-    return f"unnest({arrays}) AS u({', '.join(columns(row))})"
-
-
-def _arrays(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-    """Rows as one sequence per column, the arguments of `_unnest`."""
-    return list(zip(*map(values, rows), strict=True))
-
 
 # The careful path, for rows that may exist already (see `insert`).
 INSERT_TRADES = f"""
 INSERT INTO trades ({", ".join(columns(TradeRow))})
-SELECT * FROM {_unnest(TradeRow)}
+SELECT * FROM {unnest(TradeRow)}
 ON CONFLICT (trade_id) DO NOTHING"""
 
 UPSERT_ORDERS = f"""
 INSERT INTO orders ({ORDER_COLUMNS})
-SELECT * FROM {_unnest(OrderRow)}
+SELECT * FROM {unnest(OrderRow)}
 ON CONFLICT (order_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in columns(OrderRow)[1:])}
 WHERE orders.seq < EXCLUDED.seq"""
@@ -70,7 +58,7 @@ WHERE orders.seq < EXCLUDED.seq"""
 # An order only moves forward in the journal.
 UPDATE_ORDERS = f"""
 UPDATE orders AS o SET {", ".join(f"{c} = u.{c}" for c in columns(OrderUpdate)[1:])}
-FROM {_unnest(OrderUpdate)}
+FROM {unnest(OrderUpdate)}
 WHERE o.order_id = u.order_id AND o.seq < u.seq"""
 
 LIVE = tuple(status.value for status in ACTIVE_STATUSES)
@@ -88,9 +76,9 @@ async def insert(conn: asyncpg.Connection, orders: Sequence[OrderRow],
     """
     if careful:
         if trades:
-            await conn.execute(INSERT_TRADES, *_arrays(trades))
+            await conn.execute(INSERT_TRADES, *arrays(trades))
         if orders:
-            await conn.execute(UPSERT_ORDERS, *_arrays(orders))
+            await conn.execute(UPSERT_ORDERS, *arrays(orders))
         return
     if trades:
         await conn.copy_records_to_table("trades", records=map(values, trades),
@@ -102,7 +90,7 @@ async def insert(conn: asyncpg.Connection, orders: Sequence[OrderRow],
 
 async def update_orders(conn: asyncpg.Connection, rows: Sequence[OrderUpdate]) -> None:
     if rows:
-        await conn.execute(UPDATE_ORDERS, *_arrays(rows))
+        await conn.execute(UPDATE_ORDERS, *arrays(rows))
 
 
 async def live_orders(conn: asyncpg.Connection,

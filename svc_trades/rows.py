@@ -2,8 +2,8 @@
 
 A row type is a Struct whose fields are its table's columns in COPY order. The
 projection builds rows by column name (`OrderRow(order_id=..., ...)`), the writes take
-the column lists and SQL types from here, and the reads select the same names and turn
-them back into `OrderState` and `TradeView` by name. Prices are NUMERIC on the
+the column lists, SQL types and `unnest` arrays from here, and the reads select the
+same names and turn them back into `OrderState` and `TradeView` by name. Prices are NUMERIC on the
 instrument's grid (Decimals, never float); times are timestamptz at microsecond precision.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NewType
@@ -36,6 +36,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 Uuid = NewType("Uuid", str)  # a uuid column, written as its text
+Int4 = NewType("Int4", int)  # an integer column (a plain int is a bigint one)
 
 
 def storable(text: str) -> str:
@@ -138,7 +139,7 @@ def columns(row: type[Row]) -> tuple[str, ...]:
 
 
 _SQL_TYPES: dict[Any, str] = {str: "text", Uuid: "uuid", bool: "boolean", int: "bigint",
-                              Decimal: "numeric", datetime: "timestamptz"}
+                              Int4: "integer", Decimal: "numeric", datetime: "timestamptz"}
 
 
 def sql_types(row: type[Row]) -> tuple[str, ...]:
@@ -151,6 +152,18 @@ def sql_types(row: type[Row]) -> tuple[str, ...]:
             [hint] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         found.append(_SQL_TYPES[hint])
     return tuple(found)
+
+
+def unnest(row: type[Row]) -> str:
+    """`unnest` of one typed array parameter per column of `row` ($1, $2 ...), the rows
+    `arrays` passes: many rows in one statement."""
+    typed = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(sql_types(row), 1))
+    return f"unnest({typed}) AS u({', '.join(columns(row))})"
+
+
+def arrays(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """Rows as one sequence per column: the arguments of `unnest`."""
+    return list(zip(*map(values, rows), strict=True))
 
 
 ORDER_COLUMNS = ", ".join(columns(OrderRow))

@@ -16,6 +16,7 @@ from ops.stack import HOST, EmbeddedServer, log_tail
 
 READY_TIMEOUT = 60.0  # seconds for a service to answer /ready/
 STOP_TIMEOUT = 15.0  # seconds a process gets to exit after SIGTERM before SIGKILL
+POLL = 0.05  # seconds between two readiness probes
 
 
 def given_or_started(stack: ExitStack, given: str | None,
@@ -41,31 +42,47 @@ def service_process(name: str, command: list[str], env: Mapping[str, str], port:
             stderr=subprocess.STDOUT, cwd=cwd,
             preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus))
     try:
-        _wait_ready(name, f"http://{HOST}:{port}/ready/", process, log_path)
+        def up() -> bool:
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited with code {process.returncode}; "
+                                 f"log {log_path}:\n" + log_tail(log_path, 30))
+            return ready(port)
+
+        wait_until(f"{name} ready", up, log=log_path)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
-def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a running `process`, SIGKILL if it has not exited `STOP_TIMEOUT` later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ready(port: int, path: str = "/ready/") -> bool:
+    """Whether the service on `port` answers GET `path` with 200 now (one probe)."""
+    with (contextlib.suppress(OSError),
+          urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=1) as response):
+        return bool(response.status == 200)
+    return False
+
+
+def wait_until(condition: str, check: Callable[[], bool], poll: float = POLL,
+               log: Path | None = None) -> None:
+    """Call `check` every `poll` seconds until it is true; SystemExit (with the tail of
+    `log`, if given) if it is not within `READY_TIMEOUT`."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name} exited with code {process.returncode}; log {log}:\n"
-                             + log_tail(log, 30))
-        with (contextlib.suppress(OSError),
-              urllib.request.urlopen(url, timeout=1) as response):
-            if response.status == 200:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"{name} did not become ready in {READY_TIMEOUT:.0f}s; log {log}:\n"
-                     + log_tail(log, 30))
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not {condition} within {READY_TIMEOUT:g} s" + (
+                "" if log is None else f"; log {log}:\n" + log_tail(log, 30)))
+        time.sleep(poll)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

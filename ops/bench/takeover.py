@@ -26,8 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
@@ -36,27 +35,11 @@ from pathlib import Path
 import aiohttp
 
 from ops.bench.api.figures import measure
-from ops.bench.harness import STOP_TIMEOUT
+from ops.bench.harness import ready, stop_process, wait_until
 from ops.stack import HOST, NatsServer, RedisServer, cluster_url, free_port, nats_cluster
 
 POLL = 0.01  # seconds between readiness probes while a takeover is timed
 TRICKLE = 0.005  # seconds between two orders of the light load during the kills
-READY_TIMEOUT = 60.0
-
-
-def _ready(port: int, path: str = "/ready/") -> bool:
-    with (contextlib.suppress(OSError),
-          urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=1) as response):
-        return bool(response.status == 200)
-    return False
-
-
-def _wait(condition: str, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"not {condition} within {READY_TIMEOUT:g} s")
-        time.sleep(POLL)
 
 
 class Instance:
@@ -79,13 +62,8 @@ class Instance:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @contextlib.contextmanager
@@ -125,15 +103,15 @@ def _kills(instances: list[Instance], kills: int) -> list[float]:
     """Kill the leader `kills` times; each takeover's seconds."""
     times: list[float] = []
     for _ in range(kills):
-        leader = next(i for i in instances if _ready(i.port))
+        leader = next(i for i in instances if ready(i.port))
         standby = next(i for i in instances if i is not leader)
         time.sleep(1.0)  # the standby follows a moving journal meanwhile
         killed = time.monotonic()
         leader.kill()
-        _wait("taken over", partial(_ready, standby.port))
+        wait_until("taken over", partial(ready, standby.port), POLL)
         times.append(time.monotonic() - killed)
         leader.start()
-        _wait("up", partial(_ready, leader.port, "/health/"))
+        wait_until("up", partial(ready, leader.port, "/health/"), POLL)
     return times
 
 
@@ -156,9 +134,9 @@ def run_setup(nodes: int, args: argparse.Namespace, folder: Path) -> dict[str, o
         try:
             for instance in instances:
                 instance.start()
-            _wait("led", lambda: any(_ready(i.port) for i in instances))
-            _wait("up", lambda: all(_ready(i.port, "/health/") for i in instances))
-            leader = next(i for i in instances if _ready(i.port))
+            wait_until("led", lambda: any(ready(i.port) for i in instances), POLL)
+            wait_until("up", lambda: all(ready(i.port, "/health/") for i in instances), POLL)
+            leader = next(i for i in instances if ready(i.port))
             assert leader.process is not None
             figures = measure("python", f"http://{HOST}:{leader.port}/orders/",
                               args.concurrency, args.seconds,

@@ -22,7 +22,6 @@ from common.messages import (
     EventBatch,
     ExpireOrders,
     ModifyOrder,
-    OrderRejected,
     PlaceOrder,
     RejectReason,
     Side,
@@ -81,22 +80,20 @@ class Exchange:
         if type(command) is PlaceOrder:
             book = self.books.get(command.symbol)
             if (book is None or command.order_id in self.orders
-                    or book._refusal(command) is not None):
+                    or book.refusal(command) is not None):
                 return Exchange.submit(self, command)  # refused as without funding
             hold = funds.placement(book, command)
             instrument = book.instrument
             asset = instrument.quote if command.side is Side.BUY else instrument.base_asset
             if hold > funds.available(command.user_id, asset):
-                book.seq = seq = book.seq + 1
-                return EventBatch(symbol=book.symbol, seq=seq, events=[OrderRejected(
-                    seq, command, RejectReason.INSUFFICIENT_FUNDS)])
+                return book.reject(command, RejectReason.INSUFFICIENT_FUNDS)
             return funds.settle(book.place(command), self.orders, (command.order_id, hold))
         if type(command) is ModifyOrder:
             order = self.orders.get(command.order_id)
             if order is None:
                 return _not_live(command.order_id, command.timestamp)
             book = self.books[order.placed.symbol]
-            if book._modify_error(order, command.price, command.quantity) is not None:
+            if book.modify_error(order, command.price, command.quantity) is not None:
                 return book.modify(order, command)  # refused as without funding
             extra = funds.modify_shortfall(book, order, command)
             if extra > funds.available(order.user_id, funds.holds[order.order_id].asset):

@@ -54,6 +54,7 @@ from common.messages import (
     Stp,
     TradeExecuted,
     TransferFunds,
+    remaining_quantity,
 )
 from svc_orders.matching.order import Order
 
@@ -159,6 +160,11 @@ class Funds:
         found = self.balances.get((user_id, asset))
         return 0 if found is None else found[0]
 
+    def balance_of(self, user_id: str | None, asset: str) -> tuple[int, int]:
+        """What the user has of `asset`: (available, held), zeros for nothing."""
+        found = self.balances.get((user_id, asset))
+        return (0, 0) if found is None else (found[0], found[1])
+
     # ---- commands ----------------------------------------------------------------------
 
     def transfer(self, command: TransferFunds, books: Mapping[str, Book]) -> EventBatch:
@@ -180,8 +186,7 @@ class Funds:
         if not command.withdrawal and sum(balance) + command.amount >= MAX_AMOUNT:
             return _refused(home, ts, RejectReason.BALANCE_LIMIT,
                             "the balance would exceed the largest amount kept")
-        book = books[home]
-        book.seq = seq = book.seq + 1
+        seq = books[home].next_seq()
         event = FundsTransferred(
             seq=seq, timestamp=ts, transfer_id=command.transfer_id, user_id=command.user_id,
             asset=command.asset, amount=command.amount, withdrawal=command.withdrawal)
@@ -192,7 +197,8 @@ class Funds:
         """How much more than it holds a valid modify of `order` needs (0 if none)."""
         price = order.price if command.price is None else command.price
         quantity = order.quantity if command.quantity is None else command.quantity
-        needed = self.need(order, price, quantity - order.traded - order.cancelled)
+        needed = self.need(order, price, remaining_quantity(quantity, order.traded,
+                                                            order.cancelled))
         hold = self.holds.get(order.order_id)
         return max(0, needed - (0 if hold is None else hold.amount))
 

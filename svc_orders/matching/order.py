@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from common.messages import OrderType, PlaceOrder, Side, Stp, TimeInForce
+from common.messages import OrderType, PlaceOrder, Side, Stp, TimeInForce, remaining_quantity
 
 
 class Order(msgspec.Struct, array_like=True, gc=False, eq=False):
@@ -35,12 +35,12 @@ class Order(msgspec.Struct, array_like=True, gc=False, eq=False):
         """A fresh queue entry for this order at a new price and/or total quantity."""
         traded, cancelled = self.traded, self.cancelled
         return Order(self.placed, self.order_id, self.is_buy, price, quantity,
-                     quantity - traded - cancelled, traded, cancelled)
+                     remaining_quantity(quantity, traded, cancelled), traded, cancelled)
 
     def resize(self, quantity: int) -> None:
         """Make `quantity` the new total: what is neither traded nor cancelled remains."""
         self.quantity = quantity
-        self.remaining = quantity - self.traded - self.cancelled
+        self.remaining = remaining_quantity(quantity, self.traded, self.cancelled)
 
     def fill(self, quantity: int) -> None:
         self.traded += quantity

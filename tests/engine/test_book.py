@@ -144,14 +144,14 @@ PLACE_ORDERS = st.builds(
 @settings(max_examples=500, deadline=None)
 @given(command=PLACE_ORDERS)
 def test_place_refuses_exactly_what_the_full_check_refuses(command: PlaceOrder) -> None:
-    """`place` skips `_refusal` for plain limit orders: it must decide like `_refusal`."""
+    """`place` skips `refusal` for plain limit orders: it must decide like `refusal`."""
     ex = Exchange(INSTRUMENTS)
     for symbol in INSTRUMENTS:
         for order_id, side, price in [("b", Side.BUY, 95), ("a", Side.SELL, 105)]:
             ex.submit(PlaceOrder(order_id=f"{symbol}{order_id}", symbol=symbol, side=side,
                                  quantity=10, price=price, user_id="u1"))
     book = ex.books[command.symbol]
-    expected = book._refusal(command)  # the plain path under comparison
+    expected = book.refusal(command)  # the plain path under comparison
     first = ex.submit(command).events[0]
     refused = first.reason if isinstance(first, OrderRejected) else None
     assert refused == expected
@@ -172,7 +172,7 @@ MODIFIES = st.builds(
 def test_modify_refuses_exactly_what_the_full_check_refuses(
     command: ModifyOrder, post_only: bool, traded: int,
 ) -> None:
-    """`modify` skips `_modify_error` for a new price alone: it must decide like it."""
+    """`modify` skips `modify_error` for a new price alone: it must decide like it."""
     ex = Exchange(INSTRUMENTS)
     for symbol in INSTRUMENTS:
         for order_id, side, price in [("b", Side.BUY, 95), ("a", Side.SELL, 105)]:
@@ -183,7 +183,7 @@ def test_modify_refuses_exactly_what_the_full_check_refuses(
                              price=95))
     order = ex.orders[command.order_id]
     book = ex.books[order.placed.symbol]
-    expected = book._modify_error(order, command.price, command.quantity)  # the plain path
+    expected = book.modify_error(order, command.price, command.quantity)  # the plain path
     batch = ex.submit(command)
     first = batch.events[0]
     refused = first.reason if isinstance(first, CommandRejected) else None

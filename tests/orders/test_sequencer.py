@@ -1,10 +1,16 @@
 """`Sequencer.submit`, the one entry point for commands: outcomes, refusals, repeats."""
 
-from common.messages import EventBatch, ExpireOrders, PlaceOrder, Side
+import msgspec
+
+from common.assets import BASE_UNIT
+from common.config import Settings
+from common.messages import EventBatch, ExpireOrders, PlaceOrder, Side, TransferFunds
 from common.orderstate import OrderState
 from common.views import TradeView
 from svc_orders import api
+from svc_orders.app import create_app
 from tests.helpers import AppClient
+from tests.orders.conftest import MakeClient
 
 USER = "123e4567-e89b-12d3-a456-426614174000"
 
@@ -80,3 +86,18 @@ async def test_refusals_look_the_order_up_once(orders: AppClient) -> None:
     assert (response.status, looked_up) == (409, [filled])
     answer = await response.json()
     assert answer["error"]["details"] == {"status": "FILLED"}
+
+
+async def test_a_repeated_transfer_answers_the_original_and_moves_nothing(
+        settings: Settings, aiohttp_client: MakeClient) -> None:
+    funded = await aiohttp_client(create_app(msgspec.structs.replace(settings, funding="on")))
+    sequencer = funded.app[api.SEQUENCER]
+    first = await sequencer.submit(TransferFunds(transfer_id="t1", user_id=USER, asset="USD",
+                                                 amount=7 * BASE_UNIT))
+    again = await sequencer.submit(TransferFunds(transfer_id="t1", user_id=USER, asset="USD",
+                                                 amount=5 * BASE_UNIT))
+    assert (first.repeat, first.refusal, again.repeat, again.batch) == (
+        False, None, True, None)
+    assert first.transfer is not None
+    assert (first.transfer.amount, first.balance) == (7 * BASE_UNIT, (7 * BASE_UNIT, 0))
+    assert (again.transfer, again.balance) == (first.transfer, first.balance)
