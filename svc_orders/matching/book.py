@@ -279,12 +279,16 @@ class Book:
                 maker_id = maker.order_id
                 quantity = maker.remaining
                 trade_no += 1
+                # `Order.fill` inlined here and for the taker below: calling it per maker
+                # cost 2% of engine throughput (ops.bench.engine --against, 1M workload)
                 if quantity > remaining:
                     quantity = remaining
+                    maker.remaining -= quantity
                 else:
                     gone += 1
                     del orders[maker_id]
-                maker.fill(quantity)
+                    maker.remaining = 0
+                maker.traded += quantity
                 taken += quantity
                 remaining -= quantity
                 if taker_buys:
@@ -301,7 +305,8 @@ class Book:
             if stopped or not remaining:
                 break
         self.trade_no = trade_no
-        taker.fill(taker.remaining - remaining)
+        taker.traded += taker.remaining - remaining
+        taker.remaining = remaining
         if stopped:
             append(self._cancel_rest(taker, _SELF_TRADE, seq, ts))
         return not stopped
