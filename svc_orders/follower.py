@@ -102,19 +102,19 @@ class Follower:
         metrics.STANDBY_LAG.set(end - sequencer.position)  # what this look had to apply
         if end > sequencer.position:
             applied = 0
-            async for batch in sequencer.replay(sequencer.engine, sequencer.store,
-                                                sequencer.position + 1, end):
-                self.note(batch)
-                applied += 1
+            async for batches in sequencer.replay(sequencer.engine, sequencer.store,
+                                                  sequencer.position + 1, end):
+                self.note(batches)
+                applied += len(batches)
             sequencer.position = end
             sequencer.followed(applied)
         return end
 
-    def note(self, batch: EventBatch) -> None:
-        """A batch applied from the journal (following, or a rebuild): its trades may
+    def note(self, batches: list[EventBatch]) -> None:
+        """Batches applied from the journal (following, or a rebuild): their trades may
         be ones no leader published."""
-        if any(type(event) is TradeExecuted for event in batch.events):
-            self.recent.append(batch)
+        self.recent.extend(batch for batch in batches
+                           if any(type(event) is TradeExecuted for event in batch.events))
 
     async def published_before(self, redis: Redis) -> None:
         """For each instrument this instance never saw a trade update of (it started a

@@ -257,10 +257,10 @@ async def stream_last_seq(js: JetStreamContext) -> int:
 
 
 async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
-               ) -> AsyncIterator[tuple[int, EventBatch]]:
-    """Yield (stream sequence, batch) for every journaled batch in the messages from
-    stream sequence `start` to `end`: each batch of a group, in order, with the group's
-    stream sequence.
+               ) -> AsyncIterator[tuple[int, list[EventBatch]]]:
+    """Yield (stream sequence, batches) for every journal message from stream sequence
+    `start` to `end`: the batches of its group, in order (one step per message, not per
+    batch: recovery replays a group in one go).
 
     One push consumer streams the range (`streamrange`), with none of a pull `fetch`'s
     per-message task and timer; at most `buffer` messages wait here. Messages removed
@@ -285,7 +285,6 @@ async def read(nats: Nats, start: int, end: int, buffer: int = REPLAY_BUFFER,
                 batches = batches_of(data)
             except msgspec.DecodeError as error:  # the reason names no part of the payload
                 raise UnreadableJournal(seq, str(error)) from None
-            for batch in batches:
-                yield seq, batch
+            yield seq, batches
             if seq == end:
                 return

@@ -117,7 +117,7 @@ class Sequencer:
         self.on_journaled: Journaled = lambda batch, trades: None
         # Each batch a recovery applies: the leadership notes those with trades, which
         # a later takeover hands to the market data if no leader published them.
-        self.on_replayed: Callable[[EventBatch], None] = lambda batch: None
+        self.on_replayed: Callable[[list[EventBatch]], None] = lambda batches: None
         self._since_snapshot = 0  # commands since the last snapshot stored
         self._stored_seq = 0  # the stored snapshot's journal position, as last seen
         self._standby_snapshots = False  # the last stored snapshot was another instance's
@@ -150,11 +150,12 @@ class Sequencer:
         # At start-up the journal is history; a standby's market data is the leader's.
         rebuilding = self._fence is not None
         collecting = rebuilding and self.leading()
-        async for batch in self.replay(engine, store, first, end):
-            replayed += 1
-            self.on_replayed(batch)
-            if collecting and batch.seq > self._announced.get(batch.symbol, 0):
-                unannounced.append(batch)
+        async for batches in self.replay(engine, store, first, end):
+            replayed += len(batches)
+            self.on_replayed(batches)
+            if collecting:
+                unannounced.extend(batch for batch in batches
+                                   if batch.seq > self._announced.get(batch.symbol, 0))
         metrics.JOURNAL_UNREADABLE.set(0)
         engine.check()
         if rebuilding:  # were we fenced by a new leader's takeover? Then we lead no more.
@@ -176,19 +177,23 @@ class Sequencer:
                  seconds=round(time.perf_counter() - started, 3))
 
     async def replay(self, engine: Exchange, store: OrderStore, first: int, end: int,
-                     ) -> AsyncIterator[EventBatch]:
+                     ) -> AsyncIterator[list[EventBatch]]:
         """Apply the journal from stream sequence `first` to `end` to `engine` and
-        `store`, yielding each batch applied: recovery and a standby's following."""
+        `store`, yielding the batches applied from each message (a duplicate of a batch
+        the state already holds is skipped): recovery and a standby's following."""
         try:
-            async for stream_seq, batch in journaling.read(self.journal.nats, first, end):
+            async for stream_seq, batches in journaling.read(self.journal.nats, first, end):
+                applied: list[EventBatch] = []
                 try:
-                    if batch.seq <= engine.seq(batch.symbol):
-                        continue  # a duplicate of a batch the state already holds
-                    engine.apply(batch)
-                    store.apply(batch)
+                    for batch in batches:
+                        if batch.seq <= engine.seq(batch.symbol):
+                            continue
+                        engine.apply(batch)
+                        store.apply(batch)
+                        applied.append(batch)
                 except (KeyError, ValueError, AssertionError) as error:
                     raise UnreadableJournal(stream_seq, repr(error)) from None
-                yield batch
+                yield applied
         except UnreadableJournal as error:
             metrics.JOURNAL_UNREADABLE.set(error.stream_seq)
             raise

@@ -220,7 +220,8 @@ async def test_the_journal_and_the_projection_hold_the_key_of_every_command(
     assert status == 200
     sequencer = ex.orders.app[orders_api.SEQUENCER]
     end = await journaling.stream_last_seq(sequencer.js)
-    issued = [batch.key_id async for _, batch in journaling.read(sequencer.journal.nats, 1, end)]
+    issued = [batch.key_id async for _, batches in journaling.read(sequencer.journal.nats, 1, end)
+              for batch in batches]
     assert issued == [ex.alice.key.key_id, ex.carol.key.key_id, ex.alice.key.key_id,
                       ex.admin.key.key_id]
 

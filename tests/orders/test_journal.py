@@ -24,7 +24,8 @@ async def test_read_yields_the_range_in_order_with_a_small_read_ahead(
         await js.publish(subjects.events("DEFAULT"), encoder.encode(batch(seq)))
 
     read = [(stream_seq, item.seq)
-            async for stream_seq, item in journaling.read(connection, 7, 250, buffer=5)]
+            async for stream_seq, items in journaling.read(connection, 7, 250, buffer=5)
+            for item in items]
     assert read == [(seq, seq) for seq in range(7, 251)]
     assert [item async for item in journaling.read(connection, 301, 300)] == []
     await connection.close()
@@ -56,7 +57,8 @@ async def test_a_group_larger_than_a_message_goes_out_in_halves(nats: NatsServer
         stream_seqs = [await ack for ack in acks]
         assert 1 < len(set(stream_seqs)) < 20
         assert stream_seqs == sorted(stream_seqs)
-        read = [item.seq async for _, item in journaling.read(connection, 1, 20)]
+        read = [item.seq async for _, items in journaling.read(connection, 1, 20)
+                for item in items]
         assert read == list(range(1, 21))
     finally:
         await appender.close()

@@ -52,7 +52,8 @@ async def journaled_seqs(url: str) -> list[int]:
     nc = await nats.connect(url)
     try:
         end = await journaling.stream_last_seq(nc.jetstream())
-        return [batch.seq async for _, batch in journaling.read(nc, 1, end)]
+        return [batch.seq async for _, batches in journaling.read(nc, 1, end)
+                for batch in batches]
     finally:
         await nc.close()
 
