@@ -96,13 +96,14 @@ async def _find_own(request: web.Request, order_id: str) -> OrderState:
     return order
 
 
-async def _submit(request: web.Request, kind: str, command: Command,
-                  named: OrderState | None = None) -> Outcome:
+def _submit(request: web.Request, kind: str, command: Command,
+            named: OrderState | None = None) -> Awaitable[Outcome]:
     """Submit `command`, with the key that issued it; a refusal or an unconfirmed command
-    becomes its HTTP error."""
+    becomes its HTTP error. A plain function handing over `_run`'s coroutine: one
+    coroutine less to suspend and resume on every command's path."""
     caller = identity(request)
-    return await _run(request.app[SEQUENCER], kind, command, named,
-                      None if caller is None else caller.key_id)
+    return _run(request.app[SEQUENCER], kind, command, named,
+                None if caller is None else caller.key_id)
 
 
 async def _run(sequencer: Sequencer, kind: str, command: Command,

@@ -150,13 +150,8 @@ class Projector:
                 self._pipeline(conn, puller, seqs, live), name="projection pipeline")
             try:
                 await pipeline
-            except* Unprojectable as failed:
-                unprojectable = [error for error in failed.exceptions
-                                 if isinstance(error, Unprojectable)]
-                self.suspect = max(error.last for error in unprojectable)
-                log.warning("fetch cannot be projected: projecting it one message at a time",
-                            stream_seq=self.position, up_to=self.suspect,
-                            reason=unprojectable[0].reason)
+            except* Unprojectable:
+                pass  # noted by the writer (`suspect`): the next round isolates the culprit
         finally:
             self.running = False
             await puller.close()
@@ -298,9 +293,22 @@ class Projector:
                 await conn.execute("SELECT 1")  # PostgreSQL is still there too
                 metrics.LAG.set(info.num_pending or 0)
             elif isinstance(changes, Unprojectable):
+                self._suspect(changes)
                 raise changes
             else:
-                await self._commit(conn, changes)
+                try:
+                    await self._commit(conn, changes)
+                except Unprojectable as refused:
+                    self._suspect(refused)
+                    raise
+
+    def _suspect(self, unprojectable: Unprojectable) -> None:
+        """A fetch that cannot be projected: the round ends, and the next projects it one
+        message at a time to find and park the culprit."""
+        self.suspect = unprojectable.last
+        log.warning("fetch cannot be projected: projecting it one message at a time",
+                    stream_seq=self.position, up_to=unprojectable.last,
+                    reason=unprojectable.reason)
 
     async def _commit(self, conn: asyncpg.Connection, changes: Changes) -> None:
         """One fetch, one transaction, then the acknowledgements."""

@@ -137,7 +137,7 @@ class Book:
     def reject(self, command: PlaceOrder, reason: RejectReason) -> EventBatch:
         """Refuse a new order as a whole: a state change all the same (the order is
         recorded as rejected), so it takes the next sequence number."""
-        self.seq = seq = self.seq + 1
+        seq = self.next_seq()
         return EventBatch(symbol=self.symbol, seq=seq, events=[
             OrderRejected(seq=seq, order=command, reason=reason)])
 
