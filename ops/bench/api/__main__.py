@@ -25,7 +25,9 @@ order_api/ceiling, `auth_cost`, 1 - order_api_auth/order_api requests per second
 --rounds N the medians of the rounds' own comparisons (`auth_costs`: each round's), and
 `commands_per_message`: how many commands svc_orders' journal messages held (group
 commit). With --baseline, svc_orders from another checkout runs in the same rounds, on
-a nats-server of its own (`order_api_baseline`, `baseline_ratio`, `baseline_cpu_cost`). A
+a nats-server of its own (`order_api_baseline`, `baseline_ratio`, `baseline_cpu_cost`).
+With --floor, svc_orders' own order route with no exchange behind it runs too
+(ops/bench/api/floor.py: `floor`, `floor_ratio`): what the contract alone costs. A
 "machine" figure well above the sum of the others means something else competed for the
 cores during that run: its figures are not trustworthy.
 
@@ -43,6 +45,7 @@ generator's CPU with the server's.
     .venv/bin/python -m ops.bench.api --rounds 5           # medians, on a busy machine
     .venv/bin/python -m ops.bench.api --rounds 5 --concurrency 64   # auth_cost at 64
     .venv/bin/python -m ops.bench.api --baseline /tmp/base # also the code in /tmp/base
+    .venv/bin/python -m ops.bench.api --floor --no-auth --concurrency 64   # the floor
 
 Everything it started is stopped at the end, on errors and on Ctrl-C / SIGTERM.
 """
@@ -131,6 +134,20 @@ def baseline(folder: Path, env: dict[str, str], redis_pid: int | None, code: Pat
                    {"server": service.pid, "nats": nats.pid, "redis": redis_pid}, None)
 
 
+@contextlib.contextmanager
+def floor(folder: Path, env: dict[str, str], enabled: bool, cpus: set[int] | None,
+          ) -> Iterator[tuple[str, dict[str, int | None], None] | None]:
+    """svc_orders' order route with no exchange behind it (ops/bench/api/floor.py);
+    None when not `enabled`."""
+    if not enabled:
+        yield None
+        return
+    port = free_port()
+    with service_process("floor", [sys.executable, "-m", "ops.bench.api.floor", str(port)],
+                         env, port, folder / "floor.log", cpus=cpus) as service:
+        yield f"http://{HOST}:{port}{ORDERS_PATH}", {"server": service.pid}, None
+
+
 def pinned(enabled: bool) -> set[int] | None:
     """With `enabled` and two CPUs or more: this process (and so the load generator,
     NATS and Redis it starts) moved off the last CPU, and the CPUs the servers run on:
@@ -166,7 +183,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                             max(args.seconds, args.warmup), user_id,
                             server_cpus) as with_auth,
               baseline(folder, env, backing_pids["redis"], args.baseline,
-                       server_cpus) as before):
+                       server_cpus) as before,
+              floor(folder, env, args.floor, server_cpus) as without_exchange):
             targets: dict[str, tuple[str, dict[str, int | None], Key | None]] = {
                 "ceiling": (f"http://{HOST}:{ceiling_port}{ORDERS_PATH}",
                             {"server": ceiling.pid}, None),
@@ -177,6 +195,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                 targets["order_api_auth"] = with_auth
             if before is not None:
                 targets["order_api_baseline"] = before
+            if without_exchange is not None:
+                targets["floor"] = without_exchange
             for url, _, key in targets.values():
                 smoke_test(url, key)
             if args.warmup:
@@ -212,6 +232,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                          / max(1, one["order_api"].requests_per_s)
                          for one in rounds if "order_api_auth" in one]
                 base = figures.get("order_api_baseline")
+                lowest = figures.get("floor")
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -238,6 +259,10 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     baseline_cpu_cost=None if base is None else _median(
                         [_cpu_cost(one["order_api_baseline"], one["order_api"])
                          for one in rounds]),
+                    floor=lowest,
+                    floor_ratio=None if lowest is None else _median(
+                        [one["floor"].requests_per_s / max(1, one["ceiling"].requests_per_s)
+                         for one in rounds]),
                     profiled="order API runs sampled by py-spy (slower)" if profiled else None)
                 print(msgspec.json.encode(line).decode(), flush=True)
             if service.poll() is not None:
@@ -247,10 +272,10 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
 
 def _profile_path(given: Path, target: str) -> Path | None:
     """Where the profile of `target` goes: `given` for the order API, the same name with
-    "_auth" for the one with auth on; the ceiling is not profiled."""
+    "_auth", "_baseline" or "_floor" for the others; the ceiling is not profiled."""
     if target == "ceiling":
         return None
-    suffix = "_auth" if target == "order_api_auth" else ""
+    suffix = "" if target == "order_api" else "_" + target.removeprefix("order_api_")
     return given.with_name(f"{given.stem}{suffix}{given.suffix}")
 
 
@@ -329,6 +354,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="also measure svc_orders from this checkout (the code before "
                              "a change), on a nats-server of its own")
+    parser.add_argument("--floor", action="store_true",
+                        help="also svc_orders' own order route with no exchange behind it "
+                             "(ops/bench/api/floor.py): what the contract alone costs")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its runs at "
                              "the highest concurrency (that of the one with auth on beside "

@@ -64,6 +64,10 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     order_api_baseline: Figures | None = None
     baseline_ratio: float | None = None
     baseline_cpu_cost: float | None = None
+    # svc_orders' own order route with no exchange behind it (--floor,
+    # ops/bench/api/floor.py): what the contract alone costs, and its ratio to the ceiling.
+    floor: Figures | None = None
+    floor_ratio: float | None = None
     profiled: str | None = None
 
 
