@@ -232,7 +232,7 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                          / max(1, one["order_api"].requests_per_s)
                          for one in rounds if "order_api_auth" in one]
                 base = figures.get("order_api_baseline")
-                lowest = figures.get("floor")
+                floor_run = figures.get("floor")
                 line = Line(
                     concurrency=concurrency, generator=generator,
                     wrk_threads=(min(args.wrk_threads, concurrency) if generator == "wrk"
@@ -259,8 +259,8 @@ def benchmark(args: argparse.Namespace, generator: Generator) -> None:
                     baseline_cpu_cost=None if base is None else _median(
                         [_cpu_cost(one["order_api_baseline"], one["order_api"])
                          for one in rounds]),
-                    floor=lowest,
-                    floor_ratio=None if lowest is None else _median(
+                    floor=floor_run,
+                    floor_ratio=None if floor_run is None else _median(
                         [one["floor"].requests_per_s / max(1, one["ceiling"].requests_per_s)
                          for one in rounds]),
                     profiled="order API runs sampled by py-spy (slower)" if profiled else None)
@@ -359,8 +359,8 @@ def main() -> None:
                              "(ops/bench/api/floor.py): what the contract alone costs")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy raw (folded) profile of svc_orders during its runs at "
-                             "the highest concurrency (that of the one with auth on beside "
-                             "it, its name ending in _auth); sampling slows those runs")
+                             "the highest concurrency (those of the others beside it, named "
+                             "with _auth, _baseline, _floor); sampling slows those runs")
     args = parser.parse_args()
     if min(args.seconds, min(args.concurrency), args.wrk_threads, args.rounds) < 1:
         parser.error("--seconds, --concurrency, --wrk-threads and --rounds must be at least 1")
