@@ -3,8 +3,9 @@
 A row type is a Struct whose fields are its table's columns in COPY order. The
 projection builds rows by column name (`OrderRow(order_id=..., ...)`), the writes take
 the column lists, SQL types and `unnest` arrays from here, and the reads select the
-same names and turn them back into `OrderState` and `TradeView` by name. Prices are NUMERIC on the
-instrument's grid (Decimals, never float); times are timestamptz at microsecond precision.
+same names and turn them back into `OrderState` and `TradeView` by name. Prices are
+NUMERIC on the instrument's grid (Decimals, never float); times are timestamptz at
+microsecond precision.
 """
 
 from __future__ import annotations

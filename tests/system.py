@@ -98,12 +98,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def ready(http: aiohttp.ClientSession, port: int) -> bool:
+async def status(http: aiohttp.ClientSession, url: str) -> int:
+    """The status `url` answers a GET with, 0 if nothing answers there."""
     try:
-        async with http.get(f"http://127.0.0.1:{port}/ready/") as response:
-            return response.status == 200
+        async with http.get(url) as response:
+            return response.status
     except (aiohttp.ClientError, TimeoutError):
-        return False
+        return 0
+
+
+async def ready(http: aiohttp.ClientSession, port: int) -> bool:
+    return await status(http, f"http://127.0.0.1:{port}/ready/") == 200
 
 
 async def run_launcher(tmp_path: Path,

@@ -22,7 +22,15 @@ import pytest
 import redis.asyncio as redis
 
 from tests.helpers import eventually
-from tests.system import SERVICES, Launcher, alive, descendants, ready, run_launcher
+from tests.system import (
+    SERVICES,
+    Launcher,
+    alive,
+    descendants,
+    ready,
+    run_launcher,
+    status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +86,6 @@ async def test_runs_restarts_a_killed_service_and_stops_cleanly(launcher: Launch
     assert launcher.lines[-1].endswith("stopped"), launcher.output()
 
 
-async def _status(http: aiohttp.ClientSession, url: str) -> int:
-    """The status `url` answers, 0 if nothing answers there."""
-    try:
-        async with http.get(url) as response:
-            return response.status
-    except (aiohttp.ClientError, TimeoutError):
-        return 0
-
-
 @pytest.fixture
 async def with_standby(tmp_path: Path) -> AsyncIterator[Launcher]:
     async for running in run_launcher(tmp_path, {"EX_ORDERS_STANDBYS": "1"}):
@@ -104,7 +103,7 @@ async def test_a_killed_standby_comes_back_as_a_standby(with_standby: Launcher) 
              f"http://127.0.0.1:{port + 10}": "svc_orders-1"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         async def roles() -> tuple[str, str]:
-            states = {url: await _status(http, f"{url}/ready/") for url in names}
+            states = {url: await status(http, f"{url}/ready/") for url in names}
             assert sorted(states.values()) == [200, 503], states
             leader = next(url for url, state in states.items() if state == 200)
             return leader, next(url for url in names if url != leader)
@@ -121,19 +120,19 @@ async def test_a_killed_standby_comes_back_as_a_standby(with_standby: Launcher) 
         assert not alive(first)
 
         async def healthy() -> bool:
-            return await _status(http, f"{standby}/health/") == 200
+            return await status(http, f"{standby}/health/") == 200
         await eventually(healthy, timeout=20, interval=0.1)
         await eventually(lambda: launcher.said(f"{name} ready again"), timeout=5)
         assert launcher.pids_started(name) == [first, second], "restarted more than once"
 
-        assert await _status(http, f"{standby}/ready/") == 503
+        assert await status(http, f"{standby}/ready/") == 503
         async with http.post(f"{standby}/orders/", json={
                 "side": "buy", "price": "100", "quantity": 1}) as response:
             answer: dict[str, Any] = await response.json()
         assert response.status == 503, answer
         assert answer["error"]["code"] == "NOT_LEADER", answer
         assert answer["error"]["details"] == {"leader": leader}, answer
-        assert await _status(http, f"{leader}/ready/") == 200
+        assert await status(http, f"{leader}/ready/") == 200
         assert len(launcher.pids_started(names[leader])) == 1, "the leader restarted too"
 
 
